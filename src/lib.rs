@@ -1,0 +1,7 @@
+//! acr-credential-controller: password-free image pulls from Alibaba Cloud Container Registry.
+//!
+//! The library holds everything the binary runs; `main.rs` only parses flags and starts it.
+//! Modules by concern:
+//! - `sensitive`: the wrapper that keeps credentials and tokens out of every printed string.
+
+pub mod sensitive;
