@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, T
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::patterns;
+use super::{patterns, validation::msg};
 
 /// Most entries `status.namespaces.failed` holds; the rest are only counted.
 pub const MAX_FAILED_NAMESPACES: usize = 20;
@@ -135,12 +135,9 @@ pub struct PolicyReference {
 /// Which namespaces receive the pull Secret.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(
-    validation = Rule::new("(has(self.names) ? 1 : 0) + (has(self.all) ? 1 : 0) + (has(self.selector) ? 1 : 0) == 1")
-        .message("namespaces must set exactly one of names, all or selector"),
-    validation = Rule::new("!has(self.all) || self.all")
-        .message("namespaces.all may only be true; leave it out and use names or selector instead"),
-    validation = Rule::new("!has(self.names) || !has(self.exclude) || !self.names.exists(n, n in self.exclude)")
-        .message("namespaces.exclude must not repeat a namespace listed in namespaces.names")
+    validation = Rule::new("(has(self.names) ? 1 : 0) + (has(self.all) ? 1 : 0) + (has(self.selector) ? 1 : 0) == 1").message(msg::NAMESPACES_EXACTLY_ONE),
+    validation = Rule::new("!has(self.all) || self.all").message(msg::NAMESPACES_ALL_TRUE),
+    validation = Rule::new("!has(self.names) || !has(self.exclude) || !self.names.exists(n, n in self.exclude)").message(msg::NAMESPACES_EXCLUDE_OVERLAP)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct NamespaceSelection {
@@ -169,10 +166,8 @@ pub struct NamespaceSelection {
 /// Which ServiceAccounts, in each selected namespace, get the pull Secret.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(
-    validation = Rule::new("(has(self.names) ? 1 : 0) + (has(self.all) ? 1 : 0) + (has(self.selector) ? 1 : 0) == 1")
-        .message("serviceAccounts must set exactly one of names, all or selector"),
-    validation = Rule::new("!has(self.all) || self.all")
-        .message("serviceAccounts.all may only be true; leave it out and use names or selector instead")
+    validation = Rule::new("(has(self.names) ? 1 : 0) + (has(self.all) ? 1 : 0) + (has(self.selector) ? 1 : 0) == 1").message(msg::SERVICE_ACCOUNTS_EXACTLY_ONE),
+    validation = Rule::new("!has(self.all) || self.all").message(msg::SERVICE_ACCOUNTS_ALL_TRUE)
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceAccountSelection {

@@ -2,11 +2,18 @@
 //! (group `acrcredentials.io`, version `v1alpha1`, both cluster-scoped).
 //!
 //! - `binding`, `policy`: the CRD types (spec and status).
-//! - `patterns`: string formats shared by the schema and the code validation.
+//! - `defaults`: the defaults the controller applies (never written into spec) and status helpers.
+//! - `conditions`: condition types, reasons and `set_condition`.
+//! - `validation`: the schema and CEL rules again, in code (`validate_binding`, `validate_policy`).
+//! - `patterns`, `duration`: string formats shared by the schema and the code.
 
 pub mod binding;
+pub mod conditions;
+pub mod defaults;
+pub mod duration;
 pub mod patterns;
 pub mod policy;
+pub mod validation;
 
 pub use binding::{
     AcrRegistryBinding, AcrRegistryBindingSpec, AcrRegistryBindingStatus, FailureRecord,
@@ -18,6 +25,7 @@ pub use policy::{
     AcrCredentialPolicyStatus, AssumeRole, CredentialSource, ManagedRoleSource, RrsaSource,
     WorkerRoleSource,
 };
+pub use validation::{FieldError, validate_binding, validate_policy};
 
 /// The API group of both kinds.
 pub const GROUP: &str = "acrcredentials.io";

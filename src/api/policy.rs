@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, T
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::patterns;
+use super::{patterns, validation::msg};
 
 /// Lifetime of a registry token when no assume-role hop sets one (ACR issues 1h tokens).
 /// Kept here because the CEL rule on `renewBefore` and the code rule both use it.
@@ -60,7 +60,7 @@ pub const DEFAULT_TOKEN_LIFETIME: &str = "1h";
 )]
 #[x_kube(validation = Rule::new(
     "!has(self.renewBefore) || duration(self.renewBefore) < (has(self.assumeRole) && has(self.assumeRole.duration) ? duration(self.assumeRole.duration) : duration('1h'))"
-).message("renewBefore must be shorter than the credential lifetime: assumeRole.duration when it is set, otherwise 1h").field_path(".renewBefore"))]
+).message(msg::RENEW_BEFORE_BELOW_LIFETIME).field_path(".renewBefore"))]
 #[serde(rename_all = "camelCase")]
 pub struct AcrCredentialPolicySpec {
     /// Where the controller's own Alibaba Cloud credentials come from. Set exactly one of
@@ -76,7 +76,7 @@ pub struct AcrCredentialPolicySpec {
     /// `15m` or `1h30m`. Must be longer than 0s and shorter than the credential lifetime (1h, or
     /// assumeRole.duration). When unset the controller uses 15m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message("renewBefore must be longer than 0s, for example 15m"))]
+    #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message(msg::RENEW_BEFORE_POSITIVE))]
     #[schemars(regex(pattern = patterns::DURATION), length(min = 2, max = patterns::DURATION_MAX))]
     pub renew_before: Option<String>,
 
@@ -90,7 +90,7 @@ pub struct AcrCredentialPolicySpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(validation = Rule::new(
     "(has(self.managedRole) ? 1 : 0) + (has(self.workerRole) ? 1 : 0) + (has(self.rrsa) ? 1 : 0) + (has(self.accessKey) ? 1 : 0) == 1"
-).message("source must set exactly one of managedRole, workerRole, rrsa or accessKey"))]
+).message(msg::SOURCE_EXACTLY_ONE))]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialSource {
     /// Use the token that ACK provisions for its managed add-on role (AliyunCSManagedAcrRole),
@@ -155,7 +155,7 @@ pub struct AccessKeySource {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(validation = Rule::new(
     "(has(self.accessKeyIdKey) ? self.accessKeyIdKey : 'AccessKeyId') != (has(self.accessKeySecretKey) ? self.accessKeySecretKey : 'AccessKeySecret')"
-).message("accessKeyIdKey and accessKeySecretKey must name different keys of the Secret"))]
+).message(msg::ACCESS_KEY_KEYS_DIFFER))]
 #[serde(rename_all = "camelCase")]
 pub struct AccessKeySecretRef {
     /// Namespace of the Secret (the policy itself is cluster-scoped).
@@ -200,7 +200,7 @@ pub struct AssumeRole {
     /// from 1h to 12h, for example `6h`. It must not exceed the role's maximum session duration.
     /// When unset: 1h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('1h') && duration(self) <= duration('12h')").message("assumeRole.duration must be between 1h and 12h"))]
+    #[x_kube(validation = Rule::new("duration(self) >= duration('1h') && duration(self) <= duration('12h')").message(msg::ASSUME_ROLE_DURATION_RANGE))]
     #[schemars(regex(pattern = patterns::DURATION), length(min = 2, max = patterns::DURATION_MAX))]
     pub duration: Option<String>,
 }
