@@ -5,14 +5,18 @@
 //! - `defaults`: the defaults the controller applies (never written into spec) and status helpers.
 //! - `conditions`: condition types, reasons and `set_condition`.
 //! - `validation`: the schema and CEL rules again, in code (`validate_binding`, `validate_policy`).
+//! - `crd`: the generated CRDs, as objects or YAML, with or without CEL rules.
+//! - `schema_check`: a client-side evaluator of the OpenAPI schema subset the CRDs use.
 //! - `patterns`, `duration`: string formats shared by the schema and the code.
 
 pub mod binding;
 pub mod conditions;
+pub mod crd;
 pub mod defaults;
 pub mod duration;
 pub mod patterns;
 pub mod policy;
+pub mod schema_check;
 pub mod validation;
 
 pub use binding::{
