@@ -2,6 +2,9 @@
 //!
 //! The library holds everything the binary runs; `main.rs` only parses flags and starts it.
 //! Modules by concern:
+//! - `api`: the `AcrRegistryBinding` and `AcrCredentialPolicy` CRD types, their conditions and
+//!   their validation.
 //! - `sensitive`: the wrapper that keeps credentials and tokens out of every printed string.
 
+pub mod api;
 pub mod sensitive;
