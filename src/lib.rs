@@ -5,6 +5,9 @@
 //! - `api`: the `AcrRegistryBinding` and `AcrCredentialPolicy` CRD types, their conditions and
 //!   their validation.
 //! - `sensitive`: the wrapper that keeps credentials and tokens out of every printed string.
+//! - `cloud`: the Alibaba Cloud client (signing, credential sources, STS, registry tokens, errors).
+//! - `fake`: a strict fake of the Alibaba Cloud services, for tests and the sandbox.
 
 pub mod api;
+pub mod cloud;
 pub mod sensitive;

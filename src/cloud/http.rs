@@ -1,0 +1,330 @@
+//! HTTP transport: timeouts, error envelopes and bounded, jittered retries.
+//!
+//! A request is described by a [`Prepared`] value that a caller-supplied closure builds afresh
+//! for every attempt (a retried request needs a new nonce and timestamp). Only throttling,
+//! 5xx and network failures are retried, at most `max_attempts` times in total; a throttled
+//! answer's `x-acs-retry-after` (milliseconds, as Alibaba's SDKs read it) is honoured when it
+//! is not longer than `max_retry_after`, otherwise the error is returned for the caller to
+//! reschedule. Nothing here logs headers or bodies, so no secret can leak through it.
+
+use std::time::Duration;
+
+use url::Url;
+
+use super::error::{CloudDetail, CloudError};
+
+/// Transport settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub connect_timeout: Duration,
+    /// Whole-request timeout for cloud APIs.
+    pub request_timeout: Duration,
+    /// Total attempts per call, including the first.
+    pub max_attempts: u32,
+    /// First backoff; doubles per attempt, jittered to 50–100 %.
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// The longest `x-acs-retry-after` we wait out inline.
+    pub max_retry_after: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(15),
+            max_attempts: 3,
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(5),
+            max_retry_after: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A fully built request, signed if it needs to be.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub method: reqwest::Method,
+    pub url: Url,
+    /// Headers besides `Host` (which follows from the URL).
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Overrides the transport's request timeout (the metadata service uses 1 s).
+    pub timeout: Option<Duration>,
+}
+
+/// A successful (2xx) answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// Reads the cloud's JSON error envelope (`Code`/`code`, `Message`/`message`, `RequestId`/`requestId`).
+pub fn error_from_answer(
+    api: &'static str,
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+) -> CloudError {
+    let json: serde_json::Value = serde_json::from_slice(body).unwrap_or(serde_json::Value::Null);
+    let field = |upper: &str, lower: &str| {
+        json.get(upper)
+            .or_else(|| json.get(lower))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let code = field("Code", "code").unwrap_or_else(|| format!("HTTP{status}"));
+    let message = field("Message", "message").unwrap_or_else(|| {
+        String::from_utf8_lossy(body)
+            .chars()
+            .take(200)
+            .collect::<String>()
+    });
+    let message = message
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(500)
+        .collect();
+    let retry_after = retry_after
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_millis);
+    let detail = CloudDetail {
+        api,
+        status,
+        code,
+        message,
+        request_id: field("RequestId", "requestId"),
+    };
+    CloudError::from_answer(detail, retry_after)
+}
+
+/// How long to wait before attempt `attempt + 1` after `err`, or `None` to give up.
+/// `jitter` is a random number in `[0, 1)`.
+pub fn retry_delay(
+    config: &HttpConfig,
+    attempt: u32,
+    err: &CloudError,
+    jitter: f64,
+) -> Option<Duration> {
+    if attempt >= config.max_attempts || !err.is_retryable() {
+        return None;
+    }
+    if let CloudError::Throttled {
+        retry_after: Some(after),
+        ..
+    } = err
+    {
+        return (*after <= config.max_retry_after).then_some(*after);
+    }
+    let exp = config
+        .base_backoff
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16));
+    let capped = exp.min(config.max_backoff);
+    Some(capped.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0)))
+}
+
+/// The HTTP client shared by every cloud call.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    client: reqwest::Client,
+    config: HttpConfig,
+}
+
+impl Transport {
+    pub fn new(config: HttpConfig) -> Result<Self, CloudError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!(
+                "acr-credential-controller/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(|e| CloudError::Config {
+                message: format!("HTTP client: {e}"),
+            })?;
+        Ok(Self { client, config })
+    }
+
+    pub fn config(&self) -> &HttpConfig {
+        &self.config
+    }
+
+    /// Sends one request; non-2xx answers become errors.
+    pub async fn send_once(&self, api: &'static str, req: Prepared) -> Result<Answer, CloudError> {
+        let host = super::endpoints::host_header(&req.url);
+        let timeout = req.timeout.unwrap_or(self.config.request_timeout);
+        let mut builder = self
+            .client
+            .request(req.method, req.url)
+            .timeout(timeout)
+            .body(req.body);
+        for (k, v) in &req.headers {
+            builder = builder.header(k, v);
+        }
+        let classify = |e: reqwest::Error| {
+            if e.is_timeout() {
+                CloudError::Timeout {
+                    api,
+                    host: host.clone(),
+                    timeout,
+                }
+            } else {
+                CloudError::Network {
+                    api,
+                    host: host.clone(),
+                    message: error_chain(&e),
+                }
+            }
+        };
+        let response = builder.send().await.map_err(classify)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("x-acs-retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = response.bytes().await.map_err(classify)?.to_vec();
+        if (200..300).contains(&status) {
+            Ok(Answer { status, body })
+        } else {
+            Err(error_from_answer(
+                api,
+                status,
+                retry_after.as_deref(),
+                &body,
+            ))
+        }
+    }
+
+    /// Sends a request built by `build`, retrying within the configured bounds.
+    pub async fn call<F>(&self, api: &'static str, mut build: F) -> Result<Answer, CloudError>
+    where
+        F: FnMut() -> Result<Prepared, CloudError>,
+    {
+        let mut attempt = 1;
+        loop {
+            let result = self.send_once(api, build()?).await;
+            match result {
+                Ok(answer) => return Ok(answer),
+                Err(err) => {
+                    let Some(delay) =
+                        retry_delay(&self.config, attempt, &err, rand::random::<f64>())
+                    else {
+                        return Err(err);
+                    };
+                    tracing::debug!(
+                        api,
+                        attempt,
+                        reason = err.reason(),
+                        code = err.code(),
+                        ?delay,
+                        "retrying cloud call"
+                    );
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn throttled(after_ms: Option<u64>) -> CloudError {
+        error_from_answer(
+            "sts:AssumeRole",
+            400,
+            after_ms.map(|m| m.to_string()).as_deref(),
+            br#"{"Code":"Throttling.User","Message":"Request was denied due to user flow control.","RequestId":"R"}"#,
+        )
+    }
+
+    #[test]
+    fn envelope_is_parsed_in_either_case() {
+        let e = error_from_answer(
+            "cr:GetAuthorizationToken",
+            400,
+            None,
+            br#"{"RequestId":"A","HostId":"h","Code":"SignatureDoesNotMatch","Message":"Specified signature is not matched with our calculation.\nserver string to sign is: X","Recommend":"u"}"#,
+        );
+        assert_eq!(e.code(), Some("SignatureDoesNotMatch"));
+        assert_eq!(e.request_id(), Some("A"));
+        assert_eq!(
+            e.detail().unwrap().message,
+            "Specified signature is not matched with our calculation."
+        );
+        let lower = error_from_answer(
+            "x:y",
+            404,
+            None,
+            br#"{"code":"NotFound","message":"gone","requestId":"B"}"#,
+        );
+        assert_eq!(lower.reason(), "NotFound");
+        assert_eq!(lower.request_id(), Some("B"));
+        let html = error_from_answer("x:y", 502, None, b"<html>bad gateway</html>");
+        assert_eq!(html.code(), Some("HTTP502"));
+        assert!(html.is_retryable());
+    }
+
+    #[test]
+    fn throttling_honours_retry_after_within_bounds() {
+        let cfg = HttpConfig::default();
+        assert_eq!(
+            retry_delay(&cfg, 1, &throttled(Some(1500)), 0.3),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(retry_delay(&cfg, 1, &throttled(Some(60_000)), 0.3), None);
+        assert_eq!(retry_delay(&cfg, 3, &throttled(Some(10)), 0.3), None);
+        let backoff = retry_delay(&cfg, 1, &throttled(None), 0.0).unwrap();
+        assert_eq!(backoff, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn server_errors_back_off_exponentially_and_stop() {
+        let cfg = HttpConfig {
+            max_attempts: 5,
+            ..HttpConfig::default()
+        };
+        let e = error_from_answer("x:y", 503, None, br#"{"Code":"ServiceUnavailable"}"#);
+        assert_eq!(
+            retry_delay(&cfg, 1, &e, 0.999_999).unwrap().as_millis(),
+            199
+        );
+        assert_eq!(
+            retry_delay(&cfg, 2, &e, 0.0).unwrap(),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            retry_delay(&cfg, 4, &e, 0.0).unwrap(),
+            Duration::from_millis(800)
+        );
+        assert_eq!(retry_delay(&cfg, 5, &e, 0.0), None);
+    }
+
+    #[test]
+    fn client_errors_are_not_retried() {
+        let cfg = HttpConfig::default();
+        let e = error_from_answer("x:y", 400, None, br#"{"Code":"InvalidParameter"}"#);
+        assert_eq!(retry_delay(&cfg, 1, &e, 0.5), None);
+        let e = error_from_answer("x:y", 403, None, br#"{"Code":"NoPermission"}"#);
+        assert_eq!(retry_delay(&cfg, 1, &e, 0.5), None);
+    }
+}

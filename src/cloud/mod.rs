@@ -1,0 +1,25 @@
+//! The Alibaba Cloud client: signing, credential sources, STS and registry token APIs.
+//!
+//! - [`percent`], [`sign`]: the exact encodings and the three signature schemes (pure).
+//! - [`endpoints`]: region/network → hosts, with per-service override URLs.
+//! - [`http`]: transport with timeouts and bounded, jittered retries; error envelopes.
+//! - [`client`]: [`CloudClient`], which builds, signs and sends requests.
+//! - [`sts`]: `AssumeRole`, `AssumeRoleWithOIDC`.
+//! - [`registry`]: Enterprise and Personal Edition tokens, domain discovery and classification.
+//! - [`credentials`]: the credential sources and the caching [`credentials::CredentialProvider`].
+//! - [`error`]: [`CloudError`], with `reason()` and `is_retryable()`.
+//! - [`clock`]: injected time and nonces.
+
+pub mod client;
+pub mod clock;
+pub mod credentials;
+pub mod endpoints;
+pub mod error;
+pub mod http;
+pub mod percent;
+pub mod registry;
+pub mod sign;
+pub mod sts;
+
+pub use client::{CloudClient, CloudConfig, SignatureStyle};
+pub use error::CloudError;
