@@ -6,8 +6,10 @@
 //!   their validation.
 //! - `sensitive`: the wrapper that keeps credentials and tokens out of every printed string.
 //! - `cloud`: the Alibaba Cloud client (signing, credential sources, STS, registry tokens, errors).
+//! - `controller`: the reconcilers, token manager, Secret and ServiceAccount logic, `run`.
 //! - `fake`: a strict fake of the Alibaba Cloud services, for tests and the sandbox.
 
 pub mod api;
 pub mod cloud;
+pub mod controller;
 pub mod sensitive;

@@ -1,0 +1,138 @@
+//! The one `Context` every reconcile gets: the Kubernetes client, the watch caches (stores),
+//! the token manager, the Event recorder, configuration and the clock.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::reflector::{ObjectRef, Store};
+
+use super::tokens::TokenManager;
+use crate::api::{AcrCredentialPolicy, AcrRegistryBinding};
+use crate::cloud::clock::Clock;
+
+/// The name this controller reports Events and field ownership under.
+pub const CONTROLLER_NAME: &str = "acr-credential-controller";
+/// Finalizer on bindings: their ServiceAccount entries are removed before they go.
+pub const FINALIZER: &str = "acrcredentials.io/cleanup";
+
+/// Settings of the controller (from flags).
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// Name of the pull Secret in every namespace (default `acr-credentials`).
+    pub secret_name: String,
+    /// Region of registries whose binding names none.
+    pub default_region: String,
+    /// Field manager for server-side apply.
+    pub field_manager: String,
+    /// Longest time between two reconciles of a binding, whatever happens.
+    pub resync: std::time::Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            secret_name: "acr-credentials".into(),
+            default_region: "cn-hangzhou".into(),
+            field_manager: CONTROLLER_NAME.into(),
+            resync: std::time::Duration::from_secs(300),
+        }
+    }
+}
+
+/// The watch caches the reconcilers read instead of the API server.
+#[derive(Clone)]
+pub struct Stores {
+    pub bindings: Store<AcrRegistryBinding>,
+    pub policies: Store<AcrCredentialPolicy>,
+    pub namespaces: Store<Namespace>,
+    pub service_accounts: Store<ServiceAccount>,
+    /// Only Secrets named [`ControllerConfig::secret_name`].
+    pub secrets: Store<Secret>,
+}
+
+impl Stores {
+    /// Waits until every cache holds its initial list, so no decision is made on a partial view
+    /// (an empty namespace cache would look like every namespace left every binding).
+    pub async fn wait_ready(&self) {
+        let _ = futures::join!(
+            self.bindings.wait_until_ready(),
+            self.policies.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+            self.service_accounts.wait_until_ready(),
+            self.secrets.wait_until_ready(),
+        );
+    }
+
+    /// The cached pull Secret of `namespace`.
+    pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
+        self.secrets.get(&ObjectRef::new(name).within(namespace))
+    }
+}
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    pub client: Client,
+    pub config: ControllerConfig,
+    pub stores: Stores,
+    pub tokens: Arc<TokenManager>,
+    pub recorder: Recorder,
+    pub clock: Arc<dyn Clock>,
+    namespace_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        config: ControllerConfig,
+        stores: Stores,
+        tokens: Arc<TokenManager>,
+        recorder: Recorder,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            client,
+            config,
+            stores,
+            tokens,
+            recorder,
+            clock,
+            namespace_locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The lock serialising writes to one namespace's Secret and ServiceAccounts (several
+    /// bindings may reconcile the same namespace at once).
+    pub fn namespace_lock(&self, namespace: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self
+            .namespace_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(namespace.to_owned()).or_default().clone()
+    }
+
+    /// Publishes an Event about a binding or policy; a failure to publish is only logged.
+    pub async fn event<K>(
+        &self,
+        object: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish Event");
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Converges one namespace: its pull Secret and the `imagePullSecrets` of its ServiceAccounts,
+//! from every live binding at once (several bindings share one Secret per namespace).
+//!
+//! Runs under the namespace's lock. The desired Secret is built from the bindings that select
+//! the namespace and hold a valid token; it is written only when it differs from the cached one,
+//! with server-side apply (same object, same UID). A same-named Secret without our label is left
+//! alone. When no binding selects the namespace any more, our ServiceAccount entries are removed
+//! first, then our Secret is deleted. A namespace whose bindings merely lack a valid token right
+//! now keeps its Secret as it is: never empty, never rewritten with an expired token.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::reflector::ObjectRef;
+
+use super::context::Context;
+use super::error::{Error, Result, is_status};
+use super::resolve::{Resolved, resolve};
+use super::secret::{Contribution, desired_secret, is_ours, needs_update};
+use super::selection::service_account_selected;
+use super::service_accounts::{converge, is_bound};
+use crate::api::AcrRegistryBinding;
+
+/// What happened to the namespace's Secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretState {
+    /// Ours and current.
+    Current,
+    /// No binding has a valid token for it yet (or any more); left as it is.
+    Waiting,
+    /// A same-named Secret that is not ours.
+    OwnedByOthers,
+    /// No Secret (none is wanted).
+    Absent,
+}
+
+/// The outcome of converging one namespace.
+#[derive(Clone, Debug)]
+pub struct NamespaceOutcome {
+    pub secret: SecretState,
+    /// Bindings whose auths the Secret holds.
+    pub contributors: BTreeSet<String>,
+    /// Per ServiceAccount: name, labels, whether it lists the Secret now.
+    pub service_accounts: Vec<(String, BTreeMap<String, String>, bool)>,
+    /// ServiceAccount patches that failed.
+    pub service_account_errors: Vec<String>,
+}
+
+/// Live bindings (not being deleted) that resolve, in name order.
+pub fn live_bindings(ctx: &Context) -> Vec<Resolved> {
+    let mut out: Vec<Resolved> = ctx
+        .stores
+        .bindings
+        .state()
+        .iter()
+        .filter(|b| b.metadata.deletion_timestamp.is_none())
+        .filter_map(|b| resolve(b, &ctx.stores.policies, &ctx.config.default_region).ok())
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+async fn contributions(ctx: &Context, selecting: &[&Resolved]) -> Vec<Contribution> {
+    let now = ctx.clock.now();
+    let mut out = Vec::new();
+    for b in selecting {
+        let Some(token) = ctx.tokens.peek(&b.request.key()).await else {
+            continue;
+        };
+        if !token.valid_at(now) {
+            continue;
+        }
+        let domains = b.domains.clone().unwrap_or_else(|| token.domains.clone());
+        out.push(Contribution {
+            binding: b.name.clone(),
+            binding_uid: b.uid.clone(),
+            domains,
+            username: token.username.clone(),
+            password: token.password.clone(),
+            expires_at: token.expires_at,
+        });
+    }
+    out
+}
+
+async fn write_secret(
+    ctx: &Context,
+    namespace: &str,
+    desired: &Secret,
+    exists: bool,
+) -> Result<()> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let name = &ctx.config.secret_name;
+    if !exists {
+        match api.create(&PostParams::default(), desired).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_status(&e, 409) => {
+                // Created meanwhile (by us earlier, or by someone else): look before writing.
+                let current = api.get(name).await?;
+                if !is_ours(&current) {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut body = serde_json::to_value(desired).map_err(|source| Error::Serialize {
+        what: "Secret",
+        source,
+    })?;
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("apiVersion".into(), "v1".into());
+        obj.insert("kind".into(), "Secret".into());
+    }
+    api.patch(
+        name,
+        &PatchParams::apply(&ctx.config.field_manager).force(),
+        &Patch::Apply(&body),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Converges namespace `namespace` against every live binding.
+pub async fn sync_namespace(
+    ctx: &Context,
+    namespace: &str,
+    live: &[Resolved],
+) -> Result<NamespaceOutcome> {
+    let lock = ctx.namespace_lock(namespace);
+    let _guard = lock.lock().await;
+    let secret_name = ctx.config.secret_name.clone();
+    let labels = ctx
+        .stores
+        .namespaces
+        .get(&ObjectRef::new(namespace))
+        .filter(|ns| super::selection::namespace_usable(ns))
+        .map(|ns| ns.labels().clone());
+    let selecting: Vec<&Resolved> = match &labels {
+        Some(l) => live.iter().filter(|b| b.selects(namespace, l)).collect(),
+        None => Vec::new(),
+    };
+    let existing = ctx.stores.secret(namespace, &secret_name);
+    let service_accounts: Vec<std::sync::Arc<ServiceAccount>> = ctx
+        .stores
+        .service_accounts
+        .state()
+        .into_iter()
+        .filter(|sa| sa.namespace().as_deref() == Some(namespace))
+        .collect();
+    let sa_api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
+
+    if existing.as_ref().is_some_and(|s| !is_ours(s)) {
+        // Not ours: leave the Secret alone, and bind no ServiceAccount to it; still remove
+        // entries we recorded earlier if no binding wants them.
+        let mut errors = Vec::new();
+        let mut sas = Vec::new();
+        for sa in &service_accounts {
+            let wanted = false;
+            if let Err(e) = converge(&sa_api, sa, &secret_name, wanted).await {
+                errors.push(e.to_string());
+            }
+            sas.push((
+                sa.name_any(),
+                sa.labels().clone(),
+                is_bound(sa, &secret_name),
+            ));
+        }
+        return Ok(NamespaceOutcome {
+            secret: SecretState::OwnedByOthers,
+            contributors: BTreeSet::new(),
+            service_accounts: sas,
+            service_account_errors: errors,
+        });
+    }
+
+    let contributions = contributions(ctx, &selecting).await;
+    let contributors: BTreeSet<String> = contributions.iter().map(|c| c.binding.clone()).collect();
+    let desired = desired_secret(&secret_name, namespace, &contributions);
+
+    let secret_state = match (&existing, &desired) {
+        (_, Some(d)) => {
+            if existing.as_ref().is_none_or(|e| needs_update(e, d)) {
+                write_secret(ctx, namespace, d, existing.is_some()).await?;
+                tracing::info!(namespace, contributors = ?contributors, "pull Secret written");
+            }
+            SecretState::Current
+        }
+        (Some(_), None) if !selecting.is_empty() => SecretState::Waiting,
+        (Some(_), None) => SecretState::Absent,
+        (None, None) if selecting.is_empty() => SecretState::Absent,
+        (None, None) => SecretState::Waiting,
+    };
+    let secret_present = matches!(secret_state, SecretState::Current | SecretState::Waiting)
+        && (existing.is_some() || desired.is_some());
+
+    // ServiceAccounts: wanted when a selecting binding selects them and our Secret is there.
+    let mut errors = Vec::new();
+    let mut sas = Vec::new();
+    for sa in &service_accounts {
+        let name = sa.name_any();
+        let wanted = secret_present
+            && sa.metadata.deletion_timestamp.is_none()
+            && selecting
+                .iter()
+                .any(|b| service_account_selected(&b.service_accounts, &name, sa.labels()));
+        let bound = match converge(&sa_api, sa, &secret_name, wanted).await {
+            Ok(_) => wanted || (is_bound(sa, &secret_name) && !wanted_by_us_only(sa, &secret_name)),
+            Err(e) => {
+                errors.push(e.to_string());
+                is_bound(sa, &secret_name)
+            }
+        };
+        sas.push((name, sa.labels().clone(), bound));
+    }
+
+    // Nothing selects the namespace any more: our entries are gone, now the Secret goes too.
+    if secret_state == SecretState::Absent && existing.is_some() && errors.is_empty() {
+        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+        match api.delete(&secret_name, &DeleteParams::default()).await {
+            Ok(_) => tracing::info!(
+                namespace,
+                "pull Secret deleted: no binding selects the namespace"
+            ),
+            Err(e) if is_status(&e, 404) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(NamespaceOutcome {
+        secret: secret_state,
+        contributors,
+        service_accounts: sas,
+        service_account_errors: errors,
+    })
+}
+
+/// Whether the entry is one only we put there (so it is gone after we removed it).
+fn wanted_by_us_only(sa: &ServiceAccount, secret: &str) -> bool {
+    super::service_accounts::recorded(sa).contains(secret)
+}
+
+/// Namespaces whose cached Secret names `binding` as an owner.
+pub fn namespaces_owned_by(ctx: &Context, binding: &str) -> BTreeSet<String> {
+    ctx.stores
+        .secrets
+        .state()
+        .iter()
+        .filter(|s| is_ours(s) && super::secret::owner_bindings(s).contains(binding))
+        .filter_map(|s| s.namespace())
+        .collect()
+}
+
+/// Namespaces where any ServiceAccount carries our annotation (for cleanup sweeps).
+pub fn namespaces_with_our_entries(ctx: &Context) -> BTreeSet<String> {
+    ctx.stores
+        .service_accounts
+        .state()
+        .iter()
+        .filter(|sa| super::service_accounts::recorded(sa).contains(&ctx.config.secret_name))
+        .filter_map(|sa| sa.namespace())
+        .collect()
+}
+
+/// For the status of one binding: is this binding the reason its Secret is current?
+pub fn contributes(outcome: &NamespaceOutcome, binding: &AcrRegistryBinding) -> bool {
+    outcome.contributors.contains(&binding.name_any())
+}

@@ -1,0 +1,457 @@
+//! The token manager: one registry token per (registry, credential identity), shared by every
+//! binding and namespace that needs it.
+//!
+//! - Concurrent demands for one key coalesce: the entry's lock is held across the cloud call, so
+//!   the second caller waits and then reads the token the first one obtained.
+//! - Renewal is due at `expiresAt − renewBefore` minus a little jitter ([`renew_at`]); when
+//!   `renewBefore` is not shorter than the token's life, halfway through it.
+//! - A failure schedules the next attempt with exponential backoff, capped well below the time
+//!   the current token has left ([`retry_delay`]); until then callers get the last good token
+//!   (while it is valid) and the failure.
+//! - Time comes from the injected [`Clock`]; unit tests drive it by hand.
+//!
+//! The cloud is reached through [`TokenFetcher`], so the manager is tested without a network;
+//! [`CloudFetcher`] is the production implementation over [`crate::cloud`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use jiff::{SignedDuration, Timestamp};
+
+use crate::cloud::CloudError;
+use crate::cloud::client::CloudClient;
+use crate::cloud::clock::Clock;
+use crate::cloud::credentials::access_key::SecretReader;
+use crate::cloud::credentials::{CredentialProvider, ProviderConfig, build_provider};
+use crate::cloud::registry::{self, Registry, RegistryToken};
+use crate::sensitive::Sensitive;
+
+/// What identifies one shared token.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TokenKey {
+    /// [`Registry::key`]: the instance id or `personal:<region>`.
+    pub registry: String,
+    /// The credential identity: how credentials are obtained (never a secret).
+    pub identity: String,
+}
+
+/// Everything needed to obtain a token.
+#[derive(Clone, Debug)]
+pub struct TokenRequest {
+    pub registry: Registry,
+    pub provider: ProviderConfig,
+    /// Whether the registry's domains must be discovered (the binding lists none).
+    pub discover_domains: bool,
+    pub renew_before: Duration,
+}
+
+impl TokenRequest {
+    /// The key this request shares a token under.
+    pub fn key(&self) -> TokenKey {
+        TokenKey {
+            registry: self.registry.key(),
+            identity: identity_of(&self.provider),
+        }
+    }
+}
+
+/// A stable, non-secret description of a credential chain.
+pub fn identity_of(config: &ProviderConfig) -> String {
+    use crate::cloud::credentials::SourceConfig as S;
+    let base = match &config.source {
+        S::ManagedRole { token_file } => format!("managedRole:{}", token_file.display()),
+        S::WorkerRole { role_name } => {
+            format!("workerRole:{}", role_name.as_deref().unwrap_or("*"))
+        }
+        S::Rrsa {
+            role_arn,
+            oidc_provider_arn,
+            ..
+        } => format!("rrsa:{role_arn}:{oidc_provider_arn}"),
+        S::AccessKey(r) => format!("accessKey:{}/{}", r.namespace, r.name),
+    };
+    match &config.assume_role {
+        None => base,
+        Some(hop) => format!(
+            "{base}+assumeRole:{}:{}:{}s",
+            hop.role_arn,
+            hop.external_id.as_deref().unwrap_or(""),
+            hop.duration.as_secs()
+        ),
+    }
+}
+
+/// A token as the manager holds it.
+#[derive(Clone, Debug)]
+pub struct HeldToken {
+    pub username: String,
+    pub password: Sensitive<String>,
+    pub issued_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub renew_at: Timestamp,
+    /// Discovered registry domains (empty unless discovery was asked for).
+    pub domains: Vec<String>,
+}
+
+impl HeldToken {
+    /// Whether the token still works at `now`.
+    pub fn valid_at(&self, now: Timestamp) -> bool {
+        now < self.expires_at
+    }
+}
+
+/// A recorded failure (message safe to show: cloud Code, message and RequestId, no secrets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenFailure {
+    pub at: Timestamp,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// What happened during one [`TokenManager::get`], for Events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activity {
+    /// Nothing: the cached token was served.
+    None,
+    /// The first token for this key was issued.
+    Issued,
+    /// A newer token replaced the current one.
+    Renewed,
+    /// A token was obtained after failures.
+    Recovered,
+    /// The cloud call failed.
+    Failed,
+}
+
+/// The answer to [`TokenManager::get`].
+#[derive(Clone, Debug)]
+pub struct TokenOutcome {
+    /// The last good token, if any (it may have expired: check [`HeldToken::valid_at`]).
+    pub token: Option<HeldToken>,
+    /// The latest failure since the last success.
+    pub failure: Option<TokenFailure>,
+    /// Consecutive failures.
+    pub failures: u32,
+    pub activity: Activity,
+    /// When the caller should look again (renewal due, retry due or expiry).
+    pub next_check: Timestamp,
+}
+
+/// Obtains tokens (and domains) from the cloud.
+pub trait TokenFetcher: Send + Sync {
+    /// A fresh registry token.
+    fn token<'a>(
+        &'a self,
+        req: &'a TokenRequest,
+    ) -> BoxFuture<'a, Result<RegistryToken, CloudError>>;
+    /// The registry's domains.
+    fn domains<'a>(
+        &'a self,
+        req: &'a TokenRequest,
+    ) -> BoxFuture<'a, Result<Vec<String>, CloudError>>;
+}
+
+/// Most jitter subtracted from a renewal time.
+pub const MAX_JITTER: Duration = Duration::from_secs(30);
+/// First retry delay after a failure.
+pub const BASE_RETRY: Duration = Duration::from_secs(5);
+/// Longest retry delay.
+pub const MAX_RETRY: Duration = Duration::from_secs(300);
+
+/// When a token issued at `issued` and expiring at `expires` should be renewed: `renewBefore`
+/// ahead of expiry, minus `jitter` (at most a tenth of `renewBefore` and [`MAX_JITTER`]); when
+/// `renewBefore` is not shorter than the lifetime, halfway through it.
+pub fn renew_at(
+    issued: Timestamp,
+    expires: Timestamp,
+    renew_before: Duration,
+    jitter_fraction: f64,
+) -> Timestamp {
+    let lifetime = expires.duration_since(issued);
+    let before = SignedDuration::try_from(renew_before).unwrap_or(SignedDuration::MAX);
+    if lifetime <= SignedDuration::ZERO {
+        return issued;
+    }
+    if before >= lifetime {
+        return issued.checked_add(lifetime / 2).unwrap_or(issued);
+    }
+    let max_jitter = (renew_before / 10).min(MAX_JITTER).as_secs_f64();
+    let jitter = SignedDuration::from_secs_f64(max_jitter * jitter_fraction.clamp(0.0, 1.0));
+    let at = expires
+        .checked_sub(before)
+        .and_then(|t| t.checked_sub(jitter))
+        .unwrap_or(issued);
+    at.max(issued)
+}
+
+/// How long to wait before retrying after `failures` consecutive failures: doubling from
+/// [`BASE_RETRY`] up to [`MAX_RETRY`], and never more than a quarter of what the current token
+/// has left (`time_left`), so several attempts fit before it expires. At least one second.
+pub fn retry_delay(failures: u32, time_left: Option<Duration>) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    let mut delay = BASE_RETRY.saturating_mul(1u32 << exp).min(MAX_RETRY);
+    if let Some(left) = time_left
+        && !left.is_zero()
+    {
+        delay = delay.min(left / 4);
+    }
+    delay.max(Duration::from_secs(1))
+}
+
+#[derive(Default)]
+struct Entry {
+    current: Option<HeldToken>,
+    failure: Option<TokenFailure>,
+    failures: u32,
+    next_attempt: Option<Timestamp>,
+    domains: Option<Vec<String>>,
+}
+
+/// Holds every token the controller distributes.
+pub struct TokenManager {
+    fetcher: Arc<dyn TokenFetcher>,
+    clock: Arc<dyn Clock>,
+    entries: Mutex<HashMap<TokenKey, Arc<tokio::sync::Mutex<Entry>>>>,
+    jitter: bool,
+}
+
+impl std::fmt::Debug for TokenManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenManager").finish_non_exhaustive()
+    }
+}
+
+fn signed(d: Duration) -> SignedDuration {
+    SignedDuration::try_from(d).unwrap_or(SignedDuration::MAX)
+}
+
+impl TokenManager {
+    pub fn new(fetcher: Arc<dyn TokenFetcher>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            fetcher,
+            clock,
+            entries: Mutex::new(HashMap::new()),
+            jitter: true,
+        }
+    }
+
+    /// Turns renewal jitter off (deterministic unit tests).
+    pub fn without_jitter(mut self) -> Self {
+        self.jitter = false;
+        self
+    }
+
+    fn entry(&self, key: &TokenKey) -> Arc<tokio::sync::Mutex<Entry>> {
+        let mut map = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(key.clone()).or_default().clone()
+    }
+
+    /// The token currently held for `key`, without any cloud call.
+    pub async fn peek(&self, key: &TokenKey) -> Option<HeldToken> {
+        let entry = self.entry(key);
+        let guard = entry.lock().await;
+        guard.current.clone().map(|mut t| {
+            if let Some(d) = &guard.domains {
+                t.domains = d.clone();
+            }
+            t
+        })
+    }
+
+    /// A token for `req`: the held one while renewal is not due, otherwise a fresh one (or the
+    /// held one and the failure, when the cloud fails or the retry is not due yet).
+    pub async fn get(&self, req: &TokenRequest) -> TokenOutcome {
+        let entry = self.entry(&req.key());
+        let mut e = entry.lock().await;
+        let now = self.clock.now();
+        let renewal_due = e.current.as_ref().is_none_or(|t| now >= t.renew_at);
+        let retry_due = e.next_attempt.is_none_or(|at| now >= at);
+        let domains_missing = req.discover_domains && e.domains.is_none();
+        let mut activity = Activity::None;
+        if (renewal_due || domains_missing) && retry_due {
+            activity = self.refresh(&mut e, req, now, renewal_due).await;
+        }
+        let next_check = next_check(&e, now);
+        TokenOutcome {
+            token: e.current.clone().map(|mut t| {
+                if let Some(d) = &e.domains {
+                    t.domains = d.clone();
+                }
+                t
+            }),
+            failure: e.failure.clone(),
+            failures: e.failures,
+            activity,
+            next_check,
+        }
+    }
+
+    async fn refresh(
+        &self,
+        e: &mut Entry,
+        req: &TokenRequest,
+        now: Timestamp,
+        renewal_due: bool,
+    ) -> Activity {
+        let result = async {
+            let token = if renewal_due {
+                Some(self.fetcher.token(req).await?)
+            } else {
+                None
+            };
+            let domains = if req.discover_domains && e.domains.is_none() {
+                Some(self.fetcher.domains(req).await?)
+            } else {
+                None
+            };
+            Ok::<_, CloudError>((token, domains))
+        }
+        .await;
+        match result {
+            Ok((token, domains)) => {
+                if let Some(d) = domains {
+                    e.domains = Some(d);
+                }
+                let Some(token) = token else {
+                    return Activity::None;
+                };
+                let fraction = if self.jitter {
+                    rand::random::<f64>()
+                } else {
+                    0.0
+                };
+                let issued = now;
+                let held = HeldToken {
+                    username: token.username,
+                    password: token.password,
+                    issued_at: issued,
+                    expires_at: token.expires_at,
+                    renew_at: renew_at(issued, token.expires_at, req.renew_before, fraction),
+                    domains: Vec::new(),
+                };
+                let activity = if e.failures > 0 {
+                    Activity::Recovered
+                } else if e.current.is_some() {
+                    Activity::Renewed
+                } else {
+                    Activity::Issued
+                };
+                tracing::info!(registry = %req.registry.key(), expires_at = %held.expires_at, renew_at = %held.renew_at, "registry token obtained");
+                e.current = Some(held);
+                e.failure = None;
+                e.failures = 0;
+                e.next_attempt = None;
+                activity
+            }
+            Err(err) => {
+                e.failures = e.failures.saturating_add(1);
+                let left = e
+                    .current
+                    .as_ref()
+                    .map(|t| t.expires_at.duration_since(now))
+                    .and_then(|d| Duration::try_from(d).ok());
+                let mut delay = retry_delay(e.failures, left);
+                if let CloudError::Throttled {
+                    retry_after: Some(after),
+                    ..
+                } = &err
+                {
+                    delay = delay.max(*after);
+                }
+                e.next_attempt = now.checked_add(signed(delay)).ok();
+                tracing::warn!(registry = %req.registry.key(), failures = e.failures, retry_in = ?delay, error = %err, "registry token request failed");
+                e.failure = Some(TokenFailure {
+                    at: now,
+                    reason: err.reason(),
+                    message: err.to_string(),
+                });
+                Activity::Failed
+            }
+        }
+    }
+}
+
+fn next_check(e: &Entry, now: Timestamp) -> Timestamp {
+    let mut candidates = Vec::new();
+    if let Some(t) = &e.current {
+        candidates.push(t.renew_at);
+        if t.expires_at > now {
+            candidates.push(t.expires_at);
+        }
+    }
+    if let Some(at) = e.next_attempt {
+        candidates.push(at);
+    }
+    candidates
+        .into_iter()
+        .filter(|t| *t > now)
+        .min()
+        .unwrap_or_else(|| now.checked_add(SignedDuration::from_secs(5)).unwrap_or(now))
+}
+
+/// The production fetcher: credential providers (cached per credential chain) and the registry
+/// token APIs of [`crate::cloud`].
+pub struct CloudFetcher {
+    client: Arc<CloudClient>,
+    secrets: Arc<dyn SecretReader>,
+    /// Keyed by the chain's `Debug` form (paths, ARNs, names; no secrets).
+    providers: Mutex<HashMap<String, Arc<CredentialProvider>>>,
+}
+
+impl CloudFetcher {
+    pub fn new(client: Arc<CloudClient>, secrets: Arc<dyn SecretReader>) -> Self {
+        Self {
+            client,
+            secrets,
+            providers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn provider(&self, config: &ProviderConfig) -> Arc<CredentialProvider> {
+        let mut map = self
+            .providers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        map.entry(format!("{config:?}"))
+            .or_insert_with(|| build_provider(config, self.client.clone(), self.secrets.clone()))
+            .clone()
+    }
+}
+
+impl TokenFetcher for CloudFetcher {
+    fn token<'a>(
+        &'a self,
+        req: &'a TokenRequest,
+    ) -> BoxFuture<'a, Result<RegistryToken, CloudError>> {
+        Box::pin(async move {
+            let provider = self.provider(&req.provider);
+            registry::fetch_token(&self.client, &provider, &req.registry).await
+        })
+    }
+
+    fn domains<'a>(
+        &'a self,
+        req: &'a TokenRequest,
+    ) -> BoxFuture<'a, Result<Vec<String>, CloudError>> {
+        Box::pin(async move {
+            match &req.registry {
+                Registry::Personal { region } => Ok(registry::personal_domains(region)),
+                Registry::Enterprise {
+                    region,
+                    instance_id,
+                } => {
+                    let provider = self.provider(&req.provider);
+                    registry::discover_domains(&self.client, &provider, region, instance_id).await
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

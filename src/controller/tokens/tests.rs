@@ -1,0 +1,237 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::*;
+use crate::cloud::clock::ManualClock;
+use crate::cloud::credentials::{SourceConfig, access_key::SecretRef};
+use crate::cloud::error::CloudDetail;
+
+fn t(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+struct Fake {
+    clock: Arc<ManualClock>,
+    calls: AtomicUsize,
+    fail: Mutex<bool>,
+    lifetime: SignedDuration,
+}
+
+impl TokenFetcher for Fake {
+    fn token<'a>(
+        &'a self,
+        _: &'a TokenRequest,
+    ) -> BoxFuture<'a, Result<RegistryToken, CloudError>> {
+        Box::pin(async move {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if *self.fail.lock().unwrap() {
+                return Err(CloudError::ServerError {
+                    detail: CloudDetail {
+                        api: "cr:GetAuthorizationToken",
+                        status: 503,
+                        code: "ServiceUnavailable".into(),
+                        message: "down".into(),
+                        request_id: Some("RID-1".into()),
+                    },
+                });
+            }
+            Ok(RegistryToken {
+                username: "cr_temp_user".into(),
+                password: Sensitive::new(format!("pw-{n}")),
+                expires_at: self.clock.now().checked_add(self.lifetime).unwrap(),
+                request_id: None,
+            })
+        })
+    }
+    fn domains<'a>(
+        &'a self,
+        _: &'a TokenRequest,
+    ) -> BoxFuture<'a, Result<Vec<String>, CloudError>> {
+        Box::pin(async { Ok(vec!["r-registry.cn-hangzhou.cr.aliyuncs.com".to_owned()]) })
+    }
+}
+
+fn request() -> TokenRequest {
+    TokenRequest {
+        registry: Registry::Enterprise {
+            region: "cn-hangzhou".into(),
+            instance_id: "cri-abc".into(),
+        },
+        provider: ProviderConfig {
+            source: SourceConfig::AccessKey(SecretRef {
+                namespace: "kube-system".into(),
+                name: "ak".into(),
+                access_key_id_key: "AccessKeyId".into(),
+                access_key_secret_key: "AccessKeySecret".into(),
+            }),
+            assume_role: None,
+        },
+        discover_domains: false,
+        renew_before: Duration::from_secs(15 * 60),
+    }
+}
+
+fn setup() -> (Arc<ManualClock>, Arc<Fake>, TokenManager) {
+    let clock = ManualClock::new(t("2024-01-01T00:00:00Z"));
+    let fake = Arc::new(Fake {
+        clock: clock.clone(),
+        calls: AtomicUsize::new(0),
+        fail: Mutex::new(false),
+        lifetime: SignedDuration::from_hours(1),
+    });
+    let manager = TokenManager::new(fake.clone(), clock.clone()).without_jitter();
+    (clock, fake, manager)
+}
+
+#[test]
+fn renewal_time_is_renew_before_ahead_with_bounded_jitter() {
+    let issued = t("2024-01-01T00:00:00Z");
+    let exp = t("2024-01-01T01:00:00Z");
+    let fifteen = Duration::from_secs(900);
+    assert_eq!(
+        renew_at(issued, exp, fifteen, 0.0),
+        t("2024-01-01T00:45:00Z")
+    );
+    assert_eq!(
+        renew_at(issued, exp, fifteen, 1.0),
+        t("2024-01-01T00:44:30Z")
+    );
+    // renewBefore at or above the lifetime: halfway.
+    assert_eq!(
+        renew_at(issued, exp, Duration::from_secs(3600), 0.5),
+        t("2024-01-01T00:30:00Z")
+    );
+    // Small renewBefore: jitter at most a tenth of it.
+    assert_eq!(
+        renew_at(issued, exp, Duration::from_secs(60), 1.0),
+        t("2024-01-01T00:58:54Z")
+    );
+}
+
+#[test]
+fn retry_delay_doubles_and_stays_well_below_time_left() {
+    assert_eq!(retry_delay(1, None), Duration::from_secs(5));
+    assert_eq!(retry_delay(2, None), Duration::from_secs(10));
+    assert_eq!(retry_delay(10, None), MAX_RETRY);
+    assert_eq!(
+        retry_delay(10, Some(Duration::from_secs(120))),
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        retry_delay(10, Some(Duration::from_secs(2))),
+        Duration::from_secs(1)
+    );
+}
+
+#[tokio::test]
+async fn concurrent_demands_share_one_cloud_call() {
+    let (_clock, fake, manager) = setup();
+    let manager = Arc::new(manager);
+    let req = request();
+    let outcomes = futures::future::join_all((0..10).map(|_| {
+        let m = manager.clone();
+        let r = req.clone();
+        async move { m.get(&r).await }
+    }))
+    .await;
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| o.token.as_ref().unwrap().password.expose() == "pw-0")
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| o.activity == Activity::Issued)
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn renews_when_due_and_not_before() {
+    let (clock, fake, manager) = setup();
+    let req = request();
+    let first = manager.get(&req).await;
+    assert_eq!(first.next_check, t("2024-01-01T00:45:00Z"));
+    clock.advance(SignedDuration::from_mins(44));
+    assert_eq!(manager.get(&req).await.activity, Activity::None);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+    clock.advance(SignedDuration::from_mins(1));
+    let renewed = manager.get(&req).await;
+    assert_eq!(renewed.activity, Activity::Renewed);
+    assert_eq!(renewed.token.unwrap().password.expose(), "pw-1");
+}
+
+#[tokio::test]
+async fn failures_back_off_serve_the_last_token_and_recover() {
+    let (clock, fake, manager) = setup();
+    let req = request();
+    manager.get(&req).await;
+    *fake.fail.lock().unwrap() = true;
+    clock.advance(SignedDuration::from_mins(45));
+    let failed = manager.get(&req).await;
+    assert_eq!(failed.activity, Activity::Failed);
+    assert_eq!(failed.token.as_ref().unwrap().password.expose(), "pw-0");
+    let failure = failed.failure.unwrap();
+    assert!(
+        failure.message.contains("ServiceUnavailable"),
+        "{}",
+        failure.message
+    );
+    assert!(failure.message.contains("RID-1"), "{}", failure.message);
+    assert_eq!(failed.next_check, t("2024-01-01T00:45:05Z"));
+    // Before the retry is due: no call.
+    clock.advance(SignedDuration::from_secs(2));
+    assert_eq!(manager.get(&req).await.activity, Activity::None);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    clock.advance(SignedDuration::from_secs(3));
+    assert_eq!(manager.get(&req).await.failures, 2);
+    *fake.fail.lock().unwrap() = false;
+    clock.advance(SignedDuration::from_secs(10));
+    let recovered = manager.get(&req).await;
+    assert_eq!(recovered.activity, Activity::Recovered);
+    assert!(recovered.failure.is_none());
+    assert_eq!(recovered.token.unwrap().password.expose(), "pw-3");
+}
+
+#[tokio::test]
+async fn expired_token_is_reported_as_such() {
+    let (clock, fake, manager) = setup();
+    let req = request();
+    manager.get(&req).await;
+    *fake.fail.lock().unwrap() = true;
+    clock.advance(SignedDuration::from_mins(61));
+    let out = manager.get(&req).await;
+    assert!(!out.token.unwrap().valid_at(clock.now()));
+    assert!(out.failure.is_some());
+}
+
+#[tokio::test]
+async fn domains_are_discovered_once() {
+    let (_clock, _fake, manager) = setup();
+    let mut req = request();
+    req.discover_domains = true;
+    let out = manager.get(&req).await;
+    assert_eq!(
+        out.token.unwrap().domains,
+        ["r-registry.cn-hangzhou.cr.aliyuncs.com"]
+    );
+}
+
+#[test]
+fn identity_names_the_chain_without_secrets() {
+    let mut req = request();
+    assert_eq!(req.key().identity, "accessKey:kube-system/ak");
+    req.provider.assume_role = Some(crate::cloud::credentials::AssumeRoleConfig {
+        role_arn: "acs:ram::1:role/r".into(),
+        session_name: "s".into(),
+        external_id: None,
+        duration: Duration::from_secs(3600),
+    });
+    assert_eq!(
+        req.key().identity,
+        "accessKey:kube-system/ak+assumeRole:acs:ram::1:role/r::3600s"
+    );
+}
