@@ -7,4 +7,5 @@
 //! - `fake`: a strict fake of the Alibaba Cloud services, for tests and the sandbox.
 
 pub mod cloud;
+pub mod fake;
 pub mod sensitive;
