@@ -137,3 +137,13 @@ async fn binary_refuses_a_non_loopback_address() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
 }
+
+#[test]
+fn the_shipped_sandbox_scenario_loads() {
+    let s = acr_credential_controller::fake::Scenario::load(std::path::Path::new(
+        &cloud_common::fixture("fake-cloud-scenario.yaml"),
+    ))
+    .unwrap();
+    assert_eq!(s.accounts.len(), 2);
+    assert!(s.metadata.is_some_and(|m| m.hardened));
+}

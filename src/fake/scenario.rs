@@ -313,3 +313,47 @@ impl Scenario {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_references() {
+        let s = Scenario::from_str_resolved(
+            "accounts:\n- id: '1'\n  instances: [{id: cri-a, name: a}]\n  roles: [{name: r}]\nmetadata: {account: '1', roleName: r}\n",
+        )
+        .unwrap();
+        assert_eq!(s.region, "cn-hangzhou");
+        assert_eq!(s.accounts[0].roles[0].max_session_duration, 3600);
+        let eps = s.accounts[0].instances[0].endpoints_or_default(&s.region);
+        assert_eq!(
+            eps[1].domains[0].domain,
+            "a-registry-vpc.cn-hangzhou.cr.aliyuncs.com"
+        );
+    }
+
+    #[test]
+    fn mistakes_are_reported() {
+        assert!(matches!(
+            Scenario::from_str_resolved("acounts: []"),
+            Err(ScenarioError::Parse(_))
+        ));
+        let bad_user = "accounts:\n- id: '1'\n  accessKeys: [{id: k, secret: s, user: ghost}]\n";
+        assert!(matches!(
+            Scenario::from_str_resolved(bad_user),
+            Err(ScenarioError::Invalid(_))
+        ));
+        let bad_md = "accounts: [{id: '1'}]\nmetadata: {account: '1', roleName: r}\n";
+        assert!(matches!(
+            Scenario::from_str_resolved(bad_md),
+            Err(ScenarioError::Invalid(_))
+        ));
+        let bad_oidc =
+            "accounts:\n- id: '1'\n  roles: [{name: r, trust: {oidc: [{provider: p}]}}]\n";
+        assert!(matches!(
+            Scenario::from_str_resolved(bad_oidc),
+            Err(ScenarioError::Invalid(_))
+        ));
+    }
+}
