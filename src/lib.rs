@@ -12,4 +12,5 @@
 pub mod api;
 pub mod cloud;
 pub mod controller;
+pub mod fake;
 pub mod sensitive;

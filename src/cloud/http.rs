@@ -81,13 +81,7 @@ pub fn error_from_answer(
             .take(200)
             .collect::<String>()
     });
-    let message = message
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .chars()
-        .take(500)
-        .collect();
+    let message = safe_message(&message);
     let retry_after = retry_after
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_millis);
@@ -99,6 +93,28 @@ pub fn error_from_answer(
         request_id: field("RequestId", "requestId"),
     };
     CloudError::from_answer(detail, retry_after)
+}
+
+/// Cuts a cloud message to its first line and drops an echoed string to sign or canonical
+/// request: they contain every parameter or header, including the SecurityToken, so they
+/// must never reach a status, an Event or a log line.
+pub fn safe_message(message: &str) -> String {
+    let first = message.lines().next().unwrap_or_default();
+    let lower = first.to_ascii_lowercase();
+    let echo = ["string to sign", "canonical request"]
+        .iter()
+        .filter_map(|m| lower.find(m))
+        .min();
+    let cut = echo.map_or(first.len(), |i| {
+        // Also drop a preceding "server " and trailing separators.
+        let head = &first[..i];
+        head.strip_suffix("server ").unwrap_or(head).len()
+    });
+    first[..cut]
+        .trim_end_matches([' ', ':', ',', '.'])
+        .chars()
+        .take(500)
+        .collect()
 }
 
 /// How long to wait before attempt `attempt + 1` after `err`, or `None` to give up.
@@ -269,7 +285,17 @@ mod tests {
         assert_eq!(e.request_id(), Some("A"));
         assert_eq!(
             e.detail().unwrap().message,
-            "Specified signature is not matched with our calculation."
+            "Specified signature is not matched with our calculation"
+        );
+        let echoed = error_from_answer(
+            "x:y",
+            400,
+            None,
+            br#"{"Code":"SignatureDoesNotMatch","Message":"Specified signature is not matched with our calculation. server string to sign is:POST&%2F&SecurityToken%3Dsecret"}"#,
+        );
+        assert_eq!(
+            echoed.detail().unwrap().message,
+            "Specified signature is not matched with our calculation"
         );
         let lower = error_from_answer(
             "x:y",

@@ -9,10 +9,12 @@
 //! - [`credentials`]: the credential sources and the caching [`credentials::CredentialProvider`].
 //! - [`error`]: [`CloudError`], with `reason()` and `is_retryable()`.
 //! - [`clock`]: injected time and nonces.
+//! - [`doctor`]: the chain walk behind the `doctor` command (source → hop → token → domains).
 
 pub mod client;
 pub mod clock;
 pub mod credentials;
+pub mod doctor;
 pub mod endpoints;
 pub mod error;
 pub mod http;

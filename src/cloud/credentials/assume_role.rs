@@ -55,12 +55,12 @@ impl CredentialSource for AssumeRoleSource {
 
     fn fetch(&self) -> BoxFuture<'_, Result<Credentials, CloudError>> {
         Box::pin(async move {
-            let base = self.base.credentials().await?;
+            let mut base = self.base.credentials().await?;
             let assumed = match self.client.assume_role(&base, &self.request()).await {
                 Err(e) if e.is_expired_credentials() => {
                     self.base.invalidate().await;
-                    let fresh = self.base.credentials().await?;
-                    self.client.assume_role(&fresh, &self.request()).await?
+                    base = self.base.credentials().await?;
+                    self.client.assume_role(&base, &self.request()).await?
                 }
                 other => other?,
             };

@@ -8,7 +8,7 @@ use crate::sensitive::Sensitive;
 
 /// API version.
 pub const VERSION: &str = "2016-06-07";
-const API: &str = "cr:GetAuthorizationToken(personal)";
+pub const API: &str = "cr-personal:GetAuthorizationToken";
 
 /// Parses a `GET /tokens` answer (`data.authorizationToken`, `data.tempUserName`, `data.expireDate`).
 pub fn parse_token(body: &serde_json::Value) -> Result<RegistryToken, CloudError> {
