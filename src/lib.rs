@@ -4,7 +4,9 @@
 //! Modules by concern:
 //! - `api`: the `AcrRegistryBinding` and `AcrCredentialPolicy` CRD types, their conditions and
 //!   their validation.
+//! - `legacy`: translation of the legacy `kube-system/acr-configuration` ConfigMap into those CRs.
 //! - `sensitive`: the wrapper that keeps credentials and tokens out of every printed string.
 
 pub mod api;
+pub mod legacy;
 pub mod sensitive;
