@@ -4,9 +4,11 @@
 //! Modules by concern:
 //! - `api`: the `AcrRegistryBinding` and `AcrCredentialPolicy` CRD types, their conditions and
 //!   their validation.
+//! - `cli`: the subcommands (`crd`, `migrate`, `validate`), one file each.
 //! - `legacy`: translation of the legacy `kube-system/acr-configuration` ConfigMap into those CRs.
 //! - `sensitive`: the wrapper that keeps credentials and tokens out of every printed string.
 
 pub mod api;
+pub mod cli;
 pub mod legacy;
 pub mod sensitive;

@@ -25,7 +25,7 @@ pub enum TranslateError {
         message: String,
     },
     /// A value has the wrong shape (a list where a string is expected, ...).
-    #[error("{key}{}: {field}: {message}", at_line(*line))]
+    #[error("{}: {message}", place(key, *line, field))]
     WrongType {
         /// The key.
         key: String,
@@ -37,7 +37,7 @@ pub enum TranslateError {
         message: String,
     },
     /// A field the legacy format does not have (often a typo).
-    #[error("{key}{}: {field}: unknown field{}", at_line(*line), suggestion.map(|s| format!("; did you mean {s:?}?")).unwrap_or_default())]
+    #[error("{}: unknown field{}", place(key, *line, field), suggestion.map(|s| format!("; did you mean {s:?}?")).unwrap_or_default())]
     UnknownField {
         /// The key.
         key: String,
@@ -49,7 +49,7 @@ pub enum TranslateError {
         suggestion: Option<&'static str>,
     },
     /// A value is present but not acceptable (bad format, out of range, conflicting).
-    #[error("{key}{}: {field}: {message}", at_line(*line))]
+    #[error("{}: {message}", place(key, *line, field))]
     InvalidValue {
         /// The key.
         key: String,
@@ -64,6 +64,15 @@ pub enum TranslateError {
 
 fn at_line(line: Option<usize>) -> String {
     line.map(|l| format!(" (line {l})")).unwrap_or_default()
+}
+
+/// `key (line N): field`, leaving out the field when it is the key itself.
+fn place(key: &str, line: Option<usize>, field: &str) -> String {
+    if field == key {
+        format!("{key}{}", at_line(line))
+    } else {
+        format!("{key}{}: {field}", at_line(line))
+    }
 }
 
 impl TranslateError {
