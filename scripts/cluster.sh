@@ -9,19 +9,20 @@
 #   scripts/cluster.sh env      print `export KUBECONFIG=...` for the running control plane
 #
 # The binaries are built from Debian's Kubernetes source package with Debian's Go 1.15 and cached
-# under ${XDG_CACHE_HOME:-~/.cache}/acr-credential-controller/k8s-<version>/ (override: ACC_CACHE_DIR).
+# under ${XDG_CACHE_HOME:-~/.cache}/acr-credential-controller/k8s-<version>-r<recipe>/ (override: ACC_CACHE_DIR).
 # Each `up` uses free loopback ports and a fresh temporary directory; the admin kubeconfig is
 # written to .cluster/kubeconfig in the repository (override the folder: ACC_CLUSTER_DIR).
 set -euo pipefail
 
 K8S_VERSION=1.20.2
 K8S_DEB_VERSION=1.20.5+really1.20.2-1.1+deb12u1
+BUILD_REVISION=2 # bump when the build recipe changes, so cached binaries are rebuilt
 ETCD_MIN_VERSION=3.4
 READY_TIMEOUT=${ACC_READY_TIMEOUT:-90}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${ACC_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/acr-credential-controller}
-BIN=$CACHE/k8s-$K8S_VERSION/bin
+BIN=$CACHE/k8s-$K8S_VERSION-r$BUILD_REVISION/bin
 STATE=${ACC_CLUSTER_DIR:-$REPO/.cluster}
 
 say() { printf '[cluster] %s\n' "$*" >&2; }
@@ -61,7 +62,7 @@ cmd_build() {
   exec 8>"$CACHE/build.lock"
   if ! flock -n 8; then
     say "another build is running; waiting for it (lock $CACHE/build.lock)"
-    flock 8
+    flock -w 1800 8 || die "the other build did not finish within 30 minutes (lock $CACHE/build.lock)"
   fi
   if have_binaries; then return 0; fi
 
@@ -131,8 +132,12 @@ EOF
   [ -f "$src/pkg/generated/openapi/zz_generated.openapi.go" ] || die "openapi-gen produced no output"
 
   local minor; minor=$(cut -d. -f2 <<<"$K8S_VERSION")
-  local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION"
-  ldflags="$ldflags -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
+  # Both version packages: the API server's /version is served from client-go's.
+  local ldflags="-s -w" pkg
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags="$ldflags -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    ldflags="$ldflags -X $pkg.gitTreeState=clean -X $pkg.buildDate=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  done
   mkdir -p "$work/out"
   for component in kube-apiserver kube-controller-manager; do
     say "compiling $component"
@@ -199,15 +204,21 @@ return_fail() { say "error: $1"; stop_rundir "$RUNDIR"; exit 1; }
 
 start_bg() { # start_bg NAME LOG ARGS...
   local name=$1 log=$2; shift 2
-  setsid nohup "$@" >"$log" 2>&1 </dev/null &
+  # The lock descriptors (8, 9) must not leak into the daemons, or they would hold the lock forever.
+  setsid nohup "$@" >"$log" 2>&1 </dev/null 8>&- 9>&- &
   echo $! >"$RUNDIR/$name.pid"
+}
+
+# Serialises up/down of this state folder; waits at most 5 minutes (a build may be under way).
+lock_state() {
+  exec 9>"$STATE/lock"
+  flock -w 300 9 || die "another cluster.sh has held $STATE/lock for 5 minutes; is one stuck? (fuser $STATE/lock)"
 }
 
 cmd_up() {
   need python3 openssl curl ss setsid flock
   mkdir -p "$STATE"
-  exec 9>"$STATE/lock"
-  flock 9
+  lock_state
   if running; then
     say "already running ($(cat "$STATE/run")); kubeconfig: $STATE/kubeconfig"
     return 0
@@ -313,8 +324,7 @@ stop_rundir() {
 
 cmd_down() {
   mkdir -p "$STATE"
-  exec 9>"$STATE/lock"
-  flock 9
+  lock_state
   if [ -f "$STATE/run" ]; then
     stop_rundir "$(cat "$STATE/run")"
     say "stopped"
