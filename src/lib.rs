@@ -4,13 +4,17 @@
 //! Modules by concern:
 //! - `api`: the `AcrRegistryBinding` and `AcrCredentialPolicy` CRD types, their conditions and
 //!   their validation.
+//! - `cli`: the subcommands (`crd`, `migrate`, `validate`), one file each.
+//! - `legacy`: translation of the legacy `kube-system/acr-configuration` ConfigMap into those CRs.
 //! - `sensitive`: the wrapper that keeps credentials and tokens out of every printed string.
 //! - `cloud`: the Alibaba Cloud client (signing, credential sources, STS, registry tokens, errors).
 //! - `controller`: the reconcilers, token manager, Secret and ServiceAccount logic, `run`.
 //! - `fake`: a strict fake of the Alibaba Cloud services, for tests and the sandbox.
 
 pub mod api;
+pub mod cli;
 pub mod cloud;
 pub mod controller;
 pub mod fake;
+pub mod legacy;
 pub mod sensitive;
