@@ -8,6 +8,7 @@
 pub mod crd;
 pub mod input;
 pub mod migrate;
+pub mod run;
 pub mod validate;
 
 use std::{io::Write, process::ExitCode};
@@ -38,6 +39,8 @@ pub enum Command {
     Migrate(migrate::MigrateArgs),
     /// Check AcrRegistryBinding and AcrCredentialPolicy manifests offline.
     Validate(validate::ValidateArgs),
+    /// Run the controller.
+    Run(run::RunArgs),
 }
 
 /// Errors of the command line layer.
@@ -97,6 +100,7 @@ impl Cli {
             Command::Crd(args) => crd::run(&args, out),
             Command::Migrate(args) => migrate::run(&args, out, err).await,
             Command::Validate(args) => validate::run(&args, out, err),
+            Command::Run(args) => run::run(&args, err).await,
         };
         match result {
             Ok(code) => code,

@@ -307,8 +307,6 @@ async fn cleanup(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<
         );
         targets.extend(selection.selected);
     }
-    // Any namespace where a ServiceAccount carries our entry may be one this binding bound.
-    targets.extend(super::sync::namespaces_with_our_entries(&ctx));
     let results = converge_all(&ctx, targets).await;
     for (ns, r) in results {
         match r {

@@ -29,6 +29,9 @@ pub struct ControllerConfig {
     pub field_manager: String,
     /// Longest time between two reconciles of a binding, whatever happens.
     pub resync: std::time::Duration,
+    /// Optional label selector (`key=value,...`): only bindings and policies matching it are
+    /// handled. Lets several controllers share a cluster (shards, parallel tests).
+    pub object_selector: Option<String>,
 }
 
 impl Default for ControllerConfig {
@@ -38,6 +41,7 @@ impl Default for ControllerConfig {
             default_region: "cn-hangzhou".into(),
             field_manager: CONTROLLER_NAME.into(),
             resync: std::time::Duration::from_secs(300),
+            object_selector: None,
         }
     }
 }

@@ -101,6 +101,10 @@ pub async fn run_with(
 ) {
     let shutdown = shutdown.boxed().shared();
     let wc = watcher::Config::default;
+    let owned = || match &config.object_selector {
+        Some(selector) => wc().labels(selector),
+        None => wc(),
+    };
 
     let (namespaces, ns_writer) = reflector::store::<Namespace>();
     let ns_stream = reflector::reflector(
@@ -129,12 +133,12 @@ pub async fn run_with(
     let (policies, policy_writer) = reflector::store::<AcrCredentialPolicy>();
     let policy_stream = reflector::reflector(
         policy_writer,
-        watcher(Api::<AcrCredentialPolicy>::all(client.clone()), wc()),
+        watcher(Api::<AcrCredentialPolicy>::all(client.clone()), owned()),
     )
     .default_backoff()
     .touched_objects();
 
-    let controller = Controller::new(Api::<AcrRegistryBinding>::all(client.clone()), wc());
+    let controller = Controller::new(Api::<AcrRegistryBinding>::all(client.clone()), owned());
     let bindings = controller.store();
     let stores = Stores {
         bindings: bindings.clone(),
@@ -227,7 +231,7 @@ pub async fn run_with(
                 tracing::debug!(error = %e, "binding controller event");
             }
         });
-    let policy_controller = Controller::new(Api::<AcrCredentialPolicy>::all(client), wc())
+    let policy_controller = Controller::new(Api::<AcrCredentialPolicy>::all(client), owned())
         .graceful_shutdown_on(shutdown)
         .run(policy::reconcile, policy::error_policy, ctx)
         .for_each(|r| async move {

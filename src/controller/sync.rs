@@ -21,7 +21,6 @@ use super::resolve::{Resolved, resolve};
 use super::secret::{Contribution, desired_secret, is_ours, needs_update};
 use super::selection::service_account_selected;
 use super::service_accounts::{converge, is_bound};
-use crate::api::AcrRegistryBinding;
 
 /// What happened to the namespace's Secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -250,20 +249,4 @@ pub fn namespaces_owned_by(ctx: &Context, binding: &str) -> BTreeSet<String> {
         .filter(|s| is_ours(s) && super::secret::owner_bindings(s).contains(binding))
         .filter_map(|s| s.namespace())
         .collect()
-}
-
-/// Namespaces where any ServiceAccount carries our annotation (for cleanup sweeps).
-pub fn namespaces_with_our_entries(ctx: &Context) -> BTreeSet<String> {
-    ctx.stores
-        .service_accounts
-        .state()
-        .iter()
-        .filter(|sa| super::service_accounts::recorded(sa).contains(&ctx.config.secret_name))
-        .filter_map(|sa| sa.namespace())
-        .collect()
-}
-
-/// For the status of one binding: is this binding the reason its Secret is current?
-pub fn contributes(outcome: &NamespaceOutcome, binding: &AcrRegistryBinding) -> bool {
-    outcome.contributors.contains(&binding.name_any())
 }

@@ -1,0 +1,333 @@
+//! Shared setup for the `controller_*` integration tests: the CRDs (without CEL: the local
+//! control plane is Kubernetes 1.20), a fake cloud on loopback, an AccessKey Secret and a
+//! policy, and the controller running in-process, restricted (label selector) to this test's
+//! own bindings and policies so tests can run side by side on one cluster.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use acr_credential_controller::api::crd::crds_without_cel;
+use acr_credential_controller::api::{AcrCredentialPolicy, AcrRegistryBinding};
+use acr_credential_controller::cloud::endpoints::{Endpoints, Network};
+use acr_credential_controller::cloud::http::HttpConfig;
+use acr_credential_controller::cloud::{CloudConfig, SignatureStyle};
+use acr_credential_controller::controller::{self, ControllerConfig};
+use acr_credential_controller::fake::{FakeCloud, FakeHandle, Scenario};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+
+use crate::support::{self, TestEnv};
+
+pub const ACCOUNT: &str = "1111111111111111";
+pub const INSTANCE: &str = "cri-ctrltest1";
+pub const OTHER_INSTANCE: &str = "cri-ctrltest2";
+pub const DOMAINS: [&str; 2] = [
+    "ctrl-registry.cn-hangzhou.cr.aliyuncs.com",
+    "ctrl-registry-vpc.cn-hangzhou.cr.aliyuncs.com",
+];
+pub const OTHER_DOMAIN: &str = "other-registry.cn-hangzhou.cr.aliyuncs.com";
+pub const SECRET_NAME: &str = "acr-credentials";
+/// Label every binding/policy of one test carries; its value is the test's id.
+pub const OWNER_LABEL: &str = "acrcredentials.io/test-controller";
+
+/// The fake cloud's world for controller tests; `registry_seconds` sets token lifetimes.
+pub fn scenario(registry_seconds: u64) -> Scenario {
+    let yaml = format!(
+        r#"
+region: cn-hangzhou
+lifetimes: {{registrySeconds: {registry_seconds}}}
+accounts:
+  - id: "{ACCOUNT}"
+    accessKeys:
+      - {{id: LTAIctrl, secret: ctrlsecret, user: ci}}
+    users:
+      - {{name: ci, permissions: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint"]}}
+    instances:
+      - id: {INSTANCE}
+        name: ctrl
+        region: cn-hangzhou
+      - id: {OTHER_INSTANCE}
+        name: other
+        region: cn-hangzhou
+        endpoints:
+          - type: internet
+            enabled: true
+            domains: [{{domain: {OTHER_DOMAIN}, type: SYSTEM}}]
+"#
+    );
+    Scenario::from_str_resolved(&yaml).unwrap()
+}
+
+/// Installs the CRDs (CEL rules stripped: 1.20 has no CEL) idempotently and waits until they
+/// are established.
+pub async fn install_crds(client: &Client) {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in crds_without_cel().unwrap() {
+        let name = crd.name_any();
+        let mut crd = crd;
+        crd.metadata.managed_fields = None;
+        api.patch(
+            &name,
+            &PatchParams::apply("acr-credential-controller-tests").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("installing CRD {name}: {e}"));
+        support::wait_until(Duration::from_secs(30), "CRD established", || {
+            let api = api.clone();
+            let name = name.clone();
+            async move {
+                let crd = api.get(&name).await.ok()?;
+                crd.status?
+                    .conditions?
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+}
+
+/// A controller running in-process; stopped (gracefully) on [`Running::stop`] or drop.
+pub struct Running {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(20), h).await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.abort();
+        }
+    }
+}
+
+/// Everything one controller test needs.
+pub struct Harness {
+    pub env: TestEnv,
+    pub fake: FakeCloud,
+    pub id: String,
+    pub policy: String,
+}
+
+impl Harness {
+    /// A test namespace, CRDs, a fake cloud issuing `registry_seconds` tokens, an AccessKey
+    /// Secret in the test namespace and a policy `<id>` using it (renewBefore `renew_before`).
+    pub async fn new(name: &str, registry_seconds: u64, renew_before: &str) -> Harness {
+        let env = TestEnv::new(name).await;
+        install_crds(&env.client()).await;
+        let fake = FakeCloud::start(scenario(registry_seconds)).await.unwrap();
+        let id = env.namespace().to_owned();
+        let h = Harness {
+            env,
+            fake,
+            policy: id.clone(),
+            id,
+        };
+        h.env
+            .apply(&format!(
+                r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: alibaba-ak}}
+stringData: {{AccessKeyId: LTAIctrl, AccessKeySecret: ctrlsecret}}
+---
+apiVersion: acrcredentials.io/v1alpha1
+kind: AcrCredentialPolicy
+metadata:
+  name: {policy}
+  labels: {{{OWNER_LABEL}: {id}}}
+spec:
+  source:
+    accessKey:
+      secretRef: {{namespace: {ns}, name: alibaba-ak}}
+  renewBefore: {renew_before}
+"#,
+                policy = h.policy,
+                id = h.id,
+                ns = h.env.namespace(),
+            ))
+            .await;
+        h
+    }
+
+    pub fn client(&self) -> Client {
+        self.env.client()
+    }
+
+    pub fn handle(&self) -> FakeHandle {
+        self.fake.handle()
+    }
+
+    pub fn config(&self) -> ControllerConfig {
+        ControllerConfig {
+            object_selector: Some(format!("{OWNER_LABEL}={}", self.id)),
+            resync: Duration::from_secs(60),
+            ..ControllerConfig::default()
+        }
+    }
+
+    pub fn cloud(&self) -> CloudConfig {
+        CloudConfig {
+            endpoints: Endpoints::new("cn-hangzhou", Network::Public)
+                .with_all_overridden(self.fake.base_url()),
+            http: HttpConfig {
+                max_attempts: 1,
+                ..HttpConfig::default()
+            },
+            signature: SignatureStyle::V2,
+        }
+    }
+
+    /// Starts the controller in-process.
+    pub fn start(&self) -> Running {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let client = self.client();
+        let config = self.config();
+        let cloud = self.cloud();
+        let handle = tokio::spawn(async move {
+            controller::run(client, config, cloud, async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        Running {
+            stop: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// Applies a binding named `name` (cluster-scoped, tracked for cleanup) with the given
+    /// `spec` YAML (indented by four spaces), labelled for this test's controller.
+    pub async fn binding(&self, name: &str, spec: &str) {
+        self.env
+            .apply(&format!(
+                "apiVersion: acrcredentials.io/v1alpha1\nkind: AcrRegistryBinding\nmetadata:\n  name: {name}\n  labels: {{{OWNER_LABEL}: {id}}}\nspec:\n{spec}",
+                id = self.id
+            ))
+            .await;
+    }
+
+    pub fn bindings(&self) -> Api<AcrRegistryBinding> {
+        Api::all(self.client())
+    }
+
+    pub fn policies(&self) -> Api<AcrCredentialPolicy> {
+        Api::all(self.client())
+    }
+
+    pub fn secrets(&self, ns: &str) -> Api<Secret> {
+        Api::namespaced(self.client(), ns)
+    }
+
+    pub fn service_accounts(&self, ns: &str) -> Api<ServiceAccount> {
+        Api::namespaced(self.client(), ns)
+    }
+
+    /// Waits until the binding's Ready condition has `status`, and returns the binding.
+    pub async fn wait_ready(&self, name: &str, status: &str, timeout: Duration) -> AcrRegistryBinding {
+        let api = self.bindings();
+        support::wait_until(timeout, &format!("binding {name} Ready={status}"), || {
+            let api = api.clone();
+            let name = name.to_owned();
+            let status = status.to_owned();
+            async move {
+                let b = api.get(&name).await.map_err(|e| e.to_string())?;
+                let conds = b.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+                match conds.iter().find(|c| c.type_ == "Ready") {
+                    Some(c) if c.status == status => Ok(b),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// The `auths` of a pull Secret: domain → (username, password, auth).
+pub fn auths(secret: &Secret) -> BTreeMap<String, (String, String, String)> {
+    let bytes = &secret.data.as_ref().unwrap()[".dockerconfigjson"].0;
+    let doc: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+    doc["auths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(d, a)| {
+            (
+                d.clone(),
+                (
+                    a["username"].as_str().unwrap().to_owned(),
+                    a["password"].as_str().unwrap().to_owned(),
+                    a["auth"].as_str().unwrap().to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Names in a ServiceAccount's imagePullSecrets, in order.
+pub fn pull_secret_names(sa: &ServiceAccount) -> Vec<String> {
+    sa.image_pull_secrets
+        .iter()
+        .flatten()
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// Waits for the Secret in `ns` and returns it.
+pub async fn wait_secret(api: &Api<Secret>, what: &str, check: impl Fn(&Secret) -> bool) -> Secret {
+    support::wait_until(Duration::from_secs(60), what, || {
+        let api = api.clone();
+        let check = &check;
+        async move {
+            match api.get_opt(SECRET_NAME).await {
+                Ok(Some(s)) if check(&s) => Ok(s),
+                Ok(Some(_)) => Err("present, but not as expected".to_owned()),
+                Ok(None) => Err("absent".to_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await
+}
+
+/// Waits until the ServiceAccount `name` in `ns` satisfies `check`.
+pub async fn wait_sa(
+    api: &Api<ServiceAccount>,
+    name: &str,
+    what: &str,
+    check: impl Fn(&ServiceAccount) -> bool,
+) -> ServiceAccount {
+    support::wait_until(Duration::from_secs(60), what, || {
+        let api = api.clone();
+        let check = &check;
+        async move {
+            match api.get_opt(name).await {
+                Ok(Some(sa)) if check(&sa) => Ok(sa),
+                Ok(Some(sa)) => Err(format!("{:?}", pull_secret_names(&sa))),
+                Ok(None) => Err("absent".to_owned()),
+                Err(e) => Err(e.to_string()),
+            }
+        }
+    })
+    .await
+}
