@@ -1,7 +1,9 @@
 //! The CustomResourceDefinitions, generated from the Rust types: as objects, as the YAML that is
 //! committed under `crds/`, and without CEL rules for API servers older than 1.25.
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+};
 use kube::CustomResourceExt;
 use serde_json::Value;
 
@@ -17,15 +19,6 @@ const NO_CEL_HEADER: &str = "# CEL rules (x-kubernetes-validations) are stripped
 /// Errors while rendering CRDs.
 #[derive(Debug, thiserror::Error)]
 pub enum CrdError {
-    /// The CRD could not be turned into JSON or back.
-    #[error("cannot convert CustomResourceDefinition {name}: {source}")]
-    Json {
-        /// The CRD name.
-        name: String,
-        /// The cause.
-        #[source]
-        source: serde_json::Error,
-    },
     /// The CRD could not be rendered as YAML.
     #[error("cannot render CustomResourceDefinition {name} as YAML: {source}")]
     Yaml {
@@ -41,42 +34,74 @@ impl CrdError {
     /// A stable CamelCase reason for logs and metrics.
     pub fn reason(&self) -> &'static str {
         match self {
-            CrdError::Json { .. } => "CrdJsonError",
             CrdError::Yaml { .. } => "CrdYamlError",
         }
     }
 }
 
 /// Both CRDs, with their CEL rules, in a stable order (policies, then bindings).
+///
+/// Use this rather than `AcrRegistryBinding::crd()`: it also drops the `nullable: true` that
+/// kube puts on every `Option` field. Our optional fields are absent, never null; without
+/// `nullable` the API server prunes an explicit null (so `renewBefore: ~` simply means unset)
+/// and publishes the fields' types in OpenAPI v2 (`kubectl explain` on older servers).
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![AcrCredentialPolicy::crd(), AcrRegistryBinding::crd()]
+    [AcrCredentialPolicy::crd(), AcrRegistryBinding::crd()]
+        .into_iter()
+        .map(|mut crd| {
+            for_each_schema(&mut crd, &mut |s| s.nullable = None);
+            crd
+        })
+        .collect()
 }
 
 /// Both CRDs without `x-kubernetes-validations`, for API servers older than 1.25 (which reject
 /// or drop them). The rules still hold: the controller applies them in code.
-pub fn crds_without_cel() -> Result<Vec<CustomResourceDefinition>, CrdError> {
+pub fn crds_without_cel() -> Vec<CustomResourceDefinition> {
     crds().into_iter().map(strip_cel).collect()
 }
 
 /// Removes every `x-kubernetes-validations` from a CRD's schemas.
-pub fn strip_cel(crd: CustomResourceDefinition) -> Result<CustomResourceDefinition, CrdError> {
-    let name = crd.metadata.name.clone().unwrap_or_default();
-    let mut value = serde_json::to_value(&crd).map_err(|source| CrdError::Json {
-        name: name.clone(),
-        source,
-    })?;
-    remove_key(&mut value, CEL_KEY);
-    serde_json::from_value(value).map_err(|source| CrdError::Json { name, source })
+pub fn strip_cel(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    for_each_schema(&mut crd, &mut |s| s.x_kubernetes_validations = None);
+    crd
 }
 
-fn remove_key(value: &mut Value, key: &str) {
-    match value {
-        Value::Object(map) => {
-            map.remove(key);
-            map.values_mut().for_each(|v| remove_key(v, key));
+/// Calls `f` on every schema node of every version of `crd`.
+fn for_each_schema(crd: &mut CustomResourceDefinition, f: &mut impl FnMut(&mut JSONSchemaProps)) {
+    for version in &mut crd.spec.versions {
+        if let Some(schema) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            walk(schema, f);
         }
-        Value::Array(items) => items.iter_mut().for_each(|v| remove_key(v, key)),
-        _ => {}
+    }
+}
+
+fn walk(s: &mut JSONSchemaProps, f: &mut impl FnMut(&mut JSONSchemaProps)) {
+    f(s);
+    for child in s.properties.iter_mut().flat_map(|p| p.values_mut()) {
+        walk(child, f);
+    }
+    match &mut s.items {
+        Some(JSONSchemaPropsOrArray::Schema(item)) => walk(item, f),
+        Some(JSONSchemaPropsOrArray::Schemas(items)) => items.iter_mut().for_each(|i| walk(i, f)),
+        None => {}
+    }
+    if let Some(JSONSchemaPropsOrBool::Schema(extra)) = &mut s.additional_properties {
+        walk(extra, f);
+    }
+    for branch in [&mut s.all_of, &mut s.any_of, &mut s.one_of]
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        walk(branch, f);
+    }
+    if let Some(not) = &mut s.not {
+        walk(not, f);
     }
 }
 
@@ -96,11 +121,7 @@ pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, CrdError> {
 
 /// Both CRDs as one multi-document YAML stream; `with_cel: false` strips the CEL rules.
 pub fn all_yaml(with_cel: bool) -> Result<String, CrdError> {
-    let crds = if with_cel {
-        crds()
-    } else {
-        crds_without_cel()?
-    };
+    let crds = if with_cel { crds() } else { crds_without_cel() };
     let docs: Vec<String> = crds.iter().map(to_yaml).collect::<Result<_, _>>()?;
     Ok(docs.join("---\n"))
 }
@@ -161,7 +182,7 @@ mod tests {
 
     #[test]
     fn stripping_removes_every_cel_rule_and_nothing_else() {
-        for (with, without) in crds().into_iter().zip(crds_without_cel().unwrap()) {
+        for (with, without) in crds().into_iter().zip(crds_without_cel()) {
             let with_s = serde_json::to_string(&with).unwrap();
             let without_s = serde_json::to_string(&without).unwrap();
             assert!(with_s.contains(CEL_KEY));
@@ -171,6 +192,14 @@ mod tests {
                 with_s.matches("\"pattern\"").count(),
                 without_s.matches("\"pattern\"").count()
             );
+        }
+    }
+
+    #[test]
+    fn optional_fields_are_not_nullable() {
+        for crd in crds() {
+            let json = serde_json::to_string(&crd).unwrap();
+            assert!(!json.contains("nullable"), "{json}");
         }
     }
 

@@ -2,7 +2,7 @@
 //! generated OpenAPI schema, and by the code validation in [`crate::api::validation`].
 //!
 //! Patterns stay inside the RE2 subset that both the Kubernetes API server (Go `regexp`) and the
-//! `regex` crate understand: no look-around, no back-references.
+//! `regex` crate understand: no look-around, no back-references, no repeat count above 1000.
 
 /// A Kubernetes DNS-1123 label (namespace names).
 pub const DNS_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
@@ -40,8 +40,11 @@ pub const DURATION_MAX: u32 = 32;
 
 /// An STS `RoleSessionName`.
 pub const SESSION_NAME: &str = r"^[A-Za-z0-9._@-]{2,64}$";
-/// An STS `ExternalId`.
-pub const EXTERNAL_ID: &str = r"^[A-Za-z0-9_+=,.@:/-]{2,1224}$";
+/// An STS `ExternalId` (2 to 1224 characters: the length lives in `minLength`/`maxLength`,
+/// because Go's regexp refuses repeat counts above 1000).
+pub const EXTERNAL_ID: &str = r"^[A-Za-z0-9_+=,.@:/-]+$";
+/// Shortest external id.
+pub const EXTERNAL_ID_MIN: u32 = 2;
 /// Longest external id.
 pub const EXTERNAL_ID_MAX: u32 = 1224;
 

@@ -193,7 +193,7 @@ pub struct AssumeRole {
 
     /// STS ExternalId, when the role's trust policy requires one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = patterns::EXTERNAL_ID), length(max = patterns::EXTERNAL_ID_MAX))]
+    #[schemars(regex(pattern = patterns::EXTERNAL_ID), length(min = patterns::EXTERNAL_ID_MIN, max = patterns::EXTERNAL_ID_MAX))]
     pub external_id: Option<String>,
 
     /// How long the assumed credentials, and the registry tokens obtained with them, stay valid:

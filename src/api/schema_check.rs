@@ -63,10 +63,9 @@ fn walk(schema: &Value, value: &Value, path: &str, report: &mut SchemaReport) {
         })
     };
 
+    // A null is kept only where the schema says `nullable`; elsewhere the API server prunes it
+    // (and `object` below counts a pruned required field as missing).
     if value.is_null() {
-        if schema.get("nullable").and_then(Value::as_bool) != Some(true) {
-            violation("must not be null".to_owned());
-        }
         return;
     }
 
@@ -209,6 +208,17 @@ fn array(schema: &Value, items: &[Value], path: &str, report: &mut SchemaReport)
     }
 }
 
+fn properties_of<'a>(schema: &'a Value, key: &str) -> Option<&'a Value> {
+    schema.get("properties").and_then(|p| p.get(key))
+}
+
+fn nullable(schema: Option<&Value>) -> bool {
+    schema
+        .and_then(|s| s.get("nullable"))
+        .and_then(Value::as_bool)
+        == Some(true)
+}
+
 fn object(
     schema: &Value,
     map: &serde_json::Map<String, Value>,
@@ -217,7 +227,10 @@ fn object(
 ) {
     if let Some(required) = schema.get("required").and_then(Value::as_array) {
         for key in required.iter().filter_map(Value::as_str) {
-            if !map.contains_key(key) {
+            if map
+                .get(key)
+                .is_none_or(|v| v.is_null() && !nullable(properties_of(schema, key)))
+            {
                 report.violations.push(Violation {
                     path: join(path, key),
                     message: "Required value".to_owned(),
@@ -263,6 +276,8 @@ mod tests {
         assert!(paths(&schema, &json!({"a": "x", "b": 1})).is_empty());
         assert_eq!(paths(&schema, &json!({"b": "1"})), ["a", "b"]);
         assert!(paths(&schema, &json!({"a": "x", "b": null})).is_empty());
+        // Without nullable, a null is pruned: fine when optional, missing when required.
+        assert_eq!(paths(&schema, &json!({"a": null})), ["a"]);
         let r = check(
             &schema,
             &json!({"a": "x", "c": 1, "metadata": {"name": "n"}}),

@@ -286,7 +286,7 @@ impl Format {
             Format::RoleArn | Format::OidcProviderArn => (0, p::ARN_MAX),
             Format::Duration => (2, p::DURATION_MAX),
             Format::SessionName => (0, 64),
-            Format::ExternalId => (0, p::EXTERNAL_ID_MAX),
+            Format::ExternalId => (p::EXTERNAL_ID_MIN, p::EXTERNAL_ID_MAX),
             Format::AbsolutePath => (0, p::PATH_MAX),
         }
     }

@@ -8,15 +8,18 @@
 //! and, where possible, the line, and then nothing is translated.
 //!
 //! - `keys`: the single-value keys; `registry_info`: the `acr-registry-info` list.
+//! - `build`: one entry's credential policy; `naming`: deterministic object names.
 //! - `go_duration`: Go's duration syntax (`expiring-threshold`).
 //! - `error`: the error type.
 
+mod build;
 mod error;
 mod go_duration;
 mod keys;
+mod naming;
 mod registry_info;
 
-use std::{collections::BTreeMap, fmt, time::Duration};
+use std::{collections::BTreeMap, fmt};
 
 use k8s_openapi::{api::core::v1::ConfigMap, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use serde::Serialize;
@@ -25,10 +28,8 @@ pub use error::{TranslateError, TranslateErrors};
 
 use crate::{
     api::{
-        AccessKeySecretRef, AccessKeySource, AcrCredentialPolicy, AcrCredentialPolicySpec,
-        AcrRegistryBinding, AcrRegistryBindingSpec, AssumeRole, CredentialSource,
-        ManagedRoleSource, PolicyReference, RegistrySpec, RrsaSource, WorkerRoleSource, duration,
-        validate_binding, validate_policy,
+        AcrCredentialPolicy, AcrCredentialPolicySpec, AcrRegistryBinding, AcrRegistryBindingSpec,
+        PolicyReference, RegistrySpec, validate_binding, validate_policy,
     },
     sensitive::Sensitive,
 };
@@ -276,9 +277,9 @@ pub fn translate(
     let mut policies: BTreeMap<String, AcrCredentialPolicySpec> = BTreeMap::new();
     let mut bindings: BTreeMap<String, AcrRegistryBindingSpec> = BTreeMap::new();
     for entry in &entries {
-        match build_entry(entry, rrsa, token_mode, threshold.as_ref(), &mut t) {
+        match build::policy_for(entry, rrsa, token_mode, threshold.as_ref(), &mut t) {
             Ok((policy_name, policy)) => {
-                let binding_name = unique_binding_name(entry, &bindings, &mut t.warnings);
+                let binding_name = naming::unique_binding_name(entry, &bindings, &mut t.warnings);
                 let binding = AcrRegistryBindingSpec {
                     registry: RegistrySpec {
                         instance_id: entry.instance_id.clone(),
@@ -347,245 +348,6 @@ pub fn translate(
     t.access_keys.sort_by(|a, b| a.name.cmp(&b.name));
     t.access_keys.dedup_by(|a, b| a.name == b.name);
     Ok(t)
-}
-
-/// The policy for one entry, and its deterministic name.
-fn build_entry(
-    entry: &registry_info::Entry,
-    rrsa_enabled: bool,
-    token_mode: TokenMode,
-    threshold: Option<&(String, Duration)>,
-    t: &mut Translation,
-) -> Result<(String, AcrCredentialPolicySpec), TranslateError> {
-    let k = key::ACR_REGISTRY_INFO;
-    let field = |f: &str| format!("[{}].{f}", entry.index);
-    let has_rrsa = entry.rrsa_role_arn.is_some() || entry.rrsa_oidc_provider_arn.is_some();
-
-    if has_rrsa && !rrsa_enabled {
-        t.warnings.push(Warning::new(
-            k,
-            format!(
-                "{}: rrsaRoleARN and rrsaOIDCProviderRoleARN are ignored because the rrsa key does not say \"enable: true\" (as the legacy helper ignores them)",
-                field("rrsaRoleARN")
-            ),
-        ));
-    }
-    let use_rrsa = has_rrsa && rrsa_enabled;
-    if use_rrsa && entry.access_key.is_some() {
-        return Err(TranslateError::InvalidValue {
-            key: k.to_owned(),
-            line: entry.line,
-            field: format!("[{}]", entry.index),
-            message: "sets both RRSA roles and customAccessKey; keep one credential source"
-                .to_owned(),
-        });
-    }
-
-    let (source, slug) = if use_rrsa {
-        let (Some(role), Some(provider)) = (&entry.rrsa_role_arn, &entry.rrsa_oidc_provider_arn)
-        else {
-            let missing = if entry.rrsa_role_arn.is_none() {
-                "rrsaRoleARN"
-            } else {
-                "rrsaOIDCProviderRoleARN"
-            };
-            return Err(TranslateError::InvalidValue {
-                key: k.to_owned(),
-                line: entry.line,
-                field: field(missing),
-                message: format!(
-                    "{missing} is missing: with RRSA, set both rrsaRoleARN and rrsaOIDCProviderRoleARN"
-                ),
-            });
-        };
-        t.warnings.push(Warning::new(
-            k,
-            format!(
-                "{}: the trust policy of {role} lets the legacy helper's ServiceAccount (system:serviceaccount:kube-system:aliyun-acr-credential-helper) assume it; add the controller's ServiceAccount to its oidc:sub condition before switching over",
-                field("rrsaRoleARN")
-            ),
-        ));
-        (
-            CredentialSource {
-                rrsa: Some(RrsaSource {
-                    role_arn: role.clone(),
-                    oidc_provider_arn: provider.clone(),
-                    token_file: None,
-                }),
-                ..CredentialSource::default()
-            },
-            format!("rrsa-{}", role_slug(role)),
-        )
-    } else if let Some((id, secret)) = &entry.access_key {
-        let secret_name = format!("acr-legacy-access-key-{}", short_hash(id.expose()));
-        t.warnings.push(Warning::new(
-            k,
-            format!(
-                "{}: the AccessKey pair was in plain text; the policy now reads it from Secret {ACCESS_KEY_SECRET_NAMESPACE}/{secret_name} (keys AccessKeyId and AccessKeySecret). Create that Secret (the values are not printed here), then remove customAccessKey and customAccessKeySecret from the ConfigMap",
-                field("customAccessKey")
-            ),
-        ));
-        t.access_keys.push(LegacyAccessKey {
-            namespace: ACCESS_KEY_SECRET_NAMESPACE.to_owned(),
-            name: secret_name.clone(),
-            access_key_id: id.clone(),
-            access_key_secret: secret.clone(),
-        });
-        (
-            CredentialSource {
-                access_key: Some(AccessKeySource {
-                    secret_ref: AccessKeySecretRef {
-                        namespace: ACCESS_KEY_SECRET_NAMESPACE.to_owned(),
-                        name: secret_name,
-                        access_key_id_key: None,
-                        access_key_secret_key: None,
-                    },
-                }),
-                ..CredentialSource::default()
-            },
-            "access-key".to_owned(),
-        )
-    } else {
-        match token_mode {
-            TokenMode::Auto => (
-                CredentialSource {
-                    managed_role: Some(ManagedRoleSource {}),
-                    ..CredentialSource::default()
-                },
-                "managed-role".to_owned(),
-            ),
-            TokenMode::WorkerRole => (
-                CredentialSource {
-                    worker_role: Some(WorkerRoleSource {}),
-                    ..CredentialSource::default()
-                },
-                "worker-role".to_owned(),
-            ),
-        }
-    };
-
-    let assume_role = entry.assume_role_arn.as_ref().map(|arn| AssumeRole {
-        role_arn: arn.clone(),
-        session_name: None,
-        external_id: None,
-        duration: entry
-            .expire_duration
-            .map(|s| duration::format(Duration::from_secs(s))),
-    });
-    if entry.expire_duration.is_some() && assume_role.is_none() {
-        t.warnings.push(Warning::new(
-            k,
-            format!(
-                "{}: ignored without assumeRoleARN (registry tokens then live 1h)",
-                field("expireDuration")
-            ),
-        ));
-    }
-    let lifetime = Duration::from_secs(
-        entry
-            .expire_duration
-            .filter(|_| assume_role.is_some())
-            .unwrap_or(3600),
-    );
-    if let Some((text, d)) = threshold
-        && *d >= lifetime
-    {
-        return Err(TranslateError::InvalidValue {
-            key: key::EXPIRING_THRESHOLD.to_owned(),
-            line: None,
-            field: key::EXPIRING_THRESHOLD.to_owned(),
-            message: format!(
-                "{text} is not shorter than the {} lifetime of the tokens of acr-registry-info entry [{}]; the threshold must be shorter, 15m is usual",
-                duration::format(lifetime),
-                entry.index
-            ),
-        });
-    }
-
-    let spec = AcrCredentialPolicySpec {
-        source,
-        assume_role,
-        renew_before: threshold.map(|(text, _)| text.clone()),
-        allowed_namespaces: None,
-    };
-    let name = policy_name(&spec, &slug);
-    Ok((name, spec))
-}
-
-/// `legacy-managed-role` / `legacy-worker-role` for the plain add-on identities; otherwise a
-/// readable slug plus a hash of the credential identity (source and assume-role settings,
-/// not `renewBefore`, so changing the threshold keeps the names).
-fn policy_name(spec: &AcrCredentialPolicySpec, slug: &str) -> String {
-    let plain = spec.assume_role.is_none()
-        && (spec.source.managed_role.is_some() || spec.source.worker_role.is_some());
-    if plain {
-        return format!("legacy-{slug}");
-    }
-    let identity = serde_json::to_string(&(&spec.source, &spec.assume_role)).unwrap_or_default();
-    let via = spec
-        .assume_role
-        .as_ref()
-        .map(|a| format!("-to-{}", role_slug(&a.role_arn)))
-        .unwrap_or_default();
-    format!("legacy-{slug}{via}-{}", short_hash(&identity))
-}
-
-/// `legacy-<instanceId>`, or `legacy-personal[-<region>]`; later duplicates get `-2`, `-3`.
-fn unique_binding_name(
-    entry: &registry_info::Entry,
-    taken: &BTreeMap<String, AcrRegistryBindingSpec>,
-    warnings: &mut Vec<Warning>,
-) -> String {
-    let base = match (&entry.instance_id, &entry.region) {
-        (Some(id), _) => format!("legacy-{id}"),
-        (None, Some(region)) => format!("legacy-personal-{region}"),
-        (None, None) => "legacy-personal".to_owned(),
-    };
-    if !taken.contains_key(&base) {
-        return base;
-    }
-    let name = (2..)
-        .map(|n| format!("{base}-{n}"))
-        .find(|n| !taken.contains_key(n))
-        .unwrap_or(base.clone());
-    warnings.push(Warning::new(
-        key::ACR_REGISTRY_INFO,
-        format!(
-            "[{}]: the same registry is listed again; translated as a second binding, {name}",
-            entry.index
-        ),
-    ));
-    name
-}
-
-/// The role name of an ARN, as a DNS-label-friendly slug of at most 40 characters.
-fn role_slug(arn: &str) -> String {
-    let name = arn.rsplit('/').next().unwrap_or(arn).to_ascii_lowercase();
-    let mut slug = String::new();
-    for c in name.chars() {
-        let c = if c.is_ascii_alphanumeric() { c } else { '-' };
-        if !(c == '-' && (slug.is_empty() || slug.ends_with('-'))) {
-            slug.push(c);
-        }
-    }
-    slug.truncate(40);
-    let slug = slug.trim_end_matches('-').to_owned();
-    if slug.is_empty() {
-        "role".to_owned()
-    } else {
-        slug
-    }
-}
-
-/// 8 hex digits of the 64-bit FNV-1a hash. Stable across Rust versions and platforms, unlike
-/// `std`'s hashers, which is what deterministic names need.
-fn short_hash(input: &str) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in input.bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{:08x}", hash >> 32)
 }
 
 /// Renders a translation as multi-document YAML ready to commit: a header comment with the

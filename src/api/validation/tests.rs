@@ -64,6 +64,22 @@ fn all_patterns_compile() {
 }
 
 #[test]
+fn patterns_fit_go_regexp_limits() {
+    // The API server compiles patterns with Go's regexp, which refuses repeat counts above
+    // 1000 (the `regex` crate would accept them).
+    let counts = Regex::new(r"\{(\d+)(?:,(\d*))?\}").unwrap();
+    for (format, _) in REGEXES.iter() {
+        for c in counts.captures_iter(format.pattern()) {
+            for n in [c.get(1), c.get(2)].into_iter().flatten() {
+                if let Ok(n) = n.as_str().parse::<u32>() {
+                    assert!(n <= 1000, "{format:?}: repeat count {n} > 1000");
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn minimal_binding_is_valid() {
     assert!(binding_errors(base_binding()).is_empty());
     // Personal Edition: no instance id at all.
