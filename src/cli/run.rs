@@ -139,10 +139,12 @@ async fn kube_client(args: &RunArgs) -> Result<kube::Client, CliError> {
                     message: e.to_string(),
                 })?
         }
-        None => kube::Config::infer().await.map_err(|e| CliError::Manifest {
-            path: "(in-cluster or ~/.kube/config)".into(),
-            message: e.to_string(),
-        })?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| CliError::Manifest {
+                path: "(in-cluster or ~/.kube/config)".into(),
+                message: e.to_string(),
+            })?,
     };
     kube::Client::try_from(config).map_err(kube_err("building the Kubernetes client".into()))
 }

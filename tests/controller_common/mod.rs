@@ -65,7 +65,7 @@ accounts:
 /// are established.
 pub async fn install_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in crds_without_cel().unwrap() {
+    for crd in crds_without_cel() {
         let name = crd.name_any();
         let mut crd = crd;
         crd.metadata.managed_fields = None;
@@ -244,7 +244,12 @@ spec:
     }
 
     /// Waits until the binding's Ready condition has `status`, and returns the binding.
-    pub async fn wait_ready(&self, name: &str, status: &str, timeout: Duration) -> AcrRegistryBinding {
+    pub async fn wait_ready(
+        &self,
+        name: &str,
+        status: &str,
+        timeout: Duration,
+    ) -> AcrRegistryBinding {
         let api = self.bindings();
         support::wait_until(timeout, &format!("binding {name} Ready={status}"), || {
             let api = api.clone();
@@ -252,7 +257,11 @@ spec:
             let status = status.to_owned();
             async move {
                 let b = api.get(&name).await.map_err(|e| e.to_string())?;
-                let conds = b.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+                let conds = b
+                    .status
+                    .as_ref()
+                    .map(|s| s.conditions.clone())
+                    .unwrap_or_default();
                 match conds.iter().find(|c| c.type_ == "Ready") {
                     Some(c) if c.status == status => Ok(b),
                     other => Err(format!("{other:?}")),
