@@ -132,6 +132,10 @@ impl Harness {
     /// A test namespace, CRDs, a fake cloud issuing `registry_seconds` tokens, an AccessKey
     /// Secret in the test namespace and a policy `<id>` using it (renewBefore `renew_before`).
     pub async fn new(name: &str, registry_seconds: u64, renew_before: &str) -> Harness {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let env = TestEnv::new(name).await;
         install_crds(&env.client()).await;
         let fake = FakeCloud::start(scenario(registry_seconds)).await.unwrap();
