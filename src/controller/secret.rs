@@ -118,6 +118,40 @@ pub fn desired_secret(
     })
 }
 
+/// `existing` updated to `desired` in everything we manage (type, data, our labels, the expiry
+/// annotation, the binding owner references), keeping what others added (other labels,
+/// annotations and owner references) and the identity (UID, resourceVersion) of `existing`.
+pub fn merge_into(existing: &Secret, desired: &Secret) -> Secret {
+    let mut out = existing.clone();
+    let kind = AcrRegistryBinding::kind(&());
+    out.type_ = desired.type_.clone();
+    out.data = desired.data.clone();
+    out.string_data = None;
+    let labels = out.metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.extend(desired.metadata.labels.clone().unwrap_or_default());
+    let annotations = out.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    annotations.remove(EXPIRES_ANNOTATION);
+    annotations.extend(desired.metadata.annotations.clone().unwrap_or_default());
+    let mut owners: Vec<OwnerReference> = out
+        .metadata
+        .owner_references
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| o.kind != kind)
+        .collect();
+    owners.extend(
+        desired
+            .metadata
+            .owner_references
+            .clone()
+            .unwrap_or_default(),
+    );
+    out.metadata.owner_references = Some(owners);
+    out.metadata.managed_fields = None;
+    out
+}
+
 /// Whether a Secret is managed by this controller (carries our label).
 pub fn is_ours(secret: &Secret) -> bool {
     secret
@@ -259,6 +293,56 @@ mod tests {
         let renewed =
             desired_secret("x", "ns", &[contribution("a", &["a.example.com"], "pw2")]).unwrap();
         assert!(needs_update(&existing, &renewed));
+    }
+
+    #[test]
+    fn merge_keeps_what_others_added_and_replaces_our_owners() {
+        let old = desired_secret(
+            "x",
+            "ns",
+            &[
+                contribution("a", &["a.example.com"], "pw"),
+                contribution("b", &["b.example.com"], "pw"),
+            ],
+        )
+        .unwrap();
+        let mut existing = old.clone();
+        existing.metadata.uid = Some("u1".into());
+        existing.metadata.resource_version = Some("9".into());
+        existing
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("team".into(), "x".into());
+        existing
+            .metadata
+            .owner_references
+            .as_mut()
+            .unwrap()
+            .push(OwnerReference {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                name: "keep".into(),
+                uid: "cm".into(),
+                ..OwnerReference::default()
+            });
+        let desired =
+            desired_secret("x", "ns", &[contribution("b", &["b.example.com"], "pw")]).unwrap();
+        let merged = merge_into(&existing, &desired);
+        assert_eq!(merged.metadata.uid.as_deref(), Some("u1"));
+        assert_eq!(merged.metadata.resource_version.as_deref(), Some("9"));
+        assert_eq!(merged.metadata.labels.as_ref().unwrap()["team"], "x");
+        let owners: Vec<&str> = merged
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .map(|o| o.name.as_str())
+            .collect();
+        assert_eq!(owners, ["keep", "b"]);
+        assert_eq!(owner_bindings(&merged), BTreeSet::from(["b".into()]));
+        assert!(!needs_update(&merged, &desired));
     }
 
     #[test]

@@ -12,13 +12,13 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 
 use super::context::Context;
 use super::error::{Error, Result, is_status};
 use super::resolve::{Resolved, resolve};
-use super::secret::{Contribution, desired_secret, is_ours, needs_update};
+use super::secret::{Contribution, desired_secret, is_ours, merge_into, needs_update};
 use super::selection::service_account_selected;
 use super::service_accounts::{converge, is_bound};
 
@@ -88,39 +88,44 @@ async fn write_secret(
     ctx: &Context,
     namespace: &str,
     desired: &Secret,
-    exists: bool,
+    existing: Option<&Secret>,
 ) -> Result<()> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let name = &ctx.config.secret_name;
-    if !exists {
-        match api.create(&PostParams::default(), desired).await {
+    let params = PostParams {
+        field_manager: Some(ctx.config.field_manager.clone()),
+        ..PostParams::default()
+    };
+    let mut current = existing.cloned();
+    for _ in 0..MAX_SECRET_ATTEMPTS {
+        let result = match &current {
+            None => api.create(&params, desired).await,
+            // An in-place update of the object we read (same UID), checked by its
+            // resourceVersion; what others added (labels, annotations, owners) stays.
+            Some(cur) => api.replace(name, &params, &merge_into(cur, desired)).await,
+        };
+        match result {
             Ok(_) => return Ok(()),
             Err(e) if is_status(&e, 409) => {
-                // Created meanwhile (by us earlier, or by someone else): look before writing.
-                let current = api.get(name).await?;
-                if !is_ours(&current) {
-                    return Ok(());
+                // Changed or created meanwhile: read it again, and never write what is not ours.
+                match api.get_opt(name).await? {
+                    Some(fresh) if !is_ours(&fresh) => return Ok(()),
+                    Some(fresh) if !needs_update(&fresh, desired) => return Ok(()),
+                    fresh => current = fresh,
                 }
             }
             Err(e) => return Err(e.into()),
         }
     }
-    let mut body = serde_json::to_value(desired).map_err(|source| Error::Serialize {
-        what: "Secret",
-        source,
-    })?;
-    if let Some(obj) = body.as_object_mut() {
-        obj.insert("apiVersion".into(), "v1".into());
-        obj.insert("kind".into(), "Secret".into());
-    }
-    api.patch(
-        name,
-        &PatchParams::apply(&ctx.config.field_manager).force(),
-        &Patch::Apply(&body),
-    )
-    .await?;
-    Ok(())
+    Err(Error::Contended {
+        namespace: namespace.to_owned(),
+        name: name.clone(),
+        attempts: MAX_SECRET_ATTEMPTS,
+    })
 }
+
+/// How many times a Secret write is retried after conflicts.
+const MAX_SECRET_ATTEMPTS: u32 = 4;
 
 /// Converges namespace `namespace` against every live binding.
 pub async fn sync_namespace(
@@ -182,7 +187,7 @@ pub async fn sync_namespace(
     let secret_state = match (&existing, &desired) {
         (_, Some(d)) => {
             if existing.as_ref().is_none_or(|e| needs_update(e, d)) {
-                write_secret(ctx, namespace, d, existing.is_some()).await?;
+                write_secret(ctx, namespace, d, existing.as_deref()).await?;
                 tracing::info!(namespace, contributors = ?contributors, "pull Secret written");
             }
             SecretState::Current
