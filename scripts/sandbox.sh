@@ -2,22 +2,103 @@
 # The sandbox: a local control plane with the product running on it, to look at and play with.
 #   scripts/sandbox.sh        bring it up (idempotent) and show what runs
 #   scripts/sandbox.sh down   stop everything it started
+#
+# It starts the local control plane (scripts/cluster.sh), the fake Alibaba Cloud
+# (acr-fake-cloud, scenario scripts/sandbox/scenario.yaml) and the controller on this machine,
+# installs the CRDs (without CEL rules: the control plane is Kubernetes 1.20), applies
+# scripts/sandbox/objects.yaml and the translation of the legacy ConfigMap
+# scripts/sandbox/legacy-configmap.yaml (a cross-account binding), waits until every binding is
+# Ready and prints what is there. State (PIDs, logs, the fake's address) lives in .sandbox/.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/acr-credential-controller/target}
+STATE=$REPO/.sandbox
+BIN=$CARGO_TARGET_DIR/debug
 say() { printf '[sandbox] %s\n' "$*" >&2; }
+die() { printf '[sandbox] error: %s\n' "$*" >&2; exit 1; }
+
+stop_pid() { # stop_pid <name>: stops the process whose PID is in $STATE/<name>.pid
+  local file=$STATE/$1.pid pid
+  [ -f "$file" ] || return 0
+  pid=$(cat "$file")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
+    say "stopped $1 (pid $pid)"
+  fi
+  rm -f "$file"
+}
+
+running() { [ -f "$STATE/$1.pid" ] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
 
 if [ "${1:-}" = down ]; then
+  stop_pid controller
+  stop_pid fake-cloud
   bash scripts/cluster.sh down
+  rm -rf "$STATE"
   exit 0
 fi
 
 bash scripts/setup.sh
 bash scripts/cluster.sh up
-export KUBECONFIG=$REPO/.cluster/kubeconfig
+export KUBECONFIG=${ACC_CLUSTER_DIR:-$REPO/.cluster}/kubeconfig
+mkdir -p "$STATE"
 
-kubectl get namespaces
-say "the control plane runs: export KUBECONFIG=$KUBECONFIG"
-say "not yet in the sandbox: the CRDs, the fake cloud and the controller (see README, Status)"
-say "stop it with: scripts/sandbox.sh down"
+say "building acr-credential-controller and acr-fake-cloud"
+cargo build --quiet --bin acr-credential-controller --bin acr-fake-cloud
+
+if ! running fake-cloud; then
+  rm -f "$STATE/fake-cloud.addr"
+  nohup "$BIN/acr-fake-cloud" --scenario scripts/sandbox/scenario.yaml \
+    --address-file "$STATE/fake-cloud.addr" >"$STATE/fake-cloud.log" 2>&1 &
+  echo $! >"$STATE/fake-cloud.pid"
+  for _ in $(seq 1 50); do [ -s "$STATE/fake-cloud.addr" ] && break; sleep 0.1; done
+  [ -s "$STATE/fake-cloud.addr" ] || die "the fake cloud did not start; see $STATE/fake-cloud.log"
+fi
+CLOUD=$(cat "$STATE/fake-cloud.addr")
+say "fake Alibaba Cloud at $CLOUD"
+
+say "installing the CRDs (CEL rules stripped for Kubernetes 1.20)"
+"$BIN/acr-credential-controller" crd --no-cel | kubectl apply --server-side --force-conflicts -f - >/dev/null
+kubectl wait --for=condition=Established --timeout=60s \
+  crd/acrregistrybindings.acrcredentials.io crd/acrcredentialpolicies.acrcredentials.io >/dev/null
+
+if ! running controller; then
+  nohup "$BIN/acr-credential-controller" run --kubeconfig "$KUBECONFIG" \
+    --cloud-endpoint "$CLOUD" --region cn-hangzhou >"$STATE/controller.log" 2>&1 &
+  echo $! >"$STATE/controller.pid"
+  sleep 1
+  running controller || die "the controller did not start; see $STATE/controller.log"
+fi
+say "controller running (pid $(cat "$STATE/controller.pid"), log $STATE/controller.log)"
+
+say "applying example namespaces, policy and binding (scripts/sandbox/objects.yaml)"
+kubectl apply --server-side -f scripts/sandbox/objects.yaml >/dev/null
+say "translating the legacy ConfigMap (scripts/sandbox/legacy-configmap.yaml) and applying the result"
+"$BIN/acr-credential-controller" migrate -f scripts/sandbox/legacy-configmap.yaml 2>/dev/null \
+  | kubectl apply --server-side -f - >/dev/null
+
+say "waiting for every binding to be Ready"
+if ! kubectl wait --for=condition=Ready arb --all --timeout=90s >/dev/null; then
+  kubectl get arb -o wide >&2 || true
+  die "bindings not Ready; see $STATE/controller.log"
+fi
+
+echo
+echo "\$ kubectl get arb,acp"
+kubectl get arb,acp
+echo
+echo "\$ kubectl get serviceaccount builder -n shop -o jsonpath='{.imagePullSecrets}'"
+kubectl get serviceaccount builder -n shop -o jsonpath='{.imagePullSecrets}'
+echo
+echo
+echo "\$ kubectl get secret acr-credentials -n partner-apps -o jsonpath='{.data.\\.dockerconfigjson}' | base64 -d | jq '.auths | keys'"
+kubectl get secret acr-credentials -n partner-apps -o jsonpath='{.data.\.dockerconfigjson}' | base64 -d \
+  | python3 -c 'import json,sys; print(sorted(json.load(sys.stdin)["auths"]))'
+echo
+say "KUBECONFIG=$KUBECONFIG  (export it to use kubectl)"
+say "try: kubectl label namespace partner-apps acr-pull=true   # joins the sandbox-enterprise binding"
+say "logs: $STATE/controller.log, $STATE/fake-cloud.log"
+say "stop everything with: scripts/sandbox.sh down"

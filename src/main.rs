@@ -9,6 +9,8 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli.run(&mut std::io::stdout().lock(), &mut std::io::stderr().lock())
+    // Unlocked handles: `run` logs to stderr from worker threads while this future is pending,
+    // and a held StderrLock would block them forever.
+    cli.run(&mut std::io::stdout(), &mut std::io::stderr())
         .await
 }
