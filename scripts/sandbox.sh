@@ -14,7 +14,7 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/acr-credential-controller/target}
 STATE=$REPO/.sandbox
-BIN=$CARGO_TARGET_DIR/debug
+BIN=$STATE/bin
 say() { printf '[sandbox] %s\n' "$*" >&2; }
 die() { printf '[sandbox] error: %s\n' "$*" >&2; exit 1; }
 
@@ -48,6 +48,10 @@ mkdir -p "$STATE"
 
 say "building acr-credential-controller and acr-fake-cloud"
 cargo build --quiet --bin acr-credential-controller --bin acr-fake-cloud
+# The target directory may be shared with other checkouts: run private copies.
+mkdir -p "$BIN"
+if ! running controller; then cp "$CARGO_TARGET_DIR/debug/acr-credential-controller" "$BIN/"; fi
+if ! running fake-cloud; then cp "$CARGO_TARGET_DIR/debug/acr-fake-cloud" "$BIN/"; fi
 
 if ! running fake-cloud; then
   rm -f "$STATE/fake-cloud.addr"
@@ -76,8 +80,10 @@ say "controller running (pid $(cat "$STATE/controller.pid"), log $STATE/controll
 
 say "applying example namespaces, policy and binding (scripts/sandbox/objects.yaml)"
 kubectl apply --server-side -f scripts/sandbox/objects.yaml >/dev/null
+kubectl get serviceaccount builder -n shop >/dev/null 2>&1 \
+  || kubectl create -f scripts/sandbox/service-account.yaml >/dev/null
 say "translating the legacy ConfigMap (scripts/sandbox/legacy-configmap.yaml) and applying the result"
-"$BIN/acr-credential-controller" migrate -f scripts/sandbox/legacy-configmap.yaml 2>/dev/null \
+"$BIN/acr-credential-controller" migrate --token-mode worker-role -f scripts/sandbox/legacy-configmap.yaml 2>/dev/null \
   | kubectl apply --server-side -f - >/dev/null
 
 say "waiting for every binding to be Ready"

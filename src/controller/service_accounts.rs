@@ -142,7 +142,12 @@ pub async fn converge(
     cached: &ServiceAccount,
     secret: &str,
     want: bool,
+    field_manager: &str,
 ) -> Result<bool> {
+    let params = PatchParams {
+        field_manager: Some(field_manager.to_owned()),
+        ..PatchParams::default()
+    };
     let name = cached
         .metadata
         .name
@@ -153,10 +158,7 @@ pub async fn converge(
         let Some(patch) = plan(&current, secret, want) else {
             return Ok(false);
         };
-        match api
-            .patch(&name, &PatchParams::default(), &Patch::<()>::Json(patch))
-            .await
-        {
+        match api.patch(&name, &params, &Patch::<()>::Json(patch)).await {
             Ok(_) => {
                 tracing::debug!(namespace = ?cached.metadata.namespace, serviceaccount = %name, want, attempt, "patched imagePullSecrets");
                 return Ok(true);

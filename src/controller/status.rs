@@ -199,6 +199,12 @@ pub fn binding_status(
             reasons::SECRETS_SYNCED,
             format!("{synced}/{sel} namespaces hold the current pull Secret"),
         )
+    } else if obs.namespace_failures.is_empty() {
+        (
+            false,
+            reasons::PROGRESSING,
+            format!("{synced}/{sel} namespaces synced; waiting for a valid registry token"),
+        )
     } else {
         let reason = obs
             .namespace_failures
@@ -246,16 +252,18 @@ pub fn binding_status(
                 format!("{bound}/{sa_sel} ServiceAccounts reference the pull Secret"),
             )
         } else {
-            let detail = obs
-                .service_account_failures
-                .first()
-                .cloned()
-                .unwrap_or_else(|| "waiting for the pull Secret".to_owned());
-            (
-                false,
-                reasons::SERVICE_ACCOUNT_PATCH_FAILED,
-                format!("{bound}/{sa_sel} ServiceAccounts bound; {detail}"),
-            )
+            match obs.service_account_failures.first() {
+                Some(detail) => (
+                    false,
+                    reasons::SERVICE_ACCOUNT_PATCH_FAILED,
+                    format!("{bound}/{sa_sel} ServiceAccounts bound; {detail}"),
+                ),
+                None => (
+                    false,
+                    reasons::PROGRESSING,
+                    format!("{bound}/{sa_sel} ServiceAccounts bound; waiting for the pull Secret"),
+                ),
+            }
         };
     set_condition(
         &mut conditions,

@@ -163,7 +163,9 @@ pub async fn sync_namespace(
         let mut sas = Vec::new();
         for sa in &service_accounts {
             let wanted = false;
-            if let Err(e) = converge(&sa_api, sa, &secret_name, wanted).await {
+            if let Err(e) =
+                converge(&sa_api, sa, &secret_name, wanted, &ctx.config.field_manager).await
+            {
                 errors.push(e.to_string());
             }
             sas.push((
@@ -210,7 +212,9 @@ pub async fn sync_namespace(
             && selecting
                 .iter()
                 .any(|b| service_account_selected(&b.service_accounts, &name, sa.labels()));
-        let bound = match converge(&sa_api, sa, &secret_name, wanted).await {
+        let bound = match converge(&sa_api, sa, &secret_name, wanted, &ctx.config.field_manager)
+            .await
+        {
             Ok(_) => wanted || (is_bound(sa, &secret_name) && !wanted_by_us_only(sa, &secret_name)),
             Err(e) => {
                 errors.push(e.to_string());
