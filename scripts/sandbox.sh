@@ -100,9 +100,12 @@ echo "\$ kubectl get serviceaccount builder -n shop -o jsonpath='{.imagePullSecr
 kubectl get serviceaccount builder -n shop -o jsonpath='{.imagePullSecrets}'
 echo
 echo
-echo "\$ kubectl get secret acr-credentials -n partner-apps -o jsonpath='{.data.\\.dockerconfigjson}' | base64 -d | jq '.auths | keys'"
-kubectl get secret acr-credentials -n partner-apps -o jsonpath='{.data.\.dockerconfigjson}' | base64 -d \
-  | python3 -c 'import json,sys; print(sorted(json.load(sys.stdin)["auths"]))'
+echo "registries in each pull Secret (decoded .dockerconfigjson auths):"
+for ns in shop payments partner-apps; do
+  printf '  %-13s ' "$ns"
+  kubectl get secret acr-credentials -n "$ns" -o jsonpath='{.data.\.dockerconfigjson}' | base64 -d \
+    | python3 -c 'import json,sys; print(" ".join(sorted(json.load(sys.stdin)["auths"])))'
+done
 echo
 say "KUBECONFIG=$KUBECONFIG  (export it to use kubectl)"
 say "try: kubectl label namespace partner-apps acr-pull=true   # joins the sandbox-enterprise binding"
