@@ -344,3 +344,101 @@ async fn invalid_binding_is_not_ready_with_the_validation_message_and_touches_no
     assert_eq!(ready.reason, "PolicyNotFound");
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_same_named_secret_we_do_not_own_is_left_alone_and_reported() {
+    let h = Harness::new("ctrl-foreign", 3600, "15m").await;
+    let ns1 = h.env.namespace().to_owned();
+    let ns2 = h.env.extra_namespace("ctrl-foreign-b").await;
+    h.env
+        .apply(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {SECRET_NAME}, namespace: {ns2}}}\nstringData: {{note: hands off}}\n"
+        ))
+        .await;
+    let foreign = h.secrets(&ns2).get(SECRET_NAME).await.unwrap();
+    let running = h.start();
+    let name = format!("{}-foreign", h.id);
+    h.binding(&name, &ready_binding(&[&ns1, &ns2], &h.policy))
+        .await;
+    h.wait_ready(&name, "False", Duration::from_secs(60)).await;
+    wait_secret(&h.secrets(&ns1), "our Secret in ns1", |_| true).await;
+    support::wait_until(
+        Duration::from_secs(30),
+        "SecretOwnedByOthers reported",
+        || {
+            let api = h.bindings();
+            let name = name.clone();
+            async move {
+                let b = api.get(&name).await.map_err(|e| e.to_string())?;
+                let s = b.status.clone().unwrap_or_default();
+                let c = s
+                    .conditions
+                    .iter()
+                    .find(|c| c.type_ == "SecretsSynced")
+                    .cloned();
+                match c {
+                    Some(c) if c.reason == "SecretOwnedByOthers" => Ok(()),
+                    other => Err(format!("{other:?}")),
+                }
+            }
+        },
+    )
+    .await;
+    let after = h.secrets(&ns2).get(SECRET_NAME).await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version, foreign.metadata.resource_version,
+        "foreign Secret touched"
+    );
+    let status = h.bindings().get(&name).await.unwrap().status.unwrap();
+    let ns = status.namespaces.unwrap();
+    assert_eq!(ns.summary.as_deref(), Some("1/2"));
+    assert_eq!(ns.failed[0].name, ns2);
+    assert_eq!(ns.failed[0].reason, "SecretOwnedByOthers");
+    // No ServiceAccount there points at a Secret that is not ours.
+    let sa = h.service_accounts(&ns2).get("default").await.unwrap();
+    assert!(!pull_secret_names(&sa).contains(&SECRET_NAME.to_owned()));
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_policy_is_reported_on_the_policy_and_its_bindings() {
+    let h = Harness::new("ctrl-badpolicy", 3600, "2h").await;
+    let ns = h.env.namespace().to_owned();
+    let running = h.start();
+    let name = format!("{}-bp", h.id);
+    h.binding(&name, &ready_binding(&[&ns], &h.policy)).await;
+    let b = h.wait_ready(&name, "False", Duration::from_secs(60)).await;
+    let ready = b
+        .status
+        .unwrap()
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .unwrap();
+    assert_eq!(ready.reason, "PolicyNotReady");
+    assert!(ready.message.contains("renewBefore"), "{}", ready.message);
+    support::wait_until(Duration::from_secs(30), "policy Ready=False", || {
+        let api = h.policies();
+        let policy = h.policy.clone();
+        async move {
+            let p = api.get(&policy).await.map_err(|e| e.to_string())?;
+            let c = p
+                .status
+                .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"));
+            match c {
+                Some(c)
+                    if c.status == "False"
+                        && c.reason == "InvalidSpec"
+                        && c.message.contains("renewBefore") =>
+                {
+                    Ok(())
+                }
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    assert_eq!(h.handle().count("cr:GetAuthorizationToken"), 0);
+    assert!(h.secrets(&ns).get_opt(SECRET_NAME).await.unwrap().is_none());
+    running.stop().await;
+}
