@@ -259,3 +259,35 @@ pub fn namespaces_owned_by(ctx: &Context, binding: &str) -> BTreeSet<String> {
         .filter_map(|s| s.namespace())
         .collect()
 }
+
+/// A token this binding distributed before, read back from one of its pull Secrets (for
+/// [`super::tokens::TokenManager::adopt`] after a restart): the auth of its first domain and
+/// the Secret's expiry annotation.
+pub fn token_in_secrets(
+    ctx: &Context,
+    binding: &str,
+    domains: &[String],
+) -> Option<crate::cloud::registry::RegistryToken> {
+    let first = domains.first()?;
+    ctx.stores.secrets.state().iter().find_map(|s| {
+        if !is_ours(s) || !super::secret::owner_bindings(s).contains(binding) {
+            return None;
+        }
+        let expires = s
+            .metadata
+            .annotations
+            .as_ref()?
+            .get(super::secret::EXPIRES_ANNOTATION)?
+            .parse::<jiff::Timestamp>()
+            .ok()?;
+        let bytes = &s.data.as_ref()?.get(super::secret::DOCKER_CONFIG_KEY)?.0;
+        let doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        let auth = doc.get("auths")?.get(first)?;
+        Some(crate::cloud::registry::RegistryToken {
+            username: auth.get("username")?.as_str()?.to_owned(),
+            password: crate::sensitive::Sensitive::new(auth.get("password")?.as_str()?.to_owned()),
+            expires_at: expires,
+            request_id: None,
+        })
+    })
+}

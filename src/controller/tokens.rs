@@ -251,6 +251,52 @@ impl TokenManager {
         map.entry(key.clone()).or_default().clone()
     }
 
+    /// Adopts a token obtained before (by an earlier run of the controller, read back from a
+    /// pull Secret it wrote) when nothing is held for `req` yet, so a restart costs no cloud
+    /// call and no Secret rewrite. Expired tokens are ignored. Returns whether it was adopted.
+    pub async fn adopt(
+        &self,
+        req: &TokenRequest,
+        token: RegistryToken,
+        issued_at: Timestamp,
+        domains: Option<Vec<String>>,
+    ) -> bool {
+        let now = self.clock.now();
+        if token.expires_at <= now {
+            return false;
+        }
+        let entry = self.entry(&req.key());
+        let mut e = entry.lock().await;
+        if e.current.is_some() {
+            return false;
+        }
+        let fraction = if self.jitter {
+            rand::random::<f64>()
+        } else {
+            0.0
+        };
+        let issued_at = issued_at.min(now);
+        e.current = Some(HeldToken {
+            username: token.username,
+            password: token.password,
+            issued_at,
+            expires_at: token.expires_at,
+            renew_at: renew_at(issued_at, token.expires_at, req.renew_before, fraction),
+            domains: Vec::new(),
+        });
+        if req.discover_domains && e.domains.is_none() {
+            e.domains = domains;
+        }
+        true
+    }
+
+    /// Whether a token is held for `key` (valid or not).
+    pub async fn holds(&self, key: &TokenKey) -> bool {
+        let entry = self.entry(key);
+        let guard = entry.lock().await;
+        guard.current.is_some()
+    }
+
     /// The token currently held for `key`, without any cloud call.
     pub async fn peek(&self, key: &TokenKey) -> Option<HeldToken> {
         let entry = self.entry(key);

@@ -235,3 +235,32 @@ fn identity_names_the_chain_without_secrets() {
         "accessKey:kube-system/ak+assumeRole:acs:ram::1:role/r::3600s"
     );
 }
+
+#[tokio::test]
+async fn an_adopted_token_is_served_until_renewal_is_due() {
+    let (clock, fake, manager) = setup();
+    let req = request();
+    let token = RegistryToken {
+        username: "cr_temp_user".into(),
+        password: Sensitive::new("from-secret".into()),
+        expires_at: t("2024-01-01T00:30:00Z"),
+        request_id: None,
+    };
+    assert!(
+        manager
+            .adopt(&req, token.clone(), t("2023-12-31T23:30:00Z"), None)
+            .await
+    );
+    assert!(
+        !manager
+            .adopt(&req, token, t("2023-12-31T23:30:00Z"), None)
+            .await,
+        "only when empty"
+    );
+    let out = manager.get(&req).await;
+    assert_eq!(out.activity, Activity::None);
+    assert_eq!(out.token.unwrap().password.expose(), "from-secret");
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
+    clock.advance(SignedDuration::from_mins(15));
+    assert_eq!(manager.get(&req).await.activity, Activity::Renewed);
+}
