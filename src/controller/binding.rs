@@ -98,7 +98,7 @@ async fn apply(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<Ac
         }
     };
 
-    adopt_previous_token(&ctx, &binding, &resolved).await;
+    super::sync::adopt_previous_token(&ctx, &resolved).await;
     let outcome = ctx.tokens.get(&resolved.request).await;
     emit_token_event(&ctx, &binding, &resolved, &outcome).await;
 
@@ -208,34 +208,6 @@ async fn apply(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<Ac
         wait = wait.min(Duration::from_secs(10));
     }
     Ok(Action::requeue(wait))
-}
-
-/// After a restart: take over the still-valid token this binding's Secrets hold, instead of
-/// asking the cloud again and rewriting every Secret.
-async fn adopt_previous_token(ctx: &Context, binding: &AcrRegistryBinding, resolved: &Resolved) {
-    if ctx.tokens.holds(&resolved.request.key()).await {
-        return;
-    }
-    let status = binding.status.as_ref();
-    let domains = resolved
-        .domains
-        .clone()
-        .or_else(|| status.map(|s| s.domains.clone()).filter(|d| !d.is_empty()));
-    let Some(domains) = domains else { return };
-    let Some(token) = super::sync::token_in_secrets(ctx, &binding.name_any(), &domains) else {
-        return;
-    };
-    let issued = status
-        .and_then(|s| s.token.as_ref())
-        .and_then(|t| t.issued_at.as_ref())
-        .map_or_else(|| ctx.clock.now(), |t| t.0);
-    if ctx
-        .tokens
-        .adopt(&resolved.request, token, issued, Some(domains))
-        .await
-    {
-        tracing::info!(binding = %binding.name_any(), "adopted the still-valid token from the binding's pull Secrets");
-    }
 }
 
 async fn emit_token_event(

@@ -36,6 +36,10 @@ pub struct Resolved {
     pub allowed: Option<LabelSelector>,
     pub service_accounts: ServiceAccountSelection,
     pub renew_before: Duration,
+    /// Domains the binding's status reported (discovered ones survive a restart this way).
+    pub previous_domains: Vec<String>,
+    /// When the token in the binding's status was issued.
+    pub previous_issued_at: Option<jiff::Timestamp>,
 }
 
 impl Resolved {
@@ -157,5 +161,16 @@ pub fn resolve(
         allowed: policy.spec.allowed_namespaces.clone(),
         service_accounts: spec.effective_service_accounts(),
         renew_before,
+        previous_domains: binding
+            .status
+            .as_ref()
+            .map(|s| s.domains.clone())
+            .unwrap_or_default(),
+        previous_issued_at: binding
+            .status
+            .as_ref()
+            .and_then(|s| s.token.as_ref())
+            .and_then(|t| t.issued_at.as_ref())
+            .map(|t| t.0),
     })
 }

@@ -65,6 +65,9 @@ async fn contributions(ctx: &Context, selecting: &[&Resolved]) -> Vec<Contributi
     let now = ctx.clock.now();
     let mut out = Vec::new();
     for b in selecting {
+        // After a restart another binding's token may not be held yet: adopt it from its
+        // Secrets rather than dropping its domains from this shared Secret.
+        adopt_previous_token(ctx, b).await;
         let Some(token) = ctx.tokens.peek(&b.request.key()).await else {
             continue;
         };
@@ -290,4 +293,29 @@ pub fn token_in_secrets(
             request_id: None,
         })
     })
+}
+
+/// After a restart: take over the still-valid token a binding's Secrets hold, instead of asking
+/// the cloud again and rewriting every Secret. A no-op once a token is held.
+pub async fn adopt_previous_token(ctx: &Context, binding: &Resolved) {
+    if ctx.tokens.holds(&binding.request.key()).await {
+        return;
+    }
+    let domains = binding
+        .domains
+        .clone()
+        .unwrap_or_else(|| binding.previous_domains.clone());
+    let Some(token) = token_in_secrets(ctx, &binding.name, &domains) else {
+        return;
+    };
+    let issued = binding
+        .previous_issued_at
+        .unwrap_or_else(|| ctx.clock.now());
+    if ctx
+        .tokens
+        .adopt(&binding.request, token, issued, Some(domains))
+        .await
+    {
+        tracing::info!(binding = %binding.name, "adopted the still-valid token from the binding's pull Secrets");
+    }
 }
