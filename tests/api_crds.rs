@@ -400,3 +400,75 @@ async fn kubectl_explain_shows_the_field_docs() {
         println!("{text}");
     }
 }
+
+#[tokio::test]
+async fn migrate_reads_the_configmap_from_the_cluster() {
+    let env = TestEnv::new("migrate-cluster").await;
+    let ns = env.namespace().to_owned();
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/legacy/cross-region/configmap.yaml"
+    );
+    let mut cm: Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    cm["metadata"] = json!({"name": "acr-configuration"});
+    env.apply(&serde_yaml::to_string(&cm).unwrap()).await;
+
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_acr-credential-controller"));
+    if let Some(kubeconfig) = &support::cluster().kubeconfig {
+        cmd.env("KUBECONFIG", kubeconfig);
+    }
+    let reference = format!("{ns}/acr-configuration");
+    let out = cmd
+        .args([
+            "migrate",
+            "--from-cluster",
+            "--configmap",
+            &reference,
+            "--token-mode",
+            "auto",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let from_file = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/legacy/cross-region/translated.yaml"
+    ))
+    .unwrap();
+    // The same manifests as from the file; the header differs by one warning: this is not
+    // kube-system/acr-configuration.
+    let manifests = |text: &str| -> String {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(manifests(&stdout), manifests(&from_file));
+    assert!(
+        stderr.contains("the legacy helper only reads kube-system/acr-configuration"),
+        "{stderr}"
+    );
+
+    let missing = std::process::Command::new(env!("CARGO_BIN_EXE_acr-credential-controller"))
+        .envs(
+            support::cluster()
+                .kubeconfig
+                .as_ref()
+                .map(|k| ("KUBECONFIG", k)),
+        )
+        .args([
+            "migrate",
+            "--from-cluster",
+            "--configmap",
+            &format!("{ns}/nope"),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains(&format!("cannot read ConfigMap {ns}/nope"))
+    );
+}

@@ -31,9 +31,18 @@ pub struct MigrateArgs {
     )]
     pub file: Option<String>,
 
-    /// Read kube-system/acr-configuration from the cluster of the current kubeconfig context.
+    /// Read the ConfigMap from the cluster of the current kubeconfig context.
     #[arg(long)]
     pub from_cluster: bool,
+
+    /// With --from-cluster: the ConfigMap to read, as NAMESPACE/NAME.
+    #[arg(
+        long,
+        value_name = "NAMESPACE/NAME",
+        default_value = "kube-system/acr-configuration",
+        requires = "from_cluster"
+    )]
+    pub configmap: String,
 
     /// How the legacy add-on obtained credentials (its tokenMode install option). When not
     /// given, auto is assumed and a warning says so.
@@ -54,8 +63,8 @@ pub async fn run(
     let (source, cm) = match &args.file {
         Some(path) => (path.clone(), configmap_from_file(path)?),
         None => (
-            format!("{}/{}", legacy::CONFIGMAP_NAMESPACE, legacy::CONFIGMAP_NAME),
-            configmap_from_cluster().await?,
+            args.configmap.clone(),
+            configmap_from_cluster(&args.configmap).await?,
         ),
     };
     let options = TranslateOptions {
@@ -124,22 +133,22 @@ fn configmap_from_file(path: &str) -> Result<ConfigMap, CliError> {
     serde_json::from_value(doc.clone()).map_err(|e| manifest(format!("not a valid ConfigMap: {e}")))
 }
 
-async fn configmap_from_cluster() -> Result<ConfigMap, CliError> {
+async fn configmap_from_cluster(reference: &str) -> Result<ConfigMap, CliError> {
+    let Some((namespace, name)) = reference.split_once('/') else {
+        return Err(CliError::Manifest {
+            path: reference.to_owned(),
+            message: "--configmap takes NAMESPACE/NAME".to_owned(),
+        });
+    };
     let client = Client::try_default()
         .await
         .map_err(|source| CliError::Kube {
             context: "cannot connect to the cluster of the current kubeconfig context".to_owned(),
             source,
         })?;
-    let api: Api<ConfigMap> = Api::namespaced(client, legacy::CONFIGMAP_NAMESPACE);
-    api.get(legacy::CONFIGMAP_NAME)
-        .await
-        .map_err(|source| CliError::Kube {
-            context: format!(
-                "cannot read ConfigMap {}/{}",
-                legacy::CONFIGMAP_NAMESPACE,
-                legacy::CONFIGMAP_NAME
-            ),
-            source,
-        })
+    let api: Api<ConfigMap> = Api::namespaced(client, namespace);
+    api.get(name).await.map_err(|source| CliError::Kube {
+        context: format!("cannot read ConfigMap {namespace}/{name}"),
+        source,
+    })
 }
