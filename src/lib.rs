@@ -2,10 +2,19 @@
 //!
 //! The library holds everything the binary runs; `main.rs` only parses flags and starts it.
 //! Modules by concern:
+//! - `api`: the `AcrRegistryBinding` and `AcrCredentialPolicy` CRD types, their conditions and
+//!   their validation.
+//! - `cli`: the subcommands (`crd`, `migrate`, `validate`), one file each.
+//! - `legacy`: translation of the legacy `kube-system/acr-configuration` ConfigMap into those CRs.
+//! - `cloud`: the Alibaba Cloud client (signing, credential sources, STS, registry tokens, errors)
+//!   and the chain walk behind `doctor`.
+//! - `fake`: a strict fake of the Alibaba Cloud services, for tests and the sandbox
+//!   (`src/bin/acr-fake-cloud.rs` runs it).
 //! - `sensitive`: the wrapper that keeps credentials and tokens out of every printed string.
-//! - `cloud`: the Alibaba Cloud client (signing, credential sources, STS, registry tokens, errors).
-//! - `fake`: a strict fake of the Alibaba Cloud services, for tests and the sandbox.
 
+pub mod api;
+pub mod cli;
 pub mod cloud;
 pub mod fake;
+pub mod legacy;
 pub mod sensitive;

@@ -1,0 +1,62 @@
+//! The string formats of the API, written once and used twice: as `pattern`/`maxLength` in the
+//! generated OpenAPI schema, and by the code validation in [`crate::api::validation`].
+//!
+//! Patterns stay inside the RE2 subset that both the Kubernetes API server (Go `regexp`) and the
+//! `regex` crate understand: no look-around, no back-references, no repeat count above 1000.
+
+/// A Kubernetes DNS-1123 label (namespace names).
+pub const DNS_LABEL: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// Longest DNS-1123 label.
+pub const DNS_LABEL_MAX: u32 = 63;
+
+/// A Kubernetes DNS-1123 subdomain (names of most objects, registry host names).
+pub const DNS_SUBDOMAIN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// Longest DNS-1123 subdomain.
+pub const DNS_SUBDOMAIN_MAX: u32 = 253;
+
+/// An ACR Enterprise Edition instance id, e.g. `cri-abc123xyz`.
+pub const INSTANCE_ID: &str = r"^cri-[a-z0-9]+$";
+/// Longest instance id we accept.
+pub const INSTANCE_ID_MAX: u32 = 64;
+
+/// An Alibaba Cloud region id, e.g. `cn-hangzhou`, `ap-southeast-1`, `cn-shanghai-finance-1`.
+pub const REGION: &str = r"^[a-z]+(-[a-z0-9]+)+$";
+/// Longest region id we accept.
+pub const REGION_MAX: u32 = 64;
+
+/// A RAM role ARN, e.g. `acs:ram::1234567890123456:role/acr-puller`.
+pub const ROLE_ARN: &str = r"^acs:ram::[0-9]+:role/[A-Za-z0-9._-]{1,64}$";
+/// An RRSA OIDC provider ARN, e.g. `acs:ram::1234567890123456:oidc-provider/ack-rrsa-c123`.
+pub const OIDC_PROVIDER_ARN: &str = r"^acs:ram::[0-9]+:oidc-provider/[A-Za-z0-9._-]{1,128}$";
+/// Longest ARN we accept.
+pub const ARN_MAX: u32 = 256;
+
+/// Durations: hours, minutes and seconds in this order, each optional, e.g. `1h`, `15m`, `1h30m`.
+/// At least one part must be present (the schema adds `minLength: 2`).
+pub const DURATION: &str = r"^([0-9]{1,5}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?$";
+/// Longest duration string.
+pub const DURATION_MAX: u32 = 32;
+
+/// An STS `RoleSessionName`.
+pub const SESSION_NAME: &str = r"^[A-Za-z0-9._@-]{2,64}$";
+/// An STS `ExternalId` (2 to 1224 characters: the length lives in `minLength`/`maxLength`,
+/// because Go's regexp refuses repeat counts above 1000).
+pub const EXTERNAL_ID: &str = r"^[A-Za-z0-9_+=,.@:/-]+$";
+/// Shortest external id.
+pub const EXTERNAL_ID_MIN: u32 = 2;
+/// Longest external id.
+pub const EXTERNAL_ID_MAX: u32 = 1224;
+
+/// A key inside a Secret's `data`.
+pub const SECRET_KEY: &str = r"^[-._a-zA-Z0-9]+$";
+
+/// An absolute file path inside the controller's container.
+pub const ABSOLUTE_PATH: &str = r"^/[^\x00]*$";
+/// Longest file path.
+pub const PATH_MAX: u32 = 1024;
+
+/// Most entries a name list (namespaces, ServiceAccounts, exclusions) may hold.
+pub const NAMES_MAX_ITEMS: u32 = 256;
+/// Most domains one binding may list.
+pub const DOMAINS_MAX_ITEMS: u32 = 32;
