@@ -6,6 +6,7 @@
 //! (or a sync one), then add one variant to [`Command`] and one arm to [`Cli::run`].
 
 pub mod crd;
+pub mod doctor;
 pub mod input;
 pub mod migrate;
 pub mod validate;
@@ -38,6 +39,9 @@ pub enum Command {
     Migrate(migrate::MigrateArgs),
     /// Check AcrRegistryBinding and AcrCredentialPolicy manifests offline.
     Validate(validate::ValidateArgs),
+    /// Walk one binding's credential chain against Alibaba Cloud (source, assume-role, registry
+    /// token, domains) and say where it breaks. Never prints a secret.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Errors of the command line layer.
@@ -97,6 +101,7 @@ impl Cli {
             Command::Crd(args) => crd::run(&args, out),
             Command::Migrate(args) => migrate::run(&args, out, err).await,
             Command::Validate(args) => validate::run(&args, out, err),
+            Command::Doctor(args) => doctor::run(&args, out, err).await,
         };
         match result {
             Ok(code) => code,

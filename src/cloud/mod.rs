@@ -8,6 +8,7 @@
 //! - [`registry`]: Enterprise and Personal Edition tokens, domain discovery and classification.
 //! - [`credentials`]: the credential sources and the caching [`credentials::CredentialProvider`].
 //! - [`error`]: [`CloudError`], with `reason()` and `is_retryable()`.
+//! - [`from_api`]: policy and binding specs → provider configuration and registry.
 //! - [`clock`]: injected time and nonces.
 //! - [`doctor`]: the chain walk behind the `doctor` command (source → hop → token → domains).
 
@@ -17,6 +18,7 @@ pub mod credentials;
 pub mod doctor;
 pub mod endpoints;
 pub mod error;
+pub mod from_api;
 pub mod http;
 pub mod percent;
 pub mod registry;
