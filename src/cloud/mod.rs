@@ -3,7 +3,8 @@
 //! - [`percent`], [`sign`]: the exact encodings and the three signature schemes (pure).
 //! - [`endpoints`]: region/network → hosts, with per-service override URLs.
 //! - [`http`]: transport with timeouts and bounded, jittered retries; error envelopes.
-//! - [`client`]: [`CloudClient`], which builds, signs and sends requests.
+//! - [`request`]: building and signing requests (pure).
+//! - [`client`]: [`CloudClient`], which signs with the injected clock and nonces and sends.
 //! - [`sts`]: `AssumeRole`, `AssumeRoleWithOIDC`.
 //! - [`registry`]: Enterprise and Personal Edition tokens, domain discovery and classification.
 //! - [`credentials`]: the credential sources and the caching [`credentials::CredentialProvider`].
@@ -22,6 +23,7 @@ pub mod from_api;
 pub mod http;
 pub mod percent;
 pub mod registry;
+pub mod request;
 pub mod sign;
 pub mod sts;
 
