@@ -6,10 +6,12 @@
 //!   their validation.
 //! - `cli`: the subcommands (`crd`, `migrate`, `validate`), one file each.
 //! - `legacy`: translation of the legacy `kube-system/acr-configuration` ConfigMap into those CRs.
+//! - `cloud`: the Alibaba Cloud client (signing, credential sources, STS, registry tokens, errors)
+//!   and the chain walk behind `doctor`.
+//! - `fake`: a strict fake of the Alibaba Cloud services, for tests and the sandbox
+//!   (`src/bin/acr-fake-cloud.rs` runs it).
 //! - `sensitive`: the wrapper that keeps credentials and tokens out of every printed string.
-//! - `cloud`: the Alibaba Cloud client (signing, credential sources, STS, registry tokens, errors).
 //! - `controller`: the reconcilers, token manager, Secret and ServiceAccount logic, `run`.
-//! - `fake`: a strict fake of the Alibaba Cloud services, for tests and the sandbox.
 
 pub mod api;
 pub mod cli;

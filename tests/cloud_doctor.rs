@@ -107,3 +107,83 @@ async fn doctor_broken_setups_name_the_failing_step() {
     println!("{text}");
     assert!(text.contains("reason:     Unsupported"), "{text}");
 }
+
+fn manifests(secret: &str) -> String {
+    format!(
+        r#"apiVersion: acrcredentials.io/v1alpha1
+kind: AcrCredentialPolicy
+metadata: {{name: default}}
+spec:
+  source:
+    accessKey:
+      secretRef: {{namespace: ops, name: alibaba-ak}}
+  assumeRole:
+    roleArn: "{ROLE_ARN}"
+    duration: 1h
+---
+apiVersion: acrcredentials.io/v1alpha1
+kind: AcrRegistryBinding
+metadata: {{name: team-a}}
+spec:
+  registry: {{instanceId: {INSTANCE}, region: cn-hangzhou}}
+  namespaces: {{names: [team-a]}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: alibaba-ak, namespace: ops}}
+stringData: {{AccessKeyId: LTAIci, AccessKeySecret: "{secret}"}}
+"#
+    )
+}
+
+async fn run_cli(
+    fake: &acr_credential_controller::fake::FakeCloud,
+    file: &std::path::Path,
+) -> (Option<i32>, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_acr-credential-controller"))
+        .args([
+            "doctor",
+            "-f",
+            file.to_str().unwrap(),
+            "--region",
+            "cn-hangzhou",
+            "--network",
+            "vpc",
+        ])
+        .args(["--endpoint-url", fake.base_url().as_str()])
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn doctor_command_from_files() {
+    let fake = fake().await;
+    let good = temp_file("setup.yaml", &manifests("cisecret"));
+    let (code, stdout, stderr) = run_cli(&fake, &good).await;
+    println!("$ acr-credential-controller doctor -f setup.yaml ...\n{stdout}{stderr}");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("result: OK"), "{stdout}");
+    assert!(!stdout.contains("cisecret"));
+
+    let broken = temp_file("setup.yaml", &manifests("cisecret-rotated-away"));
+    let (code, stdout, stderr) = run_cli(&fake, &broken).await;
+    println!("$ acr-credential-controller doctor -f broken.yaml ...\n{stdout}{stderr}");
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("[FAIL] assume role"), "{stdout}");
+    assert!(stdout.contains("SignatureDoesNotMatch"), "{stdout}");
+    assert!(!stdout.contains("cisecret-rotated-away"));
+
+    let invalid = temp_file(
+        "setup.yaml",
+        &manifests("x").replace("duration: 1h", "duration: 30m"),
+    );
+    let (code, _, stderr) = run_cli(&fake, &invalid).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("AcrCredentialPolicy/default"), "{stderr}");
+}

@@ -6,6 +6,7 @@
 //! (or a sync one), then add one variant to [`Command`] and one arm to [`Cli::run`].
 
 pub mod crd;
+pub mod doctor;
 pub mod input;
 pub mod migrate;
 pub mod run;
@@ -41,6 +42,9 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Run the controller.
     Run(run::RunArgs),
+    /// Walk one binding's credential chain against Alibaba Cloud (source, assume-role, registry
+    /// token, domains) and say where it breaks. Never prints a secret.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Errors of the command line layer.
@@ -101,6 +105,7 @@ impl Cli {
             Command::Migrate(args) => migrate::run(&args, out, err).await,
             Command::Validate(args) => validate::run(&args, out, err),
             Command::Run(args) => run::run(&args, err).await,
+            Command::Doctor(args) => doctor::run(&args, out, err).await,
         };
         match result {
             Ok(code) => code,

@@ -223,10 +223,14 @@ impl Transport {
         F: FnMut() -> Result<Prepared, CloudError>,
     {
         let mut attempt = 1;
+        let started = std::time::Instant::now();
         loop {
             let result = self.send_once(api, build()?).await;
             match result {
-                Ok(answer) => return Ok(answer),
+                Ok(answer) => {
+                    tracing::debug!(api, attempt, status = answer.status, elapsed = ?started.elapsed(), "cloud call succeeded");
+                    return Ok(answer);
+                }
                 Err(err) => {
                     let Some(delay) =
                         retry_delay(&self.config, attempt, &err, rand::random::<f64>())

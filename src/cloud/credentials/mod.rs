@@ -189,8 +189,6 @@ pub struct ProviderConfig {
 pub const DEFAULT_MANAGED_TOKEN_FILE: &str = "/var/addon/token-config";
 /// Default location of the RRSA projected token.
 pub const DEFAULT_RRSA_TOKEN_FILE: &str = "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token";
-/// Default STS session name.
-pub const DEFAULT_SESSION_NAME: &str = "acr-credential-controller";
 
 /// Builds the provider chain for `config`.
 pub fn build_provider(
