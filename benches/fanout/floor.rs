@@ -1,0 +1,92 @@
+//! The floor: the fewest API writes that produce the controller's end state, done by a minimal
+//! client with the same client library and the same concurrency — one Secret create and one
+//! version-checked ServiceAccount patch per namespace, no watches, no status, no logic.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, stream};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+
+/// Writes one pull Secret and binds the `default` ServiceAccount in every namespace; returns
+/// the wall-clock time and how many patches had to be retried because another writer (the
+/// token controller) changed the ServiceAccount in between.
+pub async fn run(
+    client: &Client,
+    namespaces: &[String],
+    secret_name: &str,
+    payload: &[u8],
+    concurrency: usize,
+) -> Result<(Duration, usize), kube::Error> {
+    let start = Instant::now();
+    let results: Vec<Result<usize, kube::Error>> = stream::iter(namespaces.iter().cloned())
+        .map(|ns| {
+            let client = client.clone();
+            async move { one_namespace(&client, &ns, secret_name, payload).await }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut retries = 0;
+    for r in results {
+        retries += r?;
+    }
+    Ok((start.elapsed(), retries))
+}
+
+async fn one_namespace(
+    client: &Client,
+    ns: &str,
+    secret_name: &str,
+    payload: &[u8],
+) -> Result<usize, kube::Error> {
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(secret_name.to_string()),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/dockerconfigjson".into()),
+        data: Some(BTreeMap::from([(
+            ".dockerconfigjson".to_string(),
+            ByteString(payload.to_vec()),
+        )])),
+        ..Default::default()
+    };
+    Api::<Secret>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &secret)
+        .await?;
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let mut retries = 0;
+    loop {
+        let sa = sas.get("default").await?;
+        let rv = sa.resource_version().unwrap_or_default();
+        let op = if sa.image_pull_secrets.is_some() {
+            json!({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": secret_name}})
+        } else {
+            json!({"op": "add", "path": "/imagePullSecrets", "value": [{"name": secret_name}]})
+        };
+        let patch: json_patch::Patch = serde_json::from_value(json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+            op,
+        ]))
+        .map_err(kube::Error::SerdeError)?;
+        match sas
+            .patch(
+                "default",
+                &PatchParams::default(),
+                &Patch::Json::<()>(patch),
+            )
+            .await
+        {
+            Ok(_) => return Ok(retries),
+            Err(kube::Error::Api(e)) if (e.code == 422 || e.code == 409) && retries < 20 => {
+                retries += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

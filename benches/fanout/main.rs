@@ -1,0 +1,254 @@
+//! Benchmark: what fan-out, renewal and new-namespace binding cost, against the floor.
+//!
+//! Run it with `scripts/bench.sh` (it builds release binaries and gives the benchmark a fresh
+//! control plane of its own). It expects `KUBECONFIG` to point at that control plane and
+//! `ACC_BENCH_CONTROLLER` at the release controller binary, starts the fake cloud in-process and
+//! the controller as a child process (so its memory is its own), and prints a Markdown table that
+//! it also saves under `bench/results/`.
+//!
+//! Options (after `--`): `--namespaces N` (1000), `--unrelated-secrets M` (20000),
+//! `--new-namespaces K` (100), `--rate R` new namespaces per second (10), `--concurrency C`
+//! (the controller's and the floor's API concurrency, 16), `--steady-seconds S` (20).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod floor;
+mod metrics;
+mod observe;
+mod report;
+mod setup;
+
+use std::time::{Duration, Instant};
+
+use observe::Observer;
+use report::{Figure, Report};
+
+/// Benchmark parameters.
+#[derive(Clone, Debug)]
+pub struct Params {
+    pub namespaces: usize,
+    pub unrelated_secrets: usize,
+    pub new_namespaces: usize,
+    pub rate: f64,
+    pub concurrency: usize,
+    pub steady_seconds: u64,
+}
+
+fn parse_args() -> Params {
+    let mut p = Params {
+        namespaces: 1000,
+        unrelated_secrets: 20_000,
+        new_namespaces: 100,
+        rate: 10.0,
+        concurrency: 16,
+        steady_seconds: 20,
+    };
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--namespaces" => p.namespaces = number(flag, value),
+            "--unrelated-secrets" => p.unrelated_secrets = number(flag, value),
+            "--new-namespaces" => p.new_namespaces = number(flag, value),
+            "--rate" => p.rate = number(flag, value),
+            "--concurrency" => p.concurrency = number(flag, value),
+            "--steady-seconds" => p.steady_seconds = number(flag, value),
+            other => panic!("unknown option {other}"),
+        }
+    }
+    p
+}
+
+fn number<T: std::str::FromStr>(flag: &str, value: &str) -> T {
+    value
+        .parse()
+        .unwrap_or_else(|_| panic!("bad value for {flag}: {value}"))
+}
+
+fn log(msg: &str) {
+    eprintln!("[bench] {msg}");
+}
+
+/// Polls `check` every 50 ms until it is true or `timeout` passes.
+async fn wait_for(timeout: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let params = parse_args();
+    let started = Instant::now();
+    let world = setup::World::prepare(&params).await;
+    let client = world.client.clone();
+    let mut report = Report::new(&params);
+
+    // 1. The floor, before the controller runs, on namespaces no binding selects.
+    log(&format!(
+        "floor: {} Secret creates + {} ServiceAccount patches",
+        params.namespaces, params.namespaces
+    ));
+    let before = metrics::scrape(&client).await.unwrap();
+    let payload = setup::sample_payload();
+    let (floor_time, floor_retries) = floor::run(
+        &client,
+        &world.floor_namespaces,
+        setup::SECRET_NAME,
+        &payload,
+        params.concurrency,
+    )
+    .await
+    .unwrap();
+    let floor_writes = metrics::scrape(&client).await.unwrap().since(&before);
+
+    // 2. Fan-out: one binding selecting every prepared namespace.
+    let observer = Observer::start(&client, setup::SECRET_NAME);
+    let mut controller = world.start_controller(&params);
+    world.wait_policy_ready().await;
+    let before = metrics::scrape(&client).await.unwrap();
+    let cloud_before = world.cloud_calls();
+    log("fan-out: applying the binding");
+    let t0 = Instant::now();
+    world.apply_binding().await;
+    wait_for(
+        Duration::from_secs(600),
+        "every Secret and ServiceAccount",
+        || observer.all_done(&world.fanout_namespaces).is_some(),
+    )
+    .await;
+    let fanout_time = observer.all_done(&world.fanout_namespaces).unwrap() - t0;
+    // Let the last status write land before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let fanout_writes = metrics::scrape(&client).await.unwrap().since(&before);
+    let fanout_cloud = world.cloud_calls() - cloud_before;
+    let rss_after_fanout = controller.memory();
+
+    // 3. Steady state: nothing changes, nothing should be written.
+    log(&format!("steady state: {} s", params.steady_seconds));
+    let before = metrics::scrape(&client).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(params.steady_seconds)).await;
+    let steady_writes = metrics::scrape(&client).await.unwrap().since(&before);
+
+    // 4. One renewal wave.
+    let renew_at = world.renew_at().await;
+    log(&format!("renewal wave: waiting for renewAt {renew_at}"));
+    let lead = Duration::from_secs(2);
+    let until = Duration::try_from(jiff::Timestamp::now().duration_until(renew_at))
+        .unwrap_or_default()
+        .saturating_sub(lead);
+    tokio::time::sleep(until).await;
+    let before = metrics::scrape(&client).await.unwrap();
+    let cloud_before = world.cloud_calls();
+    let wave_start = Instant::now();
+    wait_for(Duration::from_secs(300), "every Secret renewed", || {
+        observer.changed_since(&world.fanout_namespaces, wave_start)
+            == world.fanout_namespaces.len()
+    })
+    .await;
+    let wave_time = wave_start.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let wave_writes = metrics::scrape(&client).await.unwrap().since(&before);
+    let wave_cloud = world.cloud_calls() - cloud_before;
+    let uids_kept = observer.with(|seen| {
+        world
+            .fanout_namespaces
+            .iter()
+            .all(|ns| seen.secrets.get(ns).is_some_and(|s| !s.uid.is_empty()))
+    });
+
+    // 5. New namespaces at a steady rate.
+    log(&format!(
+        "new namespaces: {} at {}/s",
+        params.new_namespaces, params.rate
+    ));
+    let created = world.create_namespaces_at_rate(&params).await;
+    let names: Vec<String> = created.iter().map(|(n, _)| n.clone()).collect();
+    wait_for(
+        Duration::from_secs(120),
+        "every new namespace bound",
+        || observer.all_done(&names).is_some(),
+    )
+    .await;
+    let latencies: Vec<Duration> = observer.with(|seen| {
+        created
+            .iter()
+            .map(|(ns, at)| seen.bound[ns].max(seen.secrets[ns].first) - *at)
+            .collect()
+    });
+
+    // 6. Memory with unrelated Secrets in the cluster.
+    let rss_before_unrelated = controller.memory();
+    log(&format!(
+        "memory: adding {} unrelated 1 KiB Secrets",
+        params.unrelated_secrets
+    ));
+    world.create_unrelated_secrets(&params).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let rss_after_unrelated = controller.memory();
+    controller.stop();
+
+    report.add(Figure::time(
+        "fan-out: all Secrets + ServiceAccounts",
+        fanout_time,
+        floor_time,
+    ));
+    report.note(format!(
+        "floor: {:.2} s for {} namespaces ({} ServiceAccount patches retried after a concurrent change)",
+        floor_time.as_secs_f64(),
+        params.namespaces,
+        floor_retries
+    ));
+    let n = params.namespaces as u64;
+    report.add(Figure::writes(
+        "fan-out writes",
+        &fanout_writes,
+        &floor_writes,
+        2 * n,
+    ));
+    report.add(Figure::count("fan-out cloud calls", fanout_cloud as u64, 1));
+    report.add(Figure::writes_expect(
+        "steady-state writes",
+        &steady_writes,
+        0,
+    ));
+    report.add(Figure::writes_expect(
+        "renewal wave writes",
+        &wave_writes,
+        n,
+    ));
+    report.add(Figure::count(
+        "renewal wave cloud calls",
+        wave_cloud as u64,
+        1,
+    ));
+    report.note(format!(
+        "renewal wave: {:.2} s from the first to the last Secret updated; Secrets kept their UIDs: {uids_kept}",
+        wave_time.as_secs_f64()
+    ));
+    report.add(Figure::latency(
+        "new namespace → ServiceAccount bound",
+        latencies,
+    ));
+    report.add(Figure::memory(
+        "controller RSS",
+        rss_after_fanout,
+        rss_before_unrelated,
+        rss_after_unrelated,
+    ));
+    report.note(format!(
+        "total benchmark time: {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
+    let markdown = report.markdown();
+    println!("{markdown}");
+    let path = report.save(&markdown);
+    log(&format!("saved {}", path.display()));
+}

@@ -1,0 +1,121 @@
+//! Watches what the controller produces and notes when it happened: when each namespace's pull
+//! Secret first appeared and last changed, and when its `default` ServiceAccount got bound.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client, ResourceExt};
+
+#[derive(Clone, Debug)]
+pub struct SecretSeen {
+    pub first: Instant,
+    pub changed: Instant,
+    pub data: Vec<u8>,
+    pub uid: String,
+}
+
+#[derive(Default)]
+pub struct Seen {
+    pub secrets: HashMap<String, SecretSeen>,
+    pub bound: HashMap<String, Instant>,
+}
+
+/// Shared record of what the watches saw.
+#[derive(Clone, Default)]
+pub struct Observer {
+    seen: Arc<Mutex<Seen>>,
+}
+
+impl Observer {
+    /// Starts the two watches (our Secrets by name, `default` ServiceAccounts) in the background.
+    pub fn start(client: &Client, secret_name: &str) -> Observer {
+        let observer = Observer::default();
+        let secrets: Api<Secret> = Api::all(client.clone());
+        let config = watcher::Config::default().fields(&format!("metadata.name={secret_name}"));
+        let seen = observer.seen.clone();
+        tokio::spawn(async move {
+            let mut stream = watcher::watcher(secrets, config).boxed();
+            while let Some(event) = stream.next().await {
+                if let Ok(Event::Apply(s) | Event::InitApply(s)) = event {
+                    let now = Instant::now();
+                    let data = s
+                        .data
+                        .as_ref()
+                        .and_then(|d| d.get(".dockerconfigjson"))
+                        .map(|b| b.0.clone())
+                        .unwrap_or_default();
+                    let ns = s.namespace().unwrap_or_default();
+                    let uid = s.uid().unwrap_or_default();
+                    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                    let entry = seen.secrets.entry(ns).or_insert_with(|| SecretSeen {
+                        first: now,
+                        changed: now,
+                        data: data.clone(),
+                        uid: uid.clone(),
+                    });
+                    if entry.data != data {
+                        entry.data = data;
+                        entry.changed = now;
+                    }
+                    entry.uid = uid;
+                }
+            }
+        });
+        let sas: Api<ServiceAccount> = Api::all(client.clone());
+        let config = watcher::Config::default().fields("metadata.name=default");
+        let seen = observer.seen.clone();
+        let name = secret_name.to_string();
+        tokio::spawn(async move {
+            let mut stream = watcher::watcher(sas, config).boxed();
+            while let Some(event) = stream.next().await {
+                if let Ok(Event::Apply(sa) | Event::InitApply(sa)) = event {
+                    let bound = sa
+                        .image_pull_secrets
+                        .iter()
+                        .flatten()
+                        .any(|r| r.name == name);
+                    if bound {
+                        let ns = sa.namespace().unwrap_or_default();
+                        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                        seen.bound.entry(ns).or_insert_with(Instant::now);
+                    }
+                }
+            }
+        });
+        observer
+    }
+
+    /// Runs `f` on what has been seen so far.
+    pub fn with<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
+        f(&self.seen.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The instant by which every namespace in `namespaces` had its Secret and bound
+    /// ServiceAccount, if all have.
+    pub fn all_done(&self, namespaces: &[String]) -> Option<Instant> {
+        self.with(|seen| {
+            let mut last: Option<Instant> = None;
+            for ns in namespaces {
+                let secret = seen.secrets.get(ns)?.first;
+                let bound = *seen.bound.get(ns)?;
+                let done = secret.max(bound);
+                last = Some(last.map_or(done, |l| l.max(done)));
+            }
+            last
+        })
+    }
+
+    /// How many of `namespaces` have a Secret whose content changed after `since`.
+    pub fn changed_since(&self, namespaces: &[String], since: Instant) -> usize {
+        self.with(|seen| {
+            namespaces
+                .iter()
+                .filter(|ns| seen.secrets.get(*ns).is_some_and(|s| s.changed > since))
+                .count()
+        })
+    }
+}

@@ -1,0 +1,198 @@
+//! The benchmark's table: each figure beside its floor or goal, as Markdown, saved under
+//! `bench/results/` with the machine's core count, the parameters and the date.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Params;
+use crate::metrics::Writes;
+
+/// Peak and current resident memory of a process, in KiB.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub peak_kib: u64,
+}
+
+/// One row: what was measured, the floor or goal, and how they compare.
+pub struct Figure {
+    name: String,
+    measured: String,
+    floor: String,
+    verdict: String,
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+impl Figure {
+    pub fn time(name: &str, measured: Duration, floor: Duration) -> Figure {
+        let ratio = measured.as_secs_f64() / floor.as_secs_f64().max(1e-9);
+        Figure {
+            name: name.into(),
+            measured: format!("{:.2} s", measured.as_secs_f64()),
+            floor: format!("{:.2} s", floor.as_secs_f64()),
+            verdict: format!("{ratio:.2}× the floor (goal ≤ 1.2×)"),
+        }
+    }
+
+    pub fn writes(name: &str, measured: &Writes, floor: &Writes, expected: u64) -> Figure {
+        let ours = measured.get("secrets") + measured.get("serviceaccounts");
+        Figure {
+            name: name.into(),
+            measured: format!("{} Secret/ServiceAccount ({})", ours, measured.describe()),
+            floor: format!("{expected} (floor client did {})", floor.describe()),
+            verdict: format!("{:.2}× the floor", ours as f64 / expected.max(1) as f64),
+        }
+    }
+
+    pub fn writes_expect(name: &str, measured: &Writes, expected: u64) -> Figure {
+        let ours = measured.get("secrets") + measured.get("serviceaccounts");
+        let verdict = if ours == expected {
+            "at the floor".to_string()
+        } else {
+            format!("{} more than the floor", ours as i64 - expected as i64)
+        };
+        Figure {
+            name: name.into(),
+            measured: format!(
+                "{} Secret/ServiceAccount (all writes: {})",
+                ours,
+                measured.describe()
+            ),
+            floor: expected.to_string(),
+            verdict,
+        }
+    }
+
+    pub fn count(name: &str, measured: u64, floor: u64) -> Figure {
+        Figure {
+            name: name.into(),
+            measured: measured.to_string(),
+            floor: floor.to_string(),
+            verdict: if measured == floor {
+                "at the floor".into()
+            } else {
+                format!("{:.2}× the floor", measured as f64 / floor.max(1) as f64)
+            },
+        }
+    }
+
+    pub fn latency(name: &str, mut samples: Vec<Duration>) -> Figure {
+        samples.sort();
+        let pct = |p: f64| -> f64 {
+            if samples.is_empty() {
+                return f64::NAN;
+            }
+            let rank = ((p * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+            samples[rank - 1].as_secs_f64() * 1000.0
+        };
+        let p99 = pct(0.99);
+        Figure {
+            name: format!("{name} ({} namespaces)", samples.len()),
+            measured: format!(
+                "p50 {:.0} ms, p95 {:.0} ms, p99 {p99:.0} ms",
+                pct(0.5),
+                pct(0.95)
+            ),
+            floor: "goal: p99 ≤ 1000 ms".into(),
+            verdict: if p99 <= 1000.0 {
+                "meets the goal"
+            } else {
+                "misses the goal"
+            }
+            .into(),
+        }
+    }
+
+    pub fn memory(name: &str, after_fanout: Memory, before: Memory, after: Memory) -> Figure {
+        let growth = mib(after.rss_kib) - mib(before.rss_kib);
+        Figure {
+            name: name.into(),
+            measured: format!(
+                "peak {:.1} MiB, steady {:.1} MiB after fan-out; {:.1} MiB with the unrelated Secrets ({growth:+.1} MiB)",
+                mib(after_fanout.peak_kib),
+                mib(before.rss_kib),
+                mib(after.rss_kib)
+            ),
+            floor: "goal: ≤ 64 MiB, growth < 5 MiB".into(),
+            verdict: if mib(after.peak_kib) <= 64.0 && growth < 5.0 {
+                "meets the goal"
+            } else {
+                "misses the goal"
+            }
+            .into(),
+        }
+    }
+}
+
+/// The whole table plus notes.
+pub struct Report {
+    params: Params,
+    date: jiff::Zoned,
+    rows: Vec<Figure>,
+    notes: Vec<String>,
+}
+
+impl Report {
+    pub fn new(params: &Params) -> Report {
+        Report {
+            params: params.clone(),
+            date: jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC),
+            rows: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, figure: Figure) {
+        self.rows.push(figure);
+    }
+
+    pub fn note(&mut self, note: String) {
+        self.notes.push(note);
+    }
+
+    pub fn markdown(&self) -> String {
+        let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+        let p = &self.params;
+        let mut out = format!(
+            "# Benchmark {}\n\nMachine: {cores} cores. N = {} namespaces, M = {} unrelated Secrets, \
+             {} new namespaces at {}/s, API concurrency {}.\n\n\
+             | figure | measured | floor / goal | verdict |\n|---|---|---|---|\n",
+            self.date.strftime("%Y-%m-%d %H:%M UTC"),
+            p.namespaces,
+            p.unrelated_secrets,
+            p.new_namespaces,
+            p.rate,
+            p.concurrency
+        );
+        for r in &self.rows {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} |\n",
+                r.name, r.measured, r.floor, r.verdict
+            ));
+        }
+        if !self.notes.is_empty() {
+            out.push('\n');
+            for n in &self.notes {
+                out.push_str(&format!("- {n}\n"));
+            }
+        }
+        out
+    }
+
+    /// Writes the table to `bench/results/<date>-n<N>-m<M>.md` and returns the path.
+    pub fn save(&self, markdown: &str) -> PathBuf {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/results");
+        std::fs::create_dir_all(&dir).expect("creating bench/results");
+        let path = dir.join(format!(
+            "{}-n{}-m{}.md",
+            self.date.strftime("%Y%m%dT%H%M"),
+            self.params.namespaces,
+            self.params.unrelated_secrets
+        ));
+        std::fs::write(&path, markdown).expect("writing the results file");
+        path
+    }
+}

@@ -1,0 +1,368 @@
+//! The benchmark's world: the fake cloud, N selected and N floor namespaces with their
+//! `default` ServiceAccounts, the credential policy, the binding, and the controller process.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use acr_credential_controller::fake::{FakeCloud, Scenario};
+use futures::{StreamExt, stream};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config, ResourceExt};
+use serde_json::json;
+
+use crate::report::Memory;
+use crate::{Params, log};
+
+pub const SECRET_NAME: &str = "acr-credentials";
+const SYSTEM_NS: &str = "acc-bench-system";
+const UNRELATED_NS: &str = "acc-bench-unrelated";
+const LABEL: &str = "acc-bench";
+const INSTANCE: &str = "cri-bench0000000001";
+const DOMAIN: &str = "bench-registry.cn-hangzhou.cr.aliyuncs.com";
+const POLICY: &str = "bench";
+const BINDING: &str = "bench";
+
+/// A dockerconfigjson of the same shape and size as the controller writes for one domain.
+pub fn sample_payload() -> Vec<u8> {
+    let token = "x".repeat(180);
+    let auth = format!("cr_temp_user:{token}");
+    serde_json::to_vec(&json!({"auths": {DOMAIN: {
+        "username": "cr_temp_user", "password": token, "auth": auth}}}))
+    .unwrap_or_default()
+}
+
+fn scenario() -> Scenario {
+    Scenario::from_str_resolved(&format!(
+        r#"
+region: cn-hangzhou
+lifetimes: {{registrySeconds: 240}}
+accounts:
+  - id: "1234567890123456"
+    accessKeys: [{{id: LTAIbenchkey, secret: benchsecret}}]
+    instances:
+      - id: {INSTANCE}
+        name: bench
+        region: cn-hangzhou
+"#
+    ))
+    .expect("bench scenario")
+}
+
+pub struct World {
+    pub client: Client,
+    pub fanout_namespaces: Vec<String>,
+    pub floor_namespaces: Vec<String>,
+    pub fake: FakeCloud,
+    kubeconfig: PathBuf,
+}
+
+async fn client(path: &PathBuf) -> Client {
+    let kubeconfig = Kubeconfig::read_from(path).expect("reading KUBECONFIG");
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig");
+    config.read_timeout = Some(Duration::from_secs(300));
+    Client::try_from(config).expect("client")
+}
+
+async fn create_namespaces(client: &Client, names: &[String], label: &str, concurrency: usize) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    stream::iter(names.iter().cloned())
+        .for_each_concurrent(concurrency, |name| {
+            let api = api.clone();
+            async move {
+                let ns: Namespace = serde_json::from_value(
+                    json!({"metadata": {"name": name, "labels": {LABEL: label}}}),
+                )
+                .expect("namespace");
+                if let Err(e) = api.create(&PostParams::default(), &ns).await {
+                    panic!("creating namespace {name}: {e}");
+                }
+            }
+        })
+        .await;
+}
+
+impl World {
+    pub async fn prepare(params: &Params) -> World {
+        let kubeconfig =
+            PathBuf::from(std::env::var("KUBECONFIG").expect("KUBECONFIG must be set"));
+        let client = client(&kubeconfig).await;
+        let fake = FakeCloud::start(scenario()).await.expect("fake cloud");
+        let n = params.namespaces;
+        let fanout: Vec<String> = (0..n).map(|i| format!("acc-bench-f{i:05}")).collect();
+        let floor: Vec<String> = (0..n).map(|i| format!("acc-bench-floor{i:05}")).collect();
+        log(&format!("creating {} namespaces", 2 * n + 2));
+        create_namespaces(
+            &client,
+            &[SYSTEM_NS.into(), UNRELATED_NS.into()],
+            "system",
+            2,
+        )
+        .await;
+        create_namespaces(&client, &fanout, "fanout", 4 * params.concurrency).await;
+        create_namespaces(&client, &floor, "floor", 4 * params.concurrency).await;
+
+        // Both the controller and the floor client start when every `default` ServiceAccount
+        // exists and the token controller has finished with it (it writes each one once).
+        let sas: Api<ServiceAccount> = Api::all(client.clone());
+        let wanted: HashSet<&String> = fanout.iter().chain(floor.iter()).collect();
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let list = sas
+                .list(&ListParams::default().fields("metadata.name=default"))
+                .await
+                .expect("listing ServiceAccounts");
+            let ready = list
+                .items
+                .iter()
+                .filter(|sa| {
+                    wanted.contains(&sa.namespace().unwrap_or_default())
+                        && sa.secrets.as_ref().is_some_and(|s| !s.is_empty())
+                })
+                .count();
+            if ready == wanted.len() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "only {ready} of {} ServiceAccounts ready",
+                wanted.len()
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": "bench-access-key"},
+            "stringData": {"AccessKeyId": "LTAIbenchkey", "AccessKeySecret": "benchsecret"},
+        }))
+        .expect("secret");
+        Api::<Secret>::namespaced(client.clone(), SYSTEM_NS)
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("creating the AccessKey Secret");
+        apply(
+            &client,
+            json!({
+                "apiVersion": "acrcredentials.io/v1alpha1",
+                "kind": "AcrCredentialPolicy",
+                "metadata": {"name": POLICY},
+                "spec": {
+                    "source": {"accessKey": {"secretRef": {"namespace": SYSTEM_NS, "name": "bench-access-key"}}},
+                    "renewBefore": "3m",
+                },
+            }),
+        )
+        .await;
+        World {
+            client,
+            fanout_namespaces: fanout,
+            floor_namespaces: floor,
+            fake,
+            kubeconfig,
+        }
+    }
+
+    /// Starts the release controller binary against this cluster and the fake cloud.
+    pub fn start_controller(&self, params: &Params) -> Controller {
+        let binary = std::env::var("ACC_BENCH_CONTROLLER")
+            .expect("ACC_BENCH_CONTROLLER must name the controller binary");
+        let base = self
+            .fake
+            .base_url()
+            .as_str()
+            .trim_end_matches('/')
+            .to_string();
+        let child = Command::new(binary)
+            .arg("run")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--region")
+            .arg("cn-hangzhou")
+            .arg("--cloud-endpoint")
+            .arg(&base)
+            .arg("--concurrency")
+            .arg(params.concurrency.to_string())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting the controller");
+        Controller { child }
+    }
+
+    pub async fn wait_policy_ready(&self) {
+        let api: Api<kube::api::DynamicObject> =
+            Api::all_with(self.client.clone(), &policy_resource());
+        let start = Instant::now();
+        loop {
+            if let Ok(p) = api.get(POLICY).await
+                && ready(&p.data)
+            {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "policy not Ready within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn apply_binding(&self) {
+        apply(
+            &self.client,
+            json!({
+                "apiVersion": "acrcredentials.io/v1alpha1",
+                "kind": "AcrRegistryBinding",
+                "metadata": {"name": BINDING},
+                "spec": {
+                    "registry": {"instanceId": INSTANCE, "region": "cn-hangzhou"},
+                    "policyRef": {"name": POLICY},
+                    "namespaces": {"selector": {"matchLabels": {LABEL: "fanout"}}},
+                    "serviceAccounts": {"names": ["default"]},
+                },
+            }),
+        )
+        .await;
+    }
+
+    /// Every request the fake cloud has answered so far.
+    pub fn cloud_calls(&self) -> usize {
+        self.fake.handle().log().len()
+    }
+
+    /// The binding's `status.token.renewAt`.
+    pub async fn renew_at(&self) -> jiff::Timestamp {
+        let api: Api<kube::api::DynamicObject> =
+            Api::all_with(self.client.clone(), &binding_resource());
+        let b = api.get(BINDING).await.expect("binding");
+        b.data["status"]["token"]["renewAt"]
+            .as_str()
+            .and_then(|s| s.parse().ok())
+            .expect("status.token.renewAt")
+    }
+
+    /// Creates `new_namespaces` selected namespaces at `rate` per second; returns each name with
+    /// the instant its creation was acknowledged.
+    pub async fn create_namespaces_at_rate(&self, params: &Params) -> Vec<(String, Instant)> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let interval = Duration::from_secs_f64(1.0 / params.rate);
+        let mut ticker = tokio::time::interval(interval);
+        let mut created = Vec::new();
+        for i in 0..params.new_namespaces {
+            ticker.tick().await;
+            let name = format!("acc-bench-new{i:05}");
+            let ns: Namespace = serde_json::from_value(
+                json!({"metadata": {"name": name, "labels": {LABEL: "fanout"}}}),
+            )
+            .expect("namespace");
+            api.create(&PostParams::default(), &ns)
+                .await
+                .expect("creating a namespace");
+            created.push((name, Instant::now()));
+        }
+        created
+    }
+
+    /// `unrelated_secrets` Secrets of 1 KiB each, none of them the controller's business.
+    pub async fn create_unrelated_secrets(&self, params: &Params) {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), UNRELATED_NS);
+        let filler = "u".repeat(1024);
+        stream::iter(0..params.unrelated_secrets)
+            .for_each_concurrent(4 * params.concurrency, |i| {
+                let api = api.clone();
+                let filler = filler.clone();
+                async move {
+                    let s: Secret = serde_json::from_value(json!({
+                        "metadata": {"name": format!("unrelated-{i:06}")},
+                        "stringData": {"filler": filler},
+                    }))
+                    .expect("secret");
+                    api.create(&PostParams::default(), &s)
+                        .await
+                        .expect("creating an unrelated Secret");
+                }
+            })
+            .await;
+    }
+}
+
+fn policy_resource() -> kube::api::ApiResource {
+    kube::api::ApiResource::erase::<acr_credential_controller::api::AcrCredentialPolicy>(&())
+}
+
+fn binding_resource() -> kube::api::ApiResource {
+    kube::api::ApiResource::erase::<acr_credential_controller::api::AcrRegistryBinding>(&())
+}
+
+fn ready(data: &serde_json::Value) -> bool {
+    data["status"]["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
+
+async fn apply(client: &Client, object: serde_json::Value) {
+    let kind = object["kind"].as_str().unwrap_or_default().to_string();
+    let name = object["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let resource = if kind == "AcrCredentialPolicy" {
+        policy_resource()
+    } else {
+        binding_resource()
+    };
+    let api: Api<kube::api::DynamicObject> = Api::all_with(client.clone(), &resource);
+    api.patch(
+        &name,
+        &PatchParams::apply("acc-bench").force(),
+        &Patch::Apply(&object),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("applying {kind} {name}: {e}"));
+}
+
+/// The controller as a child process.
+pub struct Controller {
+    child: Child,
+}
+
+impl Controller {
+    /// Current and peak resident memory, from `/proc/<pid>/status`.
+    pub fn memory(&self) -> Memory {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        Memory {
+            rss_kib: field("VmRSS:"),
+            peak_kib: field("VmHWM:"),
+        }
+    }
+
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
