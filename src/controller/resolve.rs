@@ -2,7 +2,6 @@
 //! request, the domains, the namespace selection. Pure over the watch caches; every problem
 //! becomes a [`Blocker`] with a reason and a message the user can act on.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -14,15 +13,12 @@ use super::status::Blocker;
 use super::tokens::TokenRequest;
 use crate::api::conditions::reasons;
 use crate::api::{
-    AcrCredentialPolicy, AcrCredentialPolicySpec, AcrRegistryBinding, NamespaceSelection,
-    ServiceAccountSelection, validate_binding, validate_policy,
+    AcrCredentialPolicy, AcrRegistryBinding, NamespaceSelection, ServiceAccountSelection,
+    validate_binding, validate_policy,
 };
-use crate::cloud::credentials::access_key::SecretRef;
-use crate::cloud::credentials::{
-    AssumeRoleConfig, DEFAULT_MANAGED_TOKEN_FILE, DEFAULT_RRSA_TOKEN_FILE, DEFAULT_SESSION_NAME,
-    ProviderConfig, SourceConfig,
-};
-use crate::cloud::registry::{Registry, ensure_token_api};
+use crate::cloud::credentials::DEFAULT_MANAGED_TOKEN_FILE;
+use crate::cloud::from_api;
+use crate::cloud::registry::ensure_token_api;
 
 /// A binding ready to be acted on.
 #[derive(Clone, Debug)]
@@ -58,45 +54,6 @@ fn joined(errors: &[crate::api::FieldError]) -> String {
         .join("; ")
 }
 
-/// The credential chain a policy describes.
-pub fn provider_config(spec: &AcrCredentialPolicySpec) -> Option<ProviderConfig> {
-    let s = &spec.source;
-    let source = if s.managed_role.is_some() {
-        SourceConfig::ManagedRole {
-            token_file: PathBuf::from(DEFAULT_MANAGED_TOKEN_FILE),
-        }
-    } else if s.worker_role.is_some() {
-        SourceConfig::WorkerRole { role_name: None }
-    } else if let Some(r) = &s.rrsa {
-        SourceConfig::Rrsa {
-            role_arn: r.role_arn.clone(),
-            oidc_provider_arn: r.oidc_provider_arn.clone(),
-            token_file: PathBuf::from(r.token_file.as_deref().unwrap_or(DEFAULT_RRSA_TOKEN_FILE)),
-            session_name: DEFAULT_SESSION_NAME.to_owned(),
-        }
-    } else if let Some(ak) = &s.access_key {
-        let r = &ak.secret_ref;
-        SourceConfig::AccessKey(SecretRef {
-            namespace: r.namespace.clone(),
-            name: r.name.clone(),
-            access_key_id_key: r.id_key().to_owned(),
-            access_key_secret_key: r.secret_key().to_owned(),
-        })
-    } else {
-        return None;
-    };
-    let assume_role = spec.assume_role.as_ref().map(|a| AssumeRoleConfig {
-        role_arn: a.role_arn.clone(),
-        session_name: a.session_name().to_owned(),
-        external_id: a.external_id.clone(),
-        duration: a.duration(),
-    });
-    Some(ProviderConfig {
-        source,
-        assume_role,
-    })
-}
-
 /// Resolves a binding against the policy cache.
 pub fn resolve(
     binding: &AcrRegistryBinding,
@@ -122,22 +79,15 @@ pub fn resolve(
             joined(&errors)
         ),
     })?;
-    let provider = provider_config(&policy.spec).ok_or_else(|| Blocker {
+    let provider = from_api::provider_config(
+        &policy.spec,
+        std::path::Path::new(DEFAULT_MANAGED_TOKEN_FILE),
+    )
+    .map_err(|e| Blocker {
         reason: reasons::POLICY_NOT_READY,
-        message: format!("AcrCredentialPolicy {policy_name} names no credential source"),
+        message: format!("AcrCredentialPolicy {policy_name}: {e}"),
     })?;
-    let region = spec
-        .registry
-        .region
-        .clone()
-        .unwrap_or_else(|| default_region.to_owned());
-    let registry = match &spec.registry.instance_id {
-        Some(id) => Registry::Enterprise {
-            region,
-            instance_id: id.clone(),
-        },
-        None => Registry::Personal { region },
-    };
+    let registry = from_api::registry(&spec.registry, default_region);
     if let Some(domains) = &spec.registry.domains {
         for d in domains {
             ensure_token_api(d).map_err(|e| Blocker {
