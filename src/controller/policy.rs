@@ -13,23 +13,59 @@ use kube::runtime::events::EventType;
 use super::context::Context;
 use super::error::{Error, Result};
 use super::status::{apply_status, time};
+use super::tokens::{TokenFailure, identity_of};
 use crate::api::conditions::{NewCondition, reasons, set_condition, status as st, types};
 use crate::api::{AcrCredentialPolicy, AcrCredentialPolicyStatus, validate_policy};
+use crate::cloud::credentials::DEFAULT_MANAGED_TOKEN_FILE;
+use crate::cloud::from_api;
+use std::path::Path;
+
+/// Failure reasons that say something about the credentials themselves (not the registry).
+const CREDENTIAL_REASONS: [&str; 3] = [
+    "CredentialSourceFailed",
+    "AuthenticationFailed",
+    "PermissionDenied",
+];
+
+/// What the token manager knows about the credentials of a policy.
+#[derive(Clone, Debug, Default)]
+pub struct CredentialHealth {
+    /// The latest failure of a token request made with this policy's credentials.
+    pub failure: Option<TokenFailure>,
+    /// Whether some token obtained with them is valid now.
+    pub any_valid: bool,
+}
 
 /// The status a policy should have.
 pub fn policy_status(
     policy: &AcrCredentialPolicy,
+    health: &CredentialHealth,
     now: jiff::Timestamp,
 ) -> AcrCredentialPolicyStatus {
     let mut status = policy.status.clone().unwrap_or_default();
     status.observed_generation = policy.metadata.generation;
     status.source = policy.spec.source.kind().map(|k| k.as_str().to_owned());
     let (ok, reason, message) = match validate_policy(&policy.spec) {
-        Ok(()) => (
-            true,
-            reasons::RECONCILED,
-            "the policy is valid; bindings using it report their tokens".to_owned(),
-        ),
+        Ok(()) => match &health.failure {
+            Some(f) if CREDENTIAL_REASONS.contains(&f.reason) => (
+                false,
+                reasons::CREDENTIALS_FAILED,
+                format!(
+                    "{}registry token requests with these credentials fail: {}",
+                    if health.any_valid {
+                        "some tokens are still valid, but "
+                    } else {
+                        ""
+                    },
+                    f.message
+                ),
+            ),
+            _ => (
+                true,
+                reasons::RECONCILED,
+                "the policy is valid; bindings using it report their tokens".to_owned(),
+            ),
+        },
         Err(errors) => (
             false,
             reasons::INVALID_SPEC,
@@ -59,7 +95,13 @@ pub fn policy_status(
 
 /// Reconciles one policy.
 pub async fn reconcile(policy: Arc<AcrCredentialPolicy>, ctx: Arc<Context>) -> Result<Action> {
-    let status = policy_status(&policy, ctx.clock.now());
+    let health = from_api::provider_config(&policy.spec, Path::new(DEFAULT_MANAGED_TOKEN_FILE))
+        .map(|config| {
+            let (failure, any_valid) = ctx.tokens.identity_health(&identity_of(&config));
+            CredentialHealth { failure, any_valid }
+        })
+        .unwrap_or_default();
+    let status = policy_status(&policy, &health, ctx.clock.now());
     if policy.status.as_ref() != Some(&status) {
         let api: Api<AcrCredentialPolicy> = Api::all(ctx.client.clone());
         apply_status(&api, &policy.name_any(), &ctx.config.field_manager, &status).await?;
@@ -78,11 +120,62 @@ pub async fn reconcile(policy: Arc<AcrCredentialPolicy>, ctx: Arc<Context>) -> R
             .await;
         }
     }
-    Ok(Action::requeue(ctx.config.resync))
+    // Token outcomes do not trigger policy reconciles: look again every minute.
+    Ok(Action::requeue(POLICY_REFRESH.min(ctx.config.resync)))
 }
+
+/// How often a policy's status is refreshed from the token manager.
+const POLICY_REFRESH: Duration = Duration::from_secs(60);
 
 /// What to do after a failed reconcile.
 pub fn error_policy(policy: Arc<AcrCredentialPolicy>, error: &Error, _ctx: Arc<Context>) -> Action {
     tracing::warn!(policy = %policy.name_any(), reason = error.reason(), error = %error, "policy reconcile failed");
     Action::requeue(Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::conditions::find_condition;
+
+    fn policy(yaml: &str) -> AcrCredentialPolicy {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    const VALID: &str = "apiVersion: acrcredentials.io/v1alpha1\nkind: AcrCredentialPolicy\nmetadata: {name: p, generation: 3}\nspec: {source: {workerRole: {}}}\n";
+
+    #[test]
+    fn valid_policy_is_ready_until_its_credentials_fail() {
+        let now: jiff::Timestamp = "2024-01-01T00:00:00Z".parse().unwrap();
+        let p = policy(VALID);
+        let s = policy_status(&p, &CredentialHealth::default(), now);
+        assert_eq!(s.observed_generation, Some(3));
+        assert_eq!(s.source.as_deref(), Some("workerRole"));
+        assert!(crate::api::conditions::is_true(&s.conditions, types::READY));
+        let health = CredentialHealth {
+            failure: Some(TokenFailure {
+                at: now,
+                reason: "PermissionDenied",
+                message: "sts:AssumeRole failed: NoPermission (HTTP 403): denied [RequestId R9]"
+                    .into(),
+            }),
+            any_valid: false,
+        };
+        let s = policy_status(&p, &health, now);
+        let ready = find_condition(&s.conditions, types::READY).unwrap();
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason, reasons::CREDENTIALS_FAILED);
+        assert!(ready.message.contains("R9"));
+    }
+
+    #[test]
+    fn invalid_policy_is_not_ready() {
+        let now: jiff::Timestamp = "2024-01-01T00:00:00Z".parse().unwrap();
+        let p = policy(
+            "apiVersion: acrcredentials.io/v1alpha1\nkind: AcrCredentialPolicy\nmetadata: {name: p}\nspec: {source: {workerRole: {}, managedRole: {}}}\n",
+        );
+        let s = policy_status(&p, &CredentialHealth::default(), now);
+        let ready = find_condition(&s.conditions, types::READY).unwrap();
+        assert_eq!(ready.reason, reasons::INVALID_SPEC);
+    }
 }

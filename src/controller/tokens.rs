@@ -290,6 +290,33 @@ impl TokenManager {
         true
     }
 
+    /// For a credential identity: the latest failure of any of its tokens (when that token has
+    /// no valid successor), and whether any of its tokens is valid now. Entries busy with a
+    /// cloud call are skipped.
+    pub fn identity_health(&self, identity: &str) -> (Option<TokenFailure>, bool) {
+        let now = self.clock.now();
+        let entries: Vec<Arc<tokio::sync::Mutex<Entry>>> = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .filter(|(k, _)| k.identity == identity)
+            .map(|(_, e)| e.clone())
+            .collect();
+        let mut failure: Option<TokenFailure> = None;
+        let mut any_valid = false;
+        for entry in entries {
+            let Ok(e) = entry.try_lock() else { continue };
+            any_valid |= e.current.as_ref().is_some_and(|t| t.valid_at(now));
+            if let Some(f) = &e.failure
+                && failure.as_ref().is_none_or(|g| f.at > g.at)
+            {
+                failure = Some(f.clone());
+            }
+        }
+        (failure, any_valid)
+    }
+
     /// Whether a token is held for `key` (valid or not).
     pub async fn holds(&self, key: &TokenKey) -> bool {
         let entry = self.entry(key);
