@@ -21,6 +21,9 @@ pub struct SecretSeen {
 #[derive(Default)]
 pub struct Seen {
     pub secrets: HashMap<String, SecretSeen>,
+    /// When the namespace's `default` ServiceAccount was first seen (kube-controller-manager
+    /// creates it).
+    pub sa_created: HashMap<String, Instant>,
     pub bound: HashMap<String, Instant>,
 }
 
@@ -73,15 +76,17 @@ impl Observer {
             let mut stream = watcher::watcher(sas, config).boxed();
             while let Some(event) = stream.next().await {
                 if let Ok(Event::Apply(sa) | Event::InitApply(sa)) = event {
+                    let now = Instant::now();
                     let bound = sa
                         .image_pull_secrets
                         .iter()
                         .flatten()
                         .any(|r| r.name == name);
+                    let ns = sa.namespace().unwrap_or_default();
+                    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                    seen.sa_created.entry(ns.clone()).or_insert(now);
                     if bound {
-                        let ns = sa.namespace().unwrap_or_default();
-                        let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-                        seen.bound.entry(ns).or_insert_with(Instant::now);
+                        seen.bound.entry(ns).or_insert(now);
                     }
                 }
             }

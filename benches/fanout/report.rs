@@ -106,18 +106,26 @@ impl Figure {
         }
     }
 
-    pub fn memory(name: &str, after_fanout: Memory, before: Memory, after: Memory) -> Figure {
+    /// `peak_kib` is the high-water mark over the whole run; the others are RSS at three moments.
+    pub fn memory(
+        name: &str,
+        peak_kib: u64,
+        after_fanout: Memory,
+        before: Memory,
+        after: Memory,
+    ) -> Figure {
         let growth = mib(after.rss_kib) - mib(before.rss_kib);
         Figure {
             name: name.into(),
             measured: format!(
-                "peak {:.1} MiB, steady {:.1} MiB after fan-out; {:.1} MiB with the unrelated Secrets ({growth:+.1} MiB)",
-                mib(after_fanout.peak_kib),
+                "{:.1} MiB right after fan-out, {:.1} MiB steady, {:.1} MiB with the unrelated Secrets ({growth:+.1} MiB); peak {:.1} MiB",
+                mib(after_fanout.rss_kib),
                 mib(before.rss_kib),
-                mib(after.rss_kib)
+                mib(after.rss_kib),
+                mib(peak_kib)
             ),
             floor: "goal: ≤ 64 MiB, growth < 5 MiB".into(),
-            verdict: if mib(after.peak_kib) <= 64.0 && growth < 5.0 {
+            verdict: if mib(peak_kib) <= 64.0 && growth < 5.0 {
                 "meets the goal"
             } else {
                 "misses the goal"

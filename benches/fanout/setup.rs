@@ -168,7 +168,7 @@ impl World {
     }
 
     /// Starts the release controller binary against this cluster and the fake cloud.
-    pub fn start_controller(&self, params: &Params) -> Controller {
+    pub fn start_controller(&self) -> Controller {
         let binary = std::env::var("ACC_BENCH_CONTROLLER")
             .expect("ACC_BENCH_CONTROLLER must name the controller binary");
         let base = self
@@ -185,8 +185,6 @@ impl World {
             .arg("cn-hangzhou")
             .arg("--cloud-endpoint")
             .arg(&base)
-            .arg("--concurrency")
-            .arg(params.concurrency.to_string())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
