@@ -8,9 +8,11 @@ mod support;
 
 use std::time::Duration;
 
+use acr_credential_controller::controller::ControllerConfig;
 use base64::Engine;
 use controller_common::{
-    DOMAINS, Harness, INSTANCE, SECRET_NAME, auths, pull_secret_names, wait_sa, wait_secret,
+    ACCOUNT, DOMAINS, Harness, INSTANCE, OWNER_LABEL, ROLE, SECRET_NAME, auths, pull_secret_names,
+    wait_sa, wait_secret,
 };
 use kube::api::{DeleteParams, Patch, PatchParams};
 
@@ -440,5 +442,60 @@ async fn invalid_policy_is_reported_on_the_policy_and_its_bindings() {
     .await;
     assert_eq!(h.handle().count("cr:GetAuthorizationToken"), 0);
     assert!(h.secrets(&ns).get_opt(SECRET_NAME).await.unwrap().is_none());
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn policy_reports_when_its_assumed_role_credentials_expire() {
+    let h = Harness::new("ctrl-credexp", 3600, "15m").await;
+    let ns = h.env.namespace().to_owned();
+    let hop = format!("{}-hop", h.id);
+    h.env
+        .apply(&format!(
+            r#"
+apiVersion: acrcredentials.io/v1alpha1
+kind: AcrCredentialPolicy
+metadata:
+  name: {hop}
+  labels: {{{OWNER_LABEL}: {id}}}
+spec:
+  source:
+    accessKey:
+      secretRef: {{namespace: {ns}, name: alibaba-ak}}
+  assumeRole: {{roleArn: "acs:ram::{ACCOUNT}:role/{ROLE}", duration: 1h}}
+  renewBefore: 15m
+"#,
+            id = h.id,
+        ))
+        .await;
+    // Policies refresh their status from the token manager on every resync.
+    let running = h.start_with(ControllerConfig {
+        resync: Duration::from_secs(3),
+        ..h.config()
+    });
+    let name = format!("{}-hop", h.id);
+    h.binding(&name, &ready_binding(&[&ns], &hop)).await;
+    h.wait_ready(&name, "True", Duration::from_secs(60)).await;
+    let issued = jiff::Timestamp::now();
+
+    let expires = support::wait_until(
+        Duration::from_secs(30),
+        "the policy's status.credentialsExpireAt",
+        || {
+            let api = h.policies();
+            let hop = hop.clone();
+            async move {
+                let p = api.get(&hop).await.map_err(|e| e.to_string())?;
+                p.status
+                    .and_then(|s| s.credentials_expire_at)
+                    .ok_or_else(|| "not set yet".to_string())
+            }
+        },
+    )
+    .await;
+    // STS credentials of a 1h session: they expire about an hour after they were issued.
+    let left = expires.0.duration_since(issued).as_secs();
+    assert!((3300..=3610).contains(&left), "expires in {left} s");
+    assert_eq!(h.handle().count_ok("sts:AssumeRole"), 1);
     running.stop().await;
 }

@@ -34,6 +34,8 @@ pub struct CredentialHealth {
     pub failure: Option<TokenFailure>,
     /// Whether some token obtained with them is valid now.
     pub any_valid: bool,
+    /// When the credentials currently held expire (`None`: not obtained yet, or long-lived).
+    pub expires_at: Option<jiff::Timestamp>,
 }
 
 /// The status a policy should have.
@@ -45,6 +47,7 @@ pub fn policy_status(
     let mut status = policy.status.clone().unwrap_or_default();
     status.observed_generation = policy.metadata.generation;
     status.source = policy.spec.source.kind().map(|k| k.as_str().to_owned());
+    status.credentials_expire_at = health.expires_at.map(time);
     let (ok, reason, message) = match validate_policy(&policy.spec) {
         Ok(()) => match &health.failure {
             Some(f) if CREDENTIAL_REASONS.contains(&f.reason) => (
@@ -98,7 +101,12 @@ pub async fn reconcile(policy: Arc<AcrCredentialPolicy>, ctx: Arc<Context>) -> R
     let health = from_api::provider_config(&policy.spec, Path::new(DEFAULT_MANAGED_TOKEN_FILE))
         .map(|config| {
             let (failure, any_valid) = ctx.tokens.identity_health(&identity_of(&config));
-            CredentialHealth { failure, any_valid }
+            let expires_at = ctx.tokens.credentials_expire_at(&config);
+            CredentialHealth {
+                failure,
+                any_valid,
+                expires_at,
+            }
         })
         .unwrap_or_default();
     let status = policy_status(&policy, &health, ctx.clock.now());
@@ -160,12 +168,29 @@ mod tests {
                     .into(),
             }),
             any_valid: false,
+            expires_at: None,
         };
         let s = policy_status(&p, &health, now);
+        assert_eq!(s.credentials_expire_at, None);
         let ready = find_condition(&s.conditions, types::READY).unwrap();
         assert_eq!(ready.status, "False");
         assert_eq!(ready.reason, reasons::CREDENTIALS_FAILED);
         assert!(ready.message.contains("R9"));
+    }
+
+    #[test]
+    fn credentials_expiry_is_reported_when_known() {
+        let now: jiff::Timestamp = "2024-01-01T00:00:00Z".parse().unwrap();
+        let expires: jiff::Timestamp = "2024-01-01T01:00:00Z".parse().unwrap();
+        let health = CredentialHealth {
+            expires_at: Some(expires),
+            ..CredentialHealth::default()
+        };
+        let s = policy_status(&policy(VALID), &health, now);
+        assert_eq!(s.credentials_expire_at, Some(time(expires)));
+        // Long-lived AccessKeys (or nothing obtained yet): the field stays absent.
+        let s = policy_status(&policy(VALID), &CredentialHealth::default(), now);
+        assert_eq!(s.credentials_expire_at, None);
     }
 
     #[test]

@@ -151,6 +151,11 @@ pub trait TokenFetcher: Send + Sync {
         &'a self,
         req: &'a TokenRequest,
     ) -> BoxFuture<'a, Result<Vec<String>, CloudError>>;
+    /// When the credentials currently held for `provider` expire, without a cloud call
+    /// (`None`: none held, or long-lived).
+    fn credentials_expire_at(&self, _provider: &ProviderConfig) -> Option<Timestamp> {
+        None
+    }
 }
 
 /// Most jitter subtracted from a renewal time.
@@ -315,6 +320,11 @@ impl TokenManager {
             }
         }
         (failure, any_valid)
+    }
+
+    /// When the credentials behind `provider` expire, as far as they have been obtained.
+    pub fn credentials_expire_at(&self, provider: &ProviderConfig) -> Option<Timestamp> {
+        self.fetcher.credentials_expire_at(provider)
     }
 
     /// Whether a token is held for `key` (valid or not).
@@ -485,12 +495,15 @@ impl CloudFetcher {
         }
     }
 
-    fn provider(&self, config: &ProviderConfig) -> Arc<CredentialProvider> {
-        let mut map = self
-            .providers
+    fn providers(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<CredentialProvider>>> {
+        self.providers
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry(format!("{config:?}"))
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn provider(&self, config: &ProviderConfig) -> Arc<CredentialProvider> {
+        self.providers()
+            .entry(format!("{config:?}"))
             .or_insert_with(|| build_provider(config, self.client.clone(), self.secrets.clone()))
             .clone()
     }
@@ -523,6 +536,12 @@ impl TokenFetcher for CloudFetcher {
                 }
             }
         })
+    }
+
+    fn credentials_expire_at(&self, config: &ProviderConfig) -> Option<Timestamp> {
+        self.providers()
+            .get(&format!("{config:?}"))?
+            .cached_expiry()
     }
 }
 

@@ -30,6 +30,8 @@ pub const DOMAINS: [&str; 2] = [
 ];
 pub const OTHER_DOMAIN: &str = "other-registry.cn-hangzhou.cr.aliyuncs.com";
 pub const SECRET_NAME: &str = "acr-credentials";
+/// A role in the fake account that the test AccessKey may assume.
+pub const ROLE: &str = "ctrl-puller";
 /// Label every binding/policy of one test carries; its value is the test's id.
 pub const OWNER_LABEL: &str = "acrcredentials.io/test-controller";
 
@@ -44,7 +46,12 @@ accounts:
     accessKeys:
       - {{id: LTAIctrl, secret: ctrlsecret, user: ci}}
     users:
-      - {{name: ci, permissions: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint"]}}
+      - {{name: ci, permissions: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint", "sts:AssumeRole"]}}
+    roles:
+      - name: {ROLE}
+        maxSessionDuration: 3600
+        permissions: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint"]
+        trust: {{principals: ["acs:ram::{ACCOUNT}:root"]}}
     instances:
       - id: {INSTANCE}
         name: ctrl
@@ -203,9 +210,13 @@ spec:
 
     /// Starts the controller in-process.
     pub fn start(&self) -> Running {
+        self.start_with(self.config())
+    }
+
+    /// Starts the controller in-process with a configuration of the test's choosing.
+    pub fn start_with(&self, config: ControllerConfig) -> Running {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let client = self.client();
-        let config = self.config();
         let cloud = self.cloud();
         let handle = tokio::spawn(async move {
             controller::run(client, config, cloud, async move {

@@ -145,6 +145,12 @@ impl CredentialProvider {
         Ok(creds)
     }
 
+    /// When the cached credentials expire, without fetching: `None` when nothing is cached yet,
+    /// the cache is busy with a refresh, or the credentials are long-lived AccessKeys.
+    pub fn cached_expiry(&self) -> Option<jiff::Timestamp> {
+        self.cache.try_lock().ok()?.as_ref()?.creds.expires_at
+    }
+
     /// Drops cached credentials (e.g. after the cloud said they expired).
     pub async fn invalidate(&self) {
         *self.cache.lock().await = None;
@@ -337,11 +343,13 @@ mod tests {
         .await;
         assert!(results.iter().all(|id| id == "STS.0"));
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(provider.cached_expiry(), Some(t("2024-01-01T01:00:00Z")));
         clock.advance(jiff::SignedDuration::from_secs(3000));
         assert_eq!(provider.credentials().await.unwrap().access_key_id, "STS.0");
         clock.advance(jiff::SignedDuration::from_secs(500));
         assert_eq!(provider.credentials().await.unwrap().access_key_id, "STS.1");
         provider.invalidate().await;
+        assert_eq!(provider.cached_expiry(), None);
         assert_eq!(provider.credentials().await.unwrap().access_key_id, "STS.2");
     }
 
