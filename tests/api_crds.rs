@@ -27,68 +27,9 @@ use kube::{
     core::{ApiResource, GroupVersionKind},
 };
 use serde_json::{Value, json};
-use support::{TestEnv, kubectl, unique_name, wait_until};
-use tokio::sync::OnceCell;
+use support::{TestEnv, install_crds, kubectl, server_has_cel, unique_name, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
-const CRD_MANAGER: &str = "acr-credential-controller-tests-crds";
-
-/// Whether the server evaluates CRD CEL rules (Kubernetes 1.25 and later).
-async fn server_has_cel(client: &Client) -> bool {
-    let v = client.apiserver_version().await.unwrap();
-    let digits = |s: &str| {
-        s.chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-    };
-    let (major, minor): (u32, u32) = (
-        digits(&v.major).parse().unwrap_or(0),
-        digits(&v.minor).parse().unwrap_or(0),
-    );
-    (major, minor) >= (1, 25)
-}
-
-/// Installs both CRDs once per test process and waits until they are served. Server-side
-/// apply with a fixed field manager makes this idempotent and safe when several test
-/// processes install at the same time; the CRDs are shared and never deleted by tests.
-async fn install_crds(client: &Client) -> bool {
-    static INSTALLED: OnceCell<bool> = OnceCell::const_new();
-    *INSTALLED
-        .get_or_init(|| async {
-            let cel = server_has_cel(client).await;
-            let crds = if cel {
-                crd::crds()
-            } else {
-                // Kubernetes < 1.25: no CEL in CRDs (see the module comment).
-                crd::crds_without_cel()
-            };
-            let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-            for c in &crds {
-                let name = c.metadata.name.clone().unwrap();
-                api.patch(
-                    &name,
-                    &PatchParams::apply(CRD_MANAGER).force(),
-                    &Patch::Apply(c),
-                )
-                .await
-                .unwrap_or_else(|e| panic!("installing CRD {name}: {e}"));
-            }
-            for c in &crds {
-                let name = c.metadata.name.clone().unwrap();
-                wait_until(WAIT, &format!("CRD {name} Established"), || async {
-                    let crd = api.get(&name).await.ok()?;
-                    crd.status?
-                        .conditions?
-                        .iter()
-                        .any(|c| c.type_ == "Established" && c.status == "True")
-                        .then_some(())
-                })
-                .await;
-            }
-            cel
-        })
-        .await
-}
 
 fn api_resource(kind: &str) -> ApiResource {
     ApiResource::from_gvk(&GroupVersionKind::gvk(
@@ -165,7 +106,7 @@ async fn crd_install_is_idempotent() {
     for c in &crds {
         api.patch(
             c.metadata.name.as_deref().unwrap(),
-            &PatchParams::apply(CRD_MANAGER).force(),
+            &PatchParams::apply(support::FIELD_MANAGER).force(),
             &Patch::Apply(c),
         )
         .await

@@ -5,42 +5,7 @@
 mod cloud_common;
 mod support;
 
-use std::time::Duration;
-
-use acr_credential_controller::api::crd;
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::Api;
-use kube::api::{Patch, PatchParams};
-use support::{TestEnv, unique_name, wait_until};
-
-/// Installs the CRDs (without CEL rules, which the 1.20 control plane cannot take; the objects
-/// here are valid either way) and waits until they are served.
-async fn install_crds(client: &kube::Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for c in crd::crds_without_cel() {
-        let name = c.metadata.name.clone().unwrap();
-        api.patch(
-            &name,
-            &PatchParams::apply("acr-credential-controller-tests-crds").force(),
-            &Patch::Apply(&c),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("installing CRD {name}: {e}"));
-        wait_until(
-            Duration::from_secs(60),
-            &format!("CRD {name} Established"),
-            || async {
-                let crd = api.get(&name).await.ok()?;
-                crd.status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
-            },
-        )
-        .await;
-    }
-}
+use support::{TestEnv, install_crds, unique_name};
 
 #[tokio::test]
 async fn doctor_reads_the_chain_from_the_cluster() {

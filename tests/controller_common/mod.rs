@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use acr_credential_controller::api::crd::crds_without_cel;
 use acr_credential_controller::api::{AcrCredentialPolicy, AcrRegistryBinding};
 use acr_credential_controller::cloud::endpoints::{Endpoints, Network};
 use acr_credential_controller::cloud::http::HttpConfig;
@@ -15,11 +14,10 @@ use acr_credential_controller::cloud::{CloudConfig, SignatureStyle};
 use acr_credential_controller::controller::{self, ControllerConfig};
 use acr_credential_controller::fake::{FakeCloud, FakeHandle, Scenario};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams};
-use kube::{Client, ResourceExt};
+use kube::Client;
+use kube::api::Api;
 
-use crate::support::{self, TestEnv};
+use crate::support::{self, TestEnv, install_crds};
 
 pub const ACCOUNT: &str = "1111111111111111";
 pub const INSTANCE: &str = "cri-ctrltest1";
@@ -66,37 +64,6 @@ accounts:
 "#
     );
     Scenario::from_str_resolved(&yaml).unwrap()
-}
-
-/// Installs the CRDs (CEL rules stripped: 1.20 has no CEL) idempotently and waits until they
-/// are established.
-pub async fn install_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in crds_without_cel() {
-        let name = crd.name_any();
-        let mut crd = crd;
-        crd.metadata.managed_fields = None;
-        api.patch(
-            &name,
-            &PatchParams::apply("acr-credential-controller-tests").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("installing CRD {name}: {e}"));
-        support::wait_until(Duration::from_secs(30), "CRD established", || {
-            let api = api.clone();
-            let name = name.clone();
-            async move {
-                let crd = api.get(&name).await.ok()?;
-                crd.status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
-            }
-        })
-        .await;
-    }
 }
 
 /// A controller running in-process; stopped (gracefully) on [`Running::stop`] or drop.

@@ -15,9 +15,13 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
+use std::time::{Duration, Instant};
+use tokio::sync::OnceCell;
+
+use acr_credential_controller::api::crd;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
@@ -366,4 +370,65 @@ async fn delete_tracked(client: &Client, item: &Tracked) {
             .patch(&item.name, &PatchParams::default(), &Patch::Merge(&strip))
             .await;
     }
+}
+
+/// Whether the server evaluates CRD CEL rules (Kubernetes 1.25 and later).
+pub async fn server_has_cel(client: &Client) -> bool {
+    let v = client.apiserver_version().await.unwrap();
+    let digits = |s: &str| {
+        s.chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+    };
+    let (major, minor): (u32, u32) = (
+        digits(&v.major).parse().unwrap_or(0),
+        digits(&v.minor).parse().unwrap_or(0),
+    );
+    (major, minor) >= (1, 25)
+}
+
+/// Installs both CRDs once per test process and waits until they are served. Server-side
+/// apply with a fixed field manager makes this idempotent and safe when several test
+/// processes install at the same time; the CRDs are shared and never deleted by tests.
+pub async fn install_crds(client: &Client) -> bool {
+    static INSTALLED: OnceCell<bool> = OnceCell::const_new();
+    *INSTALLED
+        .get_or_init(|| async {
+            let cel = server_has_cel(client).await;
+            let crds = if cel {
+                crd::crds()
+            } else {
+                // Kubernetes < 1.25: no CEL in CRDs (see the module comment).
+                crd::crds_without_cel()
+            };
+            let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+            for c in &crds {
+                let name = c.metadata.name.clone().unwrap();
+                api.patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(c),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("installing CRD {name}: {e}"));
+            }
+            for c in &crds {
+                let name = c.metadata.name.clone().unwrap();
+                wait_until(
+                    Duration::from_secs(60),
+                    &format!("CRD {name} Established"),
+                    || async {
+                        let crd = api.get(&name).await.ok()?;
+                        crd.status?
+                            .conditions?
+                            .iter()
+                            .any(|c| c.type_ == "Established" && c.status == "True")
+                            .then_some(())
+                    },
+                )
+                .await;
+            }
+            cel
+        })
+        .await
 }
