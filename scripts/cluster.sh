@@ -296,7 +296,8 @@ EOF
     --controllers namespace,garbagecollector,serviceaccount,serviceaccount-token \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --use-service-account-credentials=false --bind-address 127.0.0.1 --secure-port 0 --port 0 \
-    --concurrent-gc-syncs 5 --concurrent-namespace-syncs 5
+    --concurrent-gc-syncs 5 --concurrent-namespace-syncs 5 \
+    --kube-api-qps 100 --kube-api-burst 200
   # Ready once it has given the default namespace its ServiceAccount.
   wait_for "$READY_TIMEOUT" kube-controller-manager "$(cat "$RUNDIR/kube-controller-manager.pid")" \
     "$RUNDIR/kube-controller-manager.log" \
