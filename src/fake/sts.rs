@@ -101,6 +101,28 @@ fn body(issued: &Issued, role_arn: &str) -> serde_json::Value {
     })
 }
 
+/// The role a `RoleArn` names: its account, its name and its definition.
+fn find_role(
+    inner: &Inner,
+    role_arn: &str,
+) -> Result<(String, String, super::scenario::Role), ApiError> {
+    let (account, role_name) = parse_arn(role_arn, "role").ok_or_else(|| {
+        ApiError::new(
+            400,
+            "InvalidParameter.RoleArn",
+            "The parameter RoleArn is wrongly formed.",
+        )
+    })?;
+    let role = inner.role(account, role_name).cloned().ok_or_else(|| {
+        ApiError::new(
+            404,
+            "EntityNotExist.Role",
+            format!("The role not exists: {role_arn}."),
+        )
+    })?;
+    Ok((account.to_string(), role_name.to_string(), role))
+}
+
 fn no_trust() -> ApiError {
     ApiError::new(
         403,
@@ -142,21 +164,7 @@ pub fn assume_role(inner: &mut Inner, inc: &Incoming) -> Outcome {
             "You are not authorized to do this action. You should be authorized by RAM.",
         )));
     }
-    let (account, role_name) = parse_arn(&role_arn, "role").ok_or_else(|| {
-        fail(ApiError::new(
-            400,
-            "InvalidParameter.RoleArn",
-            "The parameter RoleArn is wrongly formed.",
-        ))
-    })?;
-    let (account, role_name) = (account.to_string(), role_name.to_string());
-    let role = inner.role(&account, &role_name).cloned().ok_or_else(|| {
-        fail(ApiError::new(
-            404,
-            "EntityNotExist.Role",
-            format!("The role not exists: {role_arn}."),
-        ))
-    })?;
+    let (account, role_name, role) = find_role(inner, &role_arn).map_err(fail)?;
     let caller_arn = caller.principal.arn();
     let caller_root = format!("acs:ram::{}:root", caller.principal.account());
     if !role
@@ -275,21 +283,7 @@ pub fn assume_role_with_oidc(inner: &mut Inner, inc: &Incoming) -> Outcome {
     let claims = verify_token(&token, &provider).map_err(fail)?;
     let identity = Some(format!("oidc:{}", claims.sub));
     let fail = |e: ApiError| (e, identity.clone());
-    let (account, role_name) = parse_arn(&role_arn, "role").ok_or_else(|| {
-        fail(ApiError::new(
-            400,
-            "InvalidParameter.RoleArn",
-            "The parameter RoleArn is wrongly formed.",
-        ))
-    })?;
-    let (account, role_name) = (account.to_string(), role_name.to_string());
-    let role = inner.role(&account, &role_name).cloned().ok_or_else(|| {
-        fail(ApiError::new(
-            404,
-            "EntityNotExist.Role",
-            format!("The role not exists: {role_arn}."),
-        ))
-    })?;
+    let (account, role_name, role) = find_role(inner, &role_arn).map_err(fail)?;
     let trusted = account == provider_account
         && role.trust.oidc.iter().any(|t| {
             t.provider == provider_name
