@@ -20,7 +20,8 @@ use super::resolve::{Resolved, resolve};
 use super::selection::{select_namespaces, service_account_selected};
 use super::status::{BindingObservation, apply_status, binding_status};
 use super::sync::{
-    NamespaceOutcome, SecretState, live_bindings, namespaces_owned_by, sync_namespace,
+    NamespaceOutcome, SecretState, live_bindings, namespaces_owned_by,
+    service_accounts_by_namespace, sync_namespace,
 };
 use super::tokens::Activity;
 use crate::api::conditions::reasons;
@@ -54,11 +55,13 @@ async fn converge_all(
     namespaces: BTreeSet<String>,
 ) -> Vec<(String, Result<NamespaceOutcome>)> {
     let live = live_bindings(ctx);
+    let service_accounts = service_accounts_by_namespace(ctx);
     futures::stream::iter(namespaces)
         .map(|ns| {
             let live = &live;
+            let sas = service_accounts.get(&ns).map(Vec::as_slice).unwrap_or(&[]);
             async move {
-                let r = sync_namespace(ctx, &ns, live).await;
+                let r = sync_namespace(ctx, &ns, live, sas).await;
                 (ns, r)
             }
         })

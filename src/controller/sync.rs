@@ -8,7 +8,8 @@
 //! first, then our Secret is deleted. A namespace whose bindings merely lack a valid token right
 //! now keeps its Secret as it is: never empty, never rewritten with an expired token.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::ResourceExt;
@@ -130,11 +131,26 @@ async fn write_secret(
 /// How many times a Secret write is retried after conflicts.
 const MAX_SECRET_ATTEMPTS: u32 = 4;
 
-/// Converges namespace `namespace` against every live binding.
+/// The cached ServiceAccounts grouped by namespace: one pass over the cache for a whole
+/// reconcile, instead of one per namespace (which made a reconcile quadratic in namespaces).
+pub fn service_accounts_by_namespace(ctx: &Context) -> HashMap<String, Vec<Arc<ServiceAccount>>> {
+    let mut by_namespace: HashMap<String, Vec<Arc<ServiceAccount>>> = HashMap::new();
+    for sa in ctx.stores.service_accounts.state() {
+        if let Some(ns) = sa.namespace() {
+            by_namespace.entry(ns).or_default().push(sa);
+        }
+    }
+    by_namespace
+}
+
+/// Converges namespace `namespace` against every live binding. `service_accounts` are the
+/// namespace's cached ServiceAccounts (see [`service_accounts_by_namespace`]); patches are
+/// version-checked, so a slightly older copy only costs a re-read.
 pub async fn sync_namespace(
     ctx: &Context,
     namespace: &str,
     live: &[Resolved],
+    service_accounts: &[Arc<ServiceAccount>],
 ) -> Result<NamespaceOutcome> {
     let lock = ctx.namespace_lock(namespace);
     let _guard = lock.lock().await;
@@ -150,13 +166,6 @@ pub async fn sync_namespace(
         None => Vec::new(),
     };
     let existing = ctx.stores.secret(namespace, &secret_name);
-    let service_accounts: Vec<std::sync::Arc<ServiceAccount>> = ctx
-        .stores
-        .service_accounts
-        .state()
-        .into_iter()
-        .filter(|sa| sa.namespace().as_deref() == Some(namespace))
-        .collect();
     let sa_api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
 
     if existing.as_ref().is_some_and(|s| !is_ours(s)) {
@@ -164,7 +173,7 @@ pub async fn sync_namespace(
         // entries we recorded earlier if no binding wants them.
         let mut errors = Vec::new();
         let mut sas = Vec::new();
-        for sa in &service_accounts {
+        for sa in service_accounts {
             let wanted = false;
             if let Err(e) =
                 converge(&sa_api, sa, &secret_name, wanted, &ctx.config.field_manager).await
@@ -208,7 +217,7 @@ pub async fn sync_namespace(
     // ServiceAccounts: wanted when a selecting binding selects them and our Secret is there.
     let mut errors = Vec::new();
     let mut sas = Vec::new();
-    for sa in &service_accounts {
+    for sa in service_accounts {
         let name = sa.name_any();
         let wanted = secret_present
             && sa.metadata.deletion_timestamp.is_none()
