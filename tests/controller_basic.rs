@@ -11,8 +11,8 @@ use std::time::Duration;
 use acr_credential_controller::controller::ControllerConfig;
 use base64::Engine;
 use controller_common::{
-    ACCOUNT, DOMAINS, Harness, INSTANCE, OWNER_LABEL, ROLE, SECRET_NAME, auths, pull_secret_names,
-    wait_sa, wait_secret,
+    ACCOUNT, DOMAINS, Harness, INSTANCE, ROLE, SECRET_NAME, auths, pull_secret_names, wait_sa,
+    wait_secret,
 };
 use kube::api::{DeleteParams, Patch, PatchParams};
 
@@ -450,24 +450,11 @@ async fn policy_reports_when_its_assumed_role_credentials_expire() {
     let h = Harness::new("ctrl-credexp", 3600, "15m").await;
     let ns = h.env.namespace().to_owned();
     let hop = format!("{}-hop", h.id);
-    h.env
-        .apply(&format!(
-            r#"
-apiVersion: acrcredentials.io/v1alpha1
-kind: AcrCredentialPolicy
-metadata:
-  name: {hop}
-  labels: {{{OWNER_LABEL}: {id}}}
-spec:
-  source:
-    accessKey:
-      secretRef: {{namespace: {ns}, name: alibaba-ak}}
-  assumeRole: {{roleArn: "acs:ram::{ACCOUNT}:role/{ROLE}", duration: 1h}}
-  renewBefore: 15m
-"#,
-            id = h.id,
-        ))
-        .await;
+    h.add_policy(
+        &hop,
+        &format!("assumeRole: {{roleArn: \"acs:ram::{ACCOUNT}:role/{ROLE}\", duration: 1h}}\nrenewBefore: 15m"),
+    )
+    .await;
     // Policies refresh their status from the token manager on every resync.
     let running = h.start_with(ControllerConfig {
         resync: Duration::from_secs(3),

@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use controller_common::{
-    DOMAINS, Harness, INSTANCE, OTHER_DOMAIN, OTHER_INSTANCE, OWNER_LABEL, SECRET_NAME, auths,
+    DOMAINS, Harness, INSTANCE, OTHER_DOMAIN, OTHER_INSTANCE, SECRET_NAME, auths,
     pull_secret_names, wait_sa, wait_secret,
 };
 use kube::api::DeleteParams;
@@ -114,23 +114,11 @@ async fn all_namespaces_with_exclude_and_service_accounts_by_selector() {
     }
     // `all` must stay inside this test's namespaces: the policy only allows them.
     let policy = format!("{}-all", h.id);
-    h.env
-        .apply(&format!(
-            r#"
-apiVersion: acrcredentials.io/v1alpha1
-kind: AcrCredentialPolicy
-metadata:
-  name: {policy}
-  labels: {{{OWNER_LABEL}: {id}}}
-spec:
-  source:
-    accessKey:
-      secretRef: {{namespace: {ns1}, name: alibaba-ak}}
-  allowedNamespaces: {{matchLabels: {{acr-test: {label}}}}}
-"#,
-            id = h.id
-        ))
-        .await;
+    h.add_policy(
+        &policy,
+        &format!("allowedNamespaces: {{matchLabels: {{acr-test: {label}}}}}"),
+    )
+    .await;
     let running = h.start();
     let name = format!("{}-all", h.id);
     h.binding(

@@ -121,30 +121,27 @@ impl Harness {
             id,
         };
         h.env
-            .apply(&format!(
-                r#"
-apiVersion: v1
-kind: Secret
-metadata: {{name: alibaba-ak}}
-stringData: {{AccessKeyId: LTAIctrl, AccessKeySecret: ctrlsecret}}
----
-apiVersion: acrcredentials.io/v1alpha1
-kind: AcrCredentialPolicy
-metadata:
-  name: {policy}
-  labels: {{{OWNER_LABEL}: {id}}}
-spec:
-  source:
-    accessKey:
-      secretRef: {{namespace: {ns}, name: alibaba-ak}}
-  renewBefore: {renew_before}
-"#,
-                policy = h.policy,
-                id = h.id,
-                ns = h.env.namespace(),
-            ))
+            .apply(
+                "apiVersion: v1\nkind: Secret\nmetadata: {name: alibaba-ak}\nstringData: {AccessKeyId: LTAIctrl, AccessKeySecret: ctrlsecret}\n",
+            )
+            .await;
+        h.add_policy(&h.policy, &format!("renewBefore: {renew_before}"))
             .await;
         h
+    }
+
+    /// Applies a policy `name` (labelled for this test's controller) whose source is the test's
+    /// AccessKey Secret; `extra` is more of its spec, as YAML lines at the spec's indentation
+    /// (e.g. `renewBefore: 15m`).
+    pub async fn add_policy(&self, name: &str, extra: &str) {
+        let extra: String = extra.lines().map(|l| format!("  {l}\n")).collect();
+        self.env
+            .apply(&format!(
+                "apiVersion: acrcredentials.io/v1alpha1\nkind: AcrCredentialPolicy\nmetadata:\n  name: {name}\n  labels: {{{OWNER_LABEL}: {id}}}\nspec:\n  source:\n    accessKey:\n      secretRef: {{namespace: {ns}, name: alibaba-ak}}\n{extra}",
+                id = self.id,
+                ns = self.env.namespace(),
+            ))
+            .await;
     }
 
     pub fn client(&self) -> Client {
