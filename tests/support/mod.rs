@@ -45,8 +45,16 @@ pub struct Cluster {
 }
 
 /// The repository root (where `Cargo.toml` is).
+/// Read at run time first: `cargo test` sets it for the test process, and a binary reused
+/// from a shared target directory may have been compiled in another checkout, whose path
+/// `env!` would have baked in (it would then start that checkout's control plane).
 pub fn repo_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+    })
 }
 
 fn env_true(name: &str) -> bool {
