@@ -242,18 +242,8 @@ pub fn translate(
             key::ACR_REGISTRY_INFO,
             "no registry listed: translated to the Personal Edition registry of the controller's region, as the legacy helper did",
         ));
-        entries.push(registry_info::Entry {
-            index: 0,
-            line: None,
-            instance_id: None,
-            region: None,
-            domains: None,
-            assume_role_arn: None,
-            expire_duration: None,
-            rrsa_role_arn: None,
-            rrsa_oidc_provider_arn: None,
-            access_key: None,
-        });
+        // The Personal Edition registry of the cluster's region: an entry with nothing set.
+        entries.push(registry_info::Entry::default());
     }
 
     let token_mode = options.token_mode.unwrap_or_else(|| {

@@ -33,7 +33,7 @@ const FIELDS: [&str; 9] = [
 ];
 
 /// One entry of `acr-registry-info`, checked field by field.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(super) struct Entry {
     /// Position in the list.
     pub index: usize,
@@ -202,14 +202,7 @@ fn entry(
     let mut e = Entry {
         index: ctx.index,
         line: ctx.starts.get(ctx.index).copied(),
-        instance_id: None,
-        region: None,
-        domains: None,
-        assume_role_arn: None,
-        expire_duration: None,
-        rrsa_role_arn: None,
-        rrsa_oidc_provider_arn: None,
-        access_key: None,
+        ..Entry::default()
     };
     let mut errors = Vec::new();
     let mut ak_id = None;
