@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use acr_credential_controller::fake::{FakeCloud, FakeHandle, OutageMode, Scenario};
 use cloud_common::{ISSUER, fixture, oidc_token};
-use provider_common::{Outcome, go_duration, request, run_plugin};
+use provider_common::{Outcome, go_duration, request, run_plugin, run_plugin_logging};
 
 const ACCOUNT: &str = "1111111111111111";
 const PARTNER: &str = "2222222222222222";
@@ -226,10 +226,26 @@ async fn pod_identity_uses_each_service_accounts_own_role() {
         "{pulls:#?}"
     );
 
-    // Team B's own role may pull team B's registry ...
+    // Team B's own role may pull team B's registry (with debug logs: still no secret) ...
     let b = [(ROLE_NAME_KEY, "team-b-puller")];
-    let out = run_plugin(&cfg, &request(&image(TEAM_B_HOST), Some(&team_b), &b)).await;
+    let out = run_plugin_logging(
+        &cfg,
+        &request(&image(TEAM_B_HOST), Some(&team_b), &b),
+        Some("debug"),
+    )
+    .await;
     check_credentials(&out, &handle, TEAM_B_HOST);
+    assert!(
+        out.stderr.contains("issued registry credentials"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(&team_b), "token in the debug log");
+    // The fake's STS security tokens start with CAIS, as the real ones do.
+    assert!(
+        !out.stderr.contains("CAIS"),
+        "security token in the debug log"
+    );
     // ... but not team A's,
     let out = run_plugin(&cfg, &request(&image(EE_HOST), Some(&team_b), &b)).await;
     assert!(out.error().contains("NoPrivilege"), "{}", out.stderr);

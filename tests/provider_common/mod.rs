@@ -177,6 +177,11 @@ impl Outcome {
 
 /// Runs the plugin once: `config` is the configuration file's text, `request` goes to stdin.
 pub async fn run_plugin(config: &str, request: &[u8]) -> Outcome {
+    run_plugin_logging(config, request, None).await
+}
+
+/// Like [`run_plugin`], with `RUST_LOG` set to `log` (e.g. `debug`) when given.
+pub async fn run_plugin_logging(config: &str, request: &[u8], log: Option<&str>) -> Outcome {
     let dir = std::env::temp_dir().join(format!(
         "acr-provider-test-{}-{}",
         std::process::id(),
@@ -186,9 +191,13 @@ pub async fn run_plugin(config: &str, request: &[u8]) -> Outcome {
     let path = dir.join("config.yaml");
     std::fs::write(&path, config).unwrap();
     let started = Instant::now();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_acr-credential-provider"))
-        .args(["--config", path.to_str().unwrap()])
-        .env_remove("RUST_LOG")
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_acr-credential-provider"));
+    command.args(["--config", path.to_str().unwrap()]);
+    match log {
+        Some(level) => command.env("RUST_LOG", level),
+        None => command.env_remove("RUST_LOG"),
+    };
+    let mut child = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
