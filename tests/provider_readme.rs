@@ -1,8 +1,10 @@
 //! The README's "Kubelet credential provider" examples are real: every YAML block parses with
 //! the kubelet's `CredentialProviderConfig` field names (unknown fields refused) or passes the
-//! plugin's own configuration validation, and the two modes are configured consistently.
+//! plugin's own configuration validation, the two modes are configured consistently, and the
+//! plugin's configurations work as written against the fake cloud.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod cloud_common;
 mod provider_common;
 
 use acr_credential_controller::provider::config::{self, Identity};
@@ -137,4 +139,73 @@ fn readme_examples_parse_as_kubelet_and_plugin_configurations() {
             .iter()
             .any(|c| matches!(c.identity, Identity::ServiceAccount { .. }))
     );
+}
+
+/// The README's plugin configurations work as written (endpoints pointed at the fake cloud):
+/// node identity and Pod identity each get a login for an Enterprise host and a custom domain.
+#[tokio::test]
+async fn readme_plugin_configurations_work_against_the_fake_cloud() {
+    use acr_credential_controller::fake::{FakeCloud, Scenario};
+    let yaml = format!(
+        r#"
+accounts:
+  - id: "1234567890123456"
+    roles:
+      - {{name: node-role, permissions: ["cr:GetAuthorizationToken"]}}
+      - name: app-puller
+        permissions: ["cr:GetAuthorizationToken:cri-abc123xyz"]
+        trust: {{oidc: [{{provider: ack-rrsa-c0123456789abcdef, subjects: ["system:serviceaccount:shop:app"]}}]}}
+    oidcProviders:
+      - {{name: ack-rrsa-c0123456789abcdef, issuer: "{issuer}", publicKeyFiles: ["{key}"]}}
+    instances:
+      - id: cri-abc123xyz
+        name: myreg
+        endpoints:
+          - {{type: internet, domains: [{{domain: myreg-registry.cn-hangzhou.cr.aliyuncs.com}}, {{domain: images.example.com, type: USER}}]}}
+metadata: {{account: "1234567890123456", roleName: node-role}}
+"#,
+        issuer = cloud_common::ISSUER,
+        key = cloud_common::fixture("rrsa-test-key.pub.pem"),
+    );
+    let fake = FakeCloud::start(Scenario::from_str_resolved(&yaml).unwrap())
+        .await
+        .unwrap();
+    let base = fake.base_url().as_str().trim_end_matches('/');
+    let endpoints = format!("endpoints: {{sts: '{base}', cr: '{base}', metadata: '{base}'}}\n");
+    let token = cloud_common::oidc_token(
+        "system:serviceaccount:shop:app",
+        "sts.aliyuncs.com",
+        cloud_common::ISSUER,
+        3600,
+    );
+    let plugin_blocks: Vec<String> = yaml_blocks(&section())
+        .into_iter()
+        .filter(|b| b.contains("kind: AcrCredentialProviderConfig"))
+        .collect();
+    assert_eq!(plugin_blocks.len(), 2);
+    for block in plugin_blocks {
+        let pod = block.contains("serviceAccount:");
+        let config = format!("{block}{endpoints}");
+        for host in [
+            "myreg-registry.cn-hangzhou.cr.aliyuncs.com",
+            "images.example.com",
+        ] {
+            let request = if pod {
+                provider_common::request(
+                    &format!("{host}/shop/app:v1"),
+                    Some(&token),
+                    &[(RRSA_ROLE_NAME_ANNOTATION, "app-puller")],
+                )
+            } else {
+                provider_common::request(&format!("{host}/shop/app:v1"), None, &[])
+            };
+            let out = provider_common::run_plugin(&config, &request).await;
+            let auth = out.response().auth.expect("credentials");
+            assert!(
+                fake.handle().registry_token_valid(&auth[host].password),
+                "{host}"
+            );
+        }
+    }
+    assert_eq!(fake.handle().count_ok("sts:AssumeRoleWithOIDC"), 2);
 }
