@@ -11,43 +11,22 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use k8s_openapi::api::core::v1::Secret;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::Value;
 
+use super::args::{CloudArgs, KubeArgs};
 use super::{CliError, EXIT_PROBLEMS, input};
 use crate::api::{
     AcrCredentialPolicy, AcrRegistryBinding, GROUP, validate_binding, validate_policy,
 };
-use crate::cloud::credentials::DEFAULT_MANAGED_TOKEN_FILE;
 use crate::cloud::credentials::access_key::{KubeSecretReader, SecretReader, StaticSecrets};
 use crate::cloud::doctor::{DoctorPlan, walk};
-use crate::cloud::endpoints::{Endpoints, Network, Overrides, StsScope, parse_base};
-use crate::cloud::http::HttpConfig;
-use crate::cloud::{CloudClient, CloudConfig, SignatureStyle, from_api};
-
-/// The network the cloud APIs are reached through.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum NetworkArg {
-    /// Internet endpoints.
-    Public,
-    /// VPC endpoints.
-    Vpc,
-}
-
-/// The RPC signature to use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum SignatureArg {
-    /// RPC signature V2 (HMAC-SHA1).
-    V2,
-    /// ACS3-HMAC-SHA256.
-    V3,
-}
+use crate::cloud::{CloudClient, from_api};
 
 /// Options of `doctor`.
 #[derive(Debug, Args)]
@@ -62,41 +41,10 @@ pub struct DoctorArgs {
     #[arg(long, value_name = "NAME")]
     pub binding: Option<String>,
 
-    /// The controller's region: the default region of bindings and of regional endpoints.
-    #[arg(long, env = "ALIBABA_CLOUD_REGION_ID", value_name = "REGION")]
-    pub region: Option<String>,
-
-    /// Reach the cloud APIs over public or VPC endpoints.
-    #[arg(long, value_enum, default_value = "public")]
-    pub network: NetworkArg,
-
-    /// Use the regional STS endpoint (sts.<region>.aliyuncs.com) instead of sts.aliyuncs.com.
-    #[arg(long)]
-    pub sts_regional: bool,
-
-    /// Base URL for every service (STS, CR, ECS metadata), e.g. a fake cloud.
-    #[arg(long, value_name = "URL")]
-    pub endpoint_url: Option<String>,
-
-    /// Base URL for STS.
-    #[arg(long, value_name = "URL")]
-    pub sts_url: Option<String>,
-
-    /// Base URL for the Container Registry API.
-    #[arg(long, value_name = "URL")]
-    pub cr_url: Option<String>,
-
-    /// Base URL for the ECS metadata service.
-    #[arg(long, value_name = "URL")]
-    pub metadata_url: Option<String>,
-
-    /// Where the ACK managed add-on token file is (managedRole source).
-    #[arg(long, value_name = "PATH", default_value = DEFAULT_MANAGED_TOKEN_FILE)]
-    pub managed_token_file: PathBuf,
-
-    /// The RPC signature version.
-    #[arg(long, value_enum, default_value = "v2")]
-    pub signature: SignatureArg,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
 }
 
 /// The objects to check.
@@ -204,15 +152,6 @@ fn from_files(args: &DoctorArgs) -> Result<Objects, CliError> {
     })
 }
 
-async fn kube_client() -> Result<Client, CliError> {
-    Client::try_default()
-        .await
-        .map_err(|source| CliError::Kube {
-            context: "connecting to the cluster".into(),
-            source,
-        })
-}
-
 async fn from_cluster(args: &DoctorArgs) -> Result<Objects, CliError> {
     let Some(name) = &args.binding else {
         return Err(manifest_error(
@@ -220,7 +159,7 @@ async fn from_cluster(args: &DoctorArgs) -> Result<Objects, CliError> {
             "--binding NAME is required when reading from the cluster",
         ));
     };
-    let client = kube_client().await?;
+    let client = args.kube.client().await?;
     let bindings: Api<AcrRegistryBinding> = Api::all(client.clone());
     let binding = bindings.get(name).await.map_err(|source| CliError::Kube {
         context: format!("reading AcrRegistryBinding {name}"),
@@ -244,40 +183,7 @@ async fn from_cluster(args: &DoctorArgs) -> Result<Objects, CliError> {
 }
 
 fn cloud_client(args: &DoctorArgs, region: &str) -> Result<CloudClient, String> {
-    let url = |v: &Option<String>| -> Result<Option<url::Url>, String> {
-        v.as_deref()
-            .or(args.endpoint_url.as_deref())
-            .map(parse_base)
-            .transpose()
-            .map_err(|e| e.to_string())
-    };
-    let endpoints = Endpoints {
-        region: region.to_owned(),
-        network: match args.network {
-            NetworkArg::Public => Network::Public,
-            NetworkArg::Vpc => Network::Vpc,
-        },
-        sts_scope: if args.sts_regional {
-            StsScope::Regional
-        } else {
-            StsScope::Central
-        },
-        overrides: Overrides {
-            sts: url(&args.sts_url)?,
-            cr: url(&args.cr_url)?,
-            metadata: url(&args.metadata_url)?,
-        },
-    };
-    let signature = match args.signature {
-        SignatureArg::V2 => SignatureStyle::V2,
-        SignatureArg::V3 => SignatureStyle::V3,
-    };
-    CloudClient::new(CloudConfig {
-        endpoints,
-        http: HttpConfig::default(),
-        signature,
-    })
-    .map_err(|e| e.to_string())
+    CloudClient::new(args.cloud.cloud_config(region)?).map_err(|e| e.to_string())
 }
 
 /// Runs the check and prints the report.
@@ -317,21 +223,22 @@ pub async fn run(
                 .map(|e| format!("AcrCredentialPolicy/{policy_name}: {e}")),
         );
     }
-    let Some(region) = args
+    // As the controller does: the binding's region, else the default region (--region).
+    let region = objects
+        .binding
+        .spec
+        .registry
         .region
         .clone()
-        .or_else(|| objects.binding.spec.registry.region.clone())
-    else {
-        problems.push("no region: pass --region (or set ALIBABA_CLOUD_REGION_ID), or set spec.registry.region".into());
-        return report_problems(&problems, err).map_err(stderr_io);
-    };
-    let provider = match from_api::provider_config(&objects.policy.spec, &args.managed_token_file) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            problems.push(format!("AcrCredentialPolicy/{policy_name}: {e}"));
-            None
-        }
-    };
+        .unwrap_or_else(|| args.cloud.region.clone());
+    let provider =
+        match from_api::provider_config(&objects.policy.spec, &args.cloud.managed_token_file) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                problems.push(format!("AcrCredentialPolicy/{policy_name}: {e}"));
+                None
+            }
+        };
     let client = match cloud_client(args, &region) {
         Ok(c) => Some(c),
         Err(e) => {
@@ -350,7 +257,7 @@ pub async fn run(
             crate::cloud::credentials::SourceConfig::AccessKey(_)
         ) =>
         {
-            Arc::new(KubeSecretReader::new(kube_client().await?))
+            Arc::new(KubeSecretReader::new(args.kube.client().await?))
         }
         None => Arc::new(StaticSecrets::new()),
     };

@@ -5,6 +5,7 @@
 //! `pub struct <Name>Args` (clap `Args`) and `pub async fn run(args, out, err) -> Result<ExitCode, CliError>`
 //! (or a sync one), then add one variant to [`Command`] and one arm to [`Cli::run`].
 
+pub mod args;
 pub mod crd;
 pub mod doctor;
 pub mod input;

@@ -1,23 +1,17 @@
 //! `acr-credential-controller run`: runs the controller until SIGINT/SIGTERM.
 //!
-//! Connects with `--kubeconfig` (or `KUBECONFIG`), else in-cluster configuration, else
-//! `~/.kube/config`. Cloud endpoints derive from `--region` and `--network`; `--cloud-endpoint`
-//! points every service at one base URL (the fake cloud), or `--sts-endpoint`, `--cr-endpoint`,
-//! `--metadata-endpoint` one at a time. Logs go to stderr as text or JSON, filtered by `RUST_LOG`
-//! (default `info`).
+//! Cluster and cloud flags are the shared groups of [`super::args`] (`--kubeconfig`, `--region`,
+//! `--network`, `--cloud-endpoint`, ...). Logs go to stderr as text or JSON, filtered by
+//! `RUST_LOG` (default `info`).
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 
+use super::args::{CloudArgs, KubeArgs};
 use super::{CliError, EXIT_FAILURE};
-use crate::cloud::endpoints::{Endpoints, Network, parse_base};
-use crate::cloud::http::HttpConfig;
-use crate::cloud::{CloudConfig, SignatureStyle};
 use crate::controller::{self, ControllerConfig};
 
 /// Log line format.
@@ -29,45 +23,16 @@ pub enum LogFormat {
     Json,
 }
 
-/// Which network reaches the Alibaba Cloud APIs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum NetworkArg {
-    /// Internet endpoints.
-    Public,
-    /// VPC endpoints.
-    Vpc,
-}
-
 /// Flags of `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Kubeconfig file; without it: in-cluster configuration, then ~/.kube/config.
-    #[arg(long, env = "KUBECONFIG")]
-    pub kubeconfig: Option<PathBuf>,
+    #[command(flatten)]
+    pub kube: KubeArgs,
+    #[command(flatten)]
+    pub cloud: CloudArgs,
     /// Name of the pull Secret written into every selected namespace.
     #[arg(long, env = "ACR_SECRET_NAME", default_value = "acr-credentials")]
     pub secret_name: String,
-    /// Region of registries whose binding names none, and of regional endpoints.
-    #[arg(long, env = "ACR_REGION", default_value = "cn-hangzhou")]
-    pub region: String,
-    /// Network used to reach Alibaba Cloud APIs.
-    #[arg(long, env = "ACR_NETWORK", value_enum, default_value = "public")]
-    pub network: NetworkArg,
-    /// One base URL for every cloud service (e.g. the fake cloud: http://127.0.0.1:PORT).
-    #[arg(long, env = "ACR_CLOUD_ENDPOINT")]
-    pub cloud_endpoint: Option<String>,
-    /// Base URL of STS.
-    #[arg(long, env = "ACR_STS_ENDPOINT")]
-    pub sts_endpoint: Option<String>,
-    /// Base URL of the Container Registry API.
-    #[arg(long, env = "ACR_CR_ENDPOINT")]
-    pub cr_endpoint: Option<String>,
-    /// Base URL of the ECS metadata service.
-    #[arg(long, env = "ACR_METADATA_ENDPOINT")]
-    pub metadata_endpoint: Option<String>,
-    /// Sign RPC calls with ACS3-HMAC-SHA256 instead of V2.
-    #[arg(long, env = "ACR_SIGNATURE_V3")]
-    pub signature_v3: bool,
     /// Longest time between two reconciles of a binding, in seconds.
     #[arg(long, env = "ACR_RESYNC_SECONDS", default_value_t = 300)]
     pub resync_seconds: u64,
@@ -97,62 +62,6 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-/// The cloud configuration the flags describe.
-pub fn cloud_config(args: &RunArgs) -> Result<CloudConfig, String> {
-    let network = match args.network {
-        NetworkArg::Public => Network::Public,
-        NetworkArg::Vpc => Network::Vpc,
-    };
-    let mut endpoints = Endpoints::new(args.region.clone(), network);
-    let parse = |flag: &str, v: &str| parse_base(v).map_err(|e| format!("--{flag}: {e}"));
-    if let Some(all) = &args.cloud_endpoint {
-        endpoints = endpoints.with_all_overridden(&parse("cloud-endpoint", all)?);
-    }
-    if let Some(v) = &args.sts_endpoint {
-        endpoints.overrides.sts = Some(parse("sts-endpoint", v)?);
-    }
-    if let Some(v) = &args.cr_endpoint {
-        endpoints.overrides.cr = Some(parse("cr-endpoint", v)?);
-    }
-    if let Some(v) = &args.metadata_endpoint {
-        endpoints.overrides.metadata = Some(parse("metadata-endpoint", v)?);
-    }
-    Ok(CloudConfig {
-        endpoints,
-        http: HttpConfig::default(),
-        signature: if args.signature_v3 {
-            SignatureStyle::V3
-        } else {
-            SignatureStyle::V2
-        },
-    })
-}
-
-async fn kube_client(args: &RunArgs) -> Result<kube::Client, CliError> {
-    let kube_err = |context: String| move |source| CliError::Kube { context, source };
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| CliError::Manifest {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            })?;
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .map_err(|e| CliError::Manifest {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                })?
-        }
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| CliError::Manifest {
-                path: "(in-cluster or ~/.kube/config)".into(),
-                message: e.to_string(),
-            })?,
-    };
-    kube::Client::try_from(config).map_err(kube_err("building the Kubernetes client".into()))
-}
-
 async fn shutdown_signal() {
     #[cfg(unix)]
     {
@@ -173,17 +82,18 @@ async fn shutdown_signal() {
 /// Runs the controller until a shutdown signal.
 pub async fn run(args: &RunArgs, err: &mut dyn Write) -> Result<ExitCode, CliError> {
     init_logging(args.log_format);
-    let cloud = match cloud_config(args) {
+    let cloud = match args.cloud.cloud_config(&args.cloud.region) {
         Ok(c) => c,
         Err(message) => {
             let _ = writeln!(err, "error: {message}");
             return Ok(ExitCode::from(EXIT_FAILURE));
         }
     };
-    let client = kube_client(args).await?;
+    let client = args.kube.client().await?;
     let config = ControllerConfig {
         secret_name: args.secret_name.clone(),
-        default_region: args.region.clone(),
+        default_region: args.cloud.region.clone(),
+        managed_token_file: args.cloud.managed_token_file.clone(),
         resync: Duration::from_secs(args.resync_seconds.max(10)),
         object_selector: args.object_selector.clone(),
         reconcile_timeout: Duration::from_secs(args.reconcile_timeout_seconds),

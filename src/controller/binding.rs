@@ -72,7 +72,7 @@ async fn converge_all(
 /// Converges a live binding, in named steps: resolve → token → plan namespaces → converge →
 /// observe → write status → when to look again.
 async fn apply(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<Action> {
-    let resolved = match resolve(&binding, &ctx.stores.policies, &ctx.config.default_region) {
+    let resolved = match resolve(&binding, &ctx.stores.policies, &ctx.config) {
         Ok(r) => r,
         Err(blocker) => return blocked(&binding, &ctx, blocker).await,
     };
@@ -273,7 +273,7 @@ async fn emit_token_event(
 async fn cleanup(binding: Arc<AcrRegistryBinding>, ctx: &Context) -> Result<()> {
     let name = binding.name_any();
     let mut targets = namespaces_owned_by(ctx, &name);
-    if let Ok(resolved) = resolve(&binding, &ctx.stores.policies, &ctx.config.default_region) {
+    if let Ok(resolved) = resolve(&binding, &ctx.stores.policies, &ctx.config) {
         let selection = select_namespaces(
             &resolved.namespaces,
             resolved.allowed.as_ref(),

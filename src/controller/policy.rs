@@ -17,9 +17,7 @@ use super::status::{apply_status, time};
 use super::tokens::{TokenFailure, identity_of};
 use crate::api::conditions::{NewCondition, reasons, set_condition, status as st, types};
 use crate::api::{AcrCredentialPolicy, AcrCredentialPolicyStatus, validate_policy};
-use crate::cloud::credentials::DEFAULT_MANAGED_TOKEN_FILE;
 use crate::cloud::from_api;
-use std::path::Path;
 
 /// Failure reasons that say something about the credentials themselves (not the registry).
 const CREDENTIAL_REASONS: [&str; 3] = [
@@ -108,7 +106,7 @@ pub async fn reconcile(policy: Arc<AcrCredentialPolicy>, ctx: Arc<Context>) -> R
 }
 
 async fn refresh(policy: Arc<AcrCredentialPolicy>, ctx: &Context) -> Result<Action> {
-    let health = from_api::provider_config(&policy.spec, Path::new(DEFAULT_MANAGED_TOKEN_FILE))
+    let health = from_api::provider_config(&policy.spec, &ctx.config.managed_token_file)
         .map(|config| {
             let (failure, any_valid) = ctx.tokens.identity_health(&identity_of(&config));
             let expires_at = ctx.tokens.credentials_expire_at(&config);

@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::context::ControllerConfig;
 use super::selection::{NamespaceVerdict, namespace_verdict};
 use super::status::Blocker;
 use super::tokens::TokenRequest;
@@ -16,7 +17,6 @@ use crate::api::{
     AcrCredentialPolicy, AcrRegistryBinding, NamespaceSelection, ServiceAccountSelection,
     validate_binding, validate_policy,
 };
-use crate::cloud::credentials::DEFAULT_MANAGED_TOKEN_FILE;
 use crate::cloud::from_api;
 use crate::cloud::registry::ensure_token_api;
 
@@ -58,7 +58,7 @@ fn joined(errors: &[crate::api::FieldError]) -> String {
 pub fn resolve(
     binding: &AcrRegistryBinding,
     policies: &Store<AcrCredentialPolicy>,
-    default_region: &str,
+    config: &ControllerConfig,
 ) -> Result<Resolved, Blocker> {
     let spec = &binding.spec;
     validate_binding(spec).map_err(|errors| Blocker {
@@ -79,15 +79,14 @@ pub fn resolve(
             joined(&errors)
         ),
     })?;
-    let provider = from_api::provider_config(
-        &policy.spec,
-        std::path::Path::new(DEFAULT_MANAGED_TOKEN_FILE),
-    )
-    .map_err(|e| Blocker {
-        reason: reasons::POLICY_NOT_READY,
-        message: format!("AcrCredentialPolicy {policy_name}: {e}"),
-    })?;
-    let registry = from_api::registry(&spec.registry, default_region);
+    let provider =
+        from_api::provider_config(&policy.spec, &config.managed_token_file).map_err(|e| {
+            Blocker {
+                reason: reasons::POLICY_NOT_READY,
+                message: format!("AcrCredentialPolicy {policy_name}: {e}"),
+            }
+        })?;
+    let registry = from_api::registry(&spec.registry, &config.default_region);
     if let Some(domains) = &spec.registry.domains {
         for d in domains {
             ensure_token_api(d).map_err(|e| Blocker {

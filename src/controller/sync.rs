@@ -65,7 +65,7 @@ pub fn live_bindings(ctx: &Context) -> Vec<Resolved> {
         .state()
         .iter()
         .filter(|b| b.metadata.deletion_timestamp.is_none())
-        .filter_map(|b| resolve(b, &ctx.stores.policies, &ctx.config.default_region).ok())
+        .filter_map(|b| resolve(b, &ctx.stores.policies, &ctx.config).ok())
         .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
