@@ -47,7 +47,8 @@ export KUBECONFIG=${ACC_CLUSTER_DIR:-$REPO/.cluster}/kubeconfig
 mkdir -p "$STATE"
 
 say "building acr-credential-controller and acr-fake-cloud"
-cargo build --quiet --bin acr-credential-controller --bin acr-fake-cloud
+# The fake cloud is its own workspace crate: build both packages' binaries.
+cargo build --quiet --workspace --bins
 # The target directory may be shared with other checkouts: run private copies.
 mkdir -p "$BIN"
 if ! running controller; then cp "$CARGO_TARGET_DIR/debug/acr-credential-controller" "$BIN/"; fi

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests, snapshots, CRD drift, and integration tests against a real
 # kube-apiserver + etcd + kube-controller-manager started on loopback (and the fake cloud).
-# Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test smoke`).
+# Extra arguments go to `cargo test` (e.g. `scripts/test.sh --test smoke`). It tests the whole
+# workspace (the controller and the fake cloud in crates/acr-fake-cloud) unless they name a
+# package with -p/--package.
 #
 # USE_EXISTING_CLUSTER=true runs the integration tests against the cluster KUBECONFIG points at
 # instead of the local control plane. ACC_KEEP_CLUSTER=true leaves the local control plane running.
@@ -21,4 +23,8 @@ if [ "${USE_EXISTING_CLUSTER:-}" != true ]; then
   fi
 fi
 
-cargo test "$@"
+scope=(--workspace)
+for arg in "$@"; do
+  case $arg in -p | -p* | --package | --package=*) scope=() ;; esac
+done
+cargo test "${scope[@]}" "$@"

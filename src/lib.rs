@@ -8,18 +8,19 @@
 //! - `legacy`: translation of the legacy `kube-system/acr-configuration` ConfigMap into those CRs.
 //! - `cloud`: the Alibaba Cloud client (signing, credential sources, STS, registry tokens, errors)
 //!   and the chain walk behind `doctor`.
-//! - `fake`: a strict fake of the Alibaba Cloud services, for tests and the sandbox
-//!   (`src/bin/acr-fake-cloud.rs` runs it).
 //! - `sensitive`: the wrapper that keeps credentials and tokens out of every printed string.
 //! - `controller`: the reconcilers, token manager, Secret and ServiceAccount logic, `run`.
 //! - `provider`: the kubelet image credential provider (`src/bin/acr-credential-provider.rs`),
 //!   with node or per-Pod ServiceAccount identity and no Secrets.
+//!
+//! The strict fake of the Alibaba Cloud services that the tests, the sandbox and the benchmark
+//! run against is not part of this crate: it is the workspace crate `crates/acr-fake-cloud`
+//! (library and `acr-fake-cloud` binary), a dev-dependency only, so the product never links it.
 
 pub mod api;
 pub mod cli;
 pub mod cloud;
 pub mod controller;
-pub mod fake;
 pub mod legacy;
 pub mod provider;
 pub mod sensitive;

@@ -11,7 +11,9 @@ use acr_credential_controller::api::{
     AcrCredentialPolicy, AcrRegistryBinding, crd, schema_check, validate_binding, validate_policy,
 };
 use api_corpus::{Case, Layer};
-use kube::core::cel::{ScopeContext, Validator, WarningKind, analyze_rule, compile_schema};
+use kube::core::cel::{
+    ErrorKind, ScopeContext, Validator, WarningKind, analyze_rule, compile_schema,
+};
 use serde_json::Value;
 
 fn schema_for(kind: &str) -> Value {
@@ -24,8 +26,19 @@ fn schema_for(kind: &str) -> Value {
     crd::schema_json(crd).expect("schema")
 }
 
-/// What the API server would say: OpenAPI schema violations and CEL rule failures, by path.
-fn server_verdict(case: &Case) -> (BTreeSet<String>, BTreeSet<String>) {
+/// What the API server would say: OpenAPI schema violations and CEL rule failures.
+struct ServerVerdict {
+    /// Paths the schema reports.
+    schema_paths: BTreeSet<String>,
+    /// Paths the CEL rules report.
+    cel_paths: BTreeSet<String>,
+    /// Every message, `path: message`, schema first.
+    messages: Vec<String>,
+    /// CEL rules that failed to evaluate (rather than evaluating to false).
+    cel_evaluation_errors: Vec<String>,
+}
+
+fn server_verdict(case: &Case) -> ServerVerdict {
     let schema = schema_for(&case.kind);
     let object = case.object();
     let report = schema_check::check(&schema, &object);
@@ -35,12 +48,30 @@ fn server_verdict(case: &Case) -> (BTreeSet<String>, BTreeSet<String>) {
         case.case,
         report.unknown_fields
     );
-    let schema_paths = report.violations.into_iter().map(|v| v.path).collect();
-    let cel_paths = match Validator::new().validate(&schema, &object, None) {
-        Ok(()) => BTreeSet::new(),
-        Err(errors) => errors.iter().map(|e| e.field_path.clone()).collect(),
+    let cel_errors = match Validator::new().validate(&schema, &object, None) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.into_vec(),
     };
-    (schema_paths, cel_paths)
+    let mut messages: Vec<String> = report
+        .violations
+        .iter()
+        .map(|v| format!("{}: {}", v.path, v.message))
+        .collect();
+    messages.extend(
+        cel_errors
+            .iter()
+            .map(|e| format!("{}: {}", e.field_path, e.message)),
+    );
+    ServerVerdict {
+        schema_paths: report.violations.into_iter().map(|v| v.path).collect(),
+        cel_paths: cel_errors.iter().map(|e| e.field_path.clone()).collect(),
+        messages,
+        cel_evaluation_errors: cel_errors
+            .iter()
+            .filter(|e| e.kind != ErrorKind::ValidationFailure)
+            .map(|e| format!("{}: {} ({})", e.field_path, e.message, e.rule))
+            .collect(),
+    }
 }
 
 /// What the code says: `None` when the object does not decode into the Rust types.
@@ -69,8 +100,28 @@ fn schema_with_cel_and_code_agree_on_the_corpus() {
     assert!(cases.len() >= 40, "corpus unexpectedly small");
     let mut failures = Vec::new();
     for case in &cases {
-        let (schema_paths, cel_paths) = server_verdict(case);
-        let server: BTreeSet<String> = schema_paths.union(&cel_paths).cloned().collect();
+        let verdict = server_verdict(case);
+        let (schema_paths, cel_paths) = (&verdict.schema_paths, &verdict.cel_paths);
+        let server: BTreeSet<String> = schema_paths.union(cel_paths).cloned().collect();
+        // A rule that fails to evaluate shows the user a "type conversion error" or "no such
+        // overload" next to the real message. Only a value of the wrong type (which does not
+        // even decode) may do that; a malformed string must get the schema's message alone.
+        if !case.decode_fails && !verdict.cel_evaluation_errors.is_empty() {
+            failures.push(format!(
+                "{}: CEL rules fail to evaluate: {:?}",
+                case.case, verdict.cel_evaluation_errors
+            ));
+        }
+        if let Some(expected) = case.messages
+            && verdict.messages.len() != expected
+        {
+            failures.push(format!(
+                "{}: the server gives {} messages, the corpus expects {expected}: {:?}",
+                case.case,
+                verdict.messages.len(),
+                verdict.messages
+            ));
+        }
         let expected: BTreeSet<String> = case.paths.iter().cloned().collect();
         let code = code_verdict(case);
 
@@ -169,5 +220,6 @@ fn every_cel_rule_compiles_and_fits_the_cost_budget() {
             }
         }
     }
-    assert_eq!(checked, 10, "every CEL rule of both CRDs was analysed");
+    // 10 on the types, and 2 on the entries of each of the 3 label selectors.
+    assert_eq!(checked, 16, "every CEL rule of both CRDs was analysed");
 }

@@ -137,7 +137,7 @@ stringData: {{AccessKeyId: LTAIci, AccessKeySecret: "{secret}"}}
 }
 
 async fn run_cli(
-    fake: &acr_credential_controller::fake::FakeCloud,
+    fake: &acr_fake_cloud::FakeCloud,
     file: &std::path::Path,
 ) -> (Option<i32>, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_acr-credential-controller"))

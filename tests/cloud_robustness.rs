@@ -14,9 +14,9 @@ use acr_credential_controller::cloud::credentials::{
 };
 use acr_credential_controller::cloud::registry::{self, Registry};
 use acr_credential_controller::cloud::{CloudClient, SignatureStyle};
-use acr_credential_controller::fake::OutageMode;
-use acr_credential_controller::fake::scenario::Lifetimes;
 use acr_credential_controller::sensitive::Sensitive;
+use acr_fake_cloud::OutageMode;
+use acr_fake_cloud::scenario::Lifetimes;
 use cloud_common::*;
 
 const GAT: &str = "cr:GetAuthorizationToken";

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use acr_credential_controller::fake::OutageMode;
+use acr_fake_cloud::OutageMode;
 use controller_common::{
     DOMAINS, Harness, INSTANCE, OTHER_INSTANCE, SECRET_NAME, auths, pull_secret_names, wait_sa,
     wait_secret,

@@ -9,7 +9,7 @@ mod provider_common;
 
 use std::time::Duration;
 
-use acr_credential_controller::fake::{FakeCloud, FakeHandle, OutageMode, Scenario};
+use acr_fake_cloud::{FakeCloud, FakeHandle, OutageMode, Scenario};
 use cloud_common::{ISSUER, fixture, oidc_token};
 use provider_common::{Outcome, go_duration, request, run_plugin, run_plugin_logging};
 

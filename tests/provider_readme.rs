@@ -145,7 +145,7 @@ fn readme_examples_parse_as_kubelet_and_plugin_configurations() {
 /// node identity and Pod identity each get a login for an Enterprise host and a custom domain.
 #[tokio::test]
 async fn readme_plugin_configurations_work_against_the_fake_cloud() {
-    use acr_credential_controller::fake::{FakeCloud, Scenario};
+    use acr_fake_cloud::{FakeCloud, Scenario};
     let yaml = format!(
         r#"
 accounts:

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, T
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{patterns, validation::msg};
+use super::{patterns, selector, validation::msg};
 
 /// Most entries `status.namespaces.failed` holds; the rest are only counted.
 pub const MAX_FAILED_NAMESPACES: usize = 20;
@@ -154,6 +154,7 @@ pub struct NamespaceSelection {
 
     /// Namespaces whose labels match this selector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "selector::schema")]
     pub selector: Option<LabelSelector>,
 
     /// Namespaces never selected, whatever names, all or selector say.
@@ -183,6 +184,7 @@ pub struct ServiceAccountSelection {
 
     /// ServiceAccounts whose labels match this selector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "selector::schema")]
     pub selector: Option<LabelSelector>,
 }
 

@@ -8,6 +8,7 @@
 //! - `crd`: the generated CRDs, as objects or YAML, with or without CEL rules.
 //! - `schema_check`: a client-side evaluator of the OpenAPI schema subset the CRDs use.
 //! - `patterns`, `duration`: string formats shared by the schema and the code.
+//! - `selector`: the schema of the label selectors, with Kubernetes' operator and values rules.
 
 pub mod binding;
 pub mod conditions;
@@ -17,6 +18,7 @@ pub mod duration;
 pub mod patterns;
 pub mod policy;
 pub mod schema_check;
+pub mod selector;
 pub mod validation;
 
 pub use binding::{

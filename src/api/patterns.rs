@@ -1,5 +1,6 @@
-//! The string formats of the API, written once and used twice: as `pattern`/`maxLength` in the
-//! generated OpenAPI schema, and by the code validation in [`crate::api::validation`].
+//! The string formats and list bounds of the API, written once and used twice: as
+//! `pattern`/`maxLength`/`maxItems` in the generated OpenAPI schema (and in the CEL guard
+//! [`cel_is_duration`]), and by the code validation in [`crate::api::validation`].
 //!
 //! Patterns stay inside the RE2 subset that both the Kubernetes API server (Go `regexp`) and the
 //! `regex` crate understand: no look-around, no back-references, no repeat count above 1000.
@@ -35,8 +36,18 @@ pub const ARN_MAX: u32 = 256;
 /// Durations: hours, minutes and seconds in this order, each optional, e.g. `1h`, `15m`, `1h30m`.
 /// At least one part must be present (the schema adds `minLength: 2`).
 pub const DURATION: &str = r"^([0-9]{1,5}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?$";
+/// Shortest duration string.
+pub const DURATION_MIN: u32 = 2;
 /// Longest duration string.
 pub const DURATION_MAX: u32 = 32;
+
+/// A CEL condition that holds when the string `expr` is a duration the schema admits (its
+/// `pattern` and `minLength`). CEL rules put it before `duration(expr)`: the API server runs
+/// them even on a value the pattern refused, and a bare `duration()` then fails to evaluate,
+/// which would add a "type conversion error" to the pattern's message.
+pub fn cel_is_duration(expr: &str) -> String {
+    format!("(size({expr}) >= {DURATION_MIN} && {expr}.matches('{DURATION}'))")
+}
 
 /// An STS `RoleSessionName`.
 pub const SESSION_NAME: &str = r"^[A-Za-z0-9._@-]{2,64}$";
@@ -60,3 +71,7 @@ pub const PATH_MAX: u32 = 1024;
 pub const NAMES_MAX_ITEMS: u32 = 256;
 /// Most domains one binding may list.
 pub const DOMAINS_MAX_ITEMS: u32 = 32;
+/// Most `matchExpressions` entries one label selector may hold.
+pub const SELECTOR_EXPRESSIONS_MAX_ITEMS: u32 = 32;
+/// Most `values` one `matchExpressions` entry may list.
+pub const SELECTOR_VALUES_MAX_ITEMS: u32 = 256;

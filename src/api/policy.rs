@@ -9,10 +9,11 @@
 #![allow(clippy::duplicated_attributes)]
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use kube::core::Rule;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{patterns, validation::msg};
+use super::{patterns, selector, validation::msg};
 
 /// Lifetime of a registry token when no assume-role hop sets one (ACR issues 1h tokens).
 /// Kept here because the CEL rule on `renewBefore` and the code rule both use it.
@@ -58,9 +59,7 @@ pub const DEFAULT_TOKEN_LIFETIME: &str = "1h";
         json_path = ".metadata.creationTimestamp"
     )
 )]
-#[x_kube(validation = Rule::new(
-    "!has(self.renewBefore) || duration(self.renewBefore) < (has(self.assumeRole) && has(self.assumeRole.duration) ? duration(self.assumeRole.duration) : duration('1h'))"
-).message(msg::RENEW_BEFORE_BELOW_LIFETIME).field_path(".renewBefore"))]
+#[x_kube(validation = renew_before_below_lifetime())]
 #[serde(rename_all = "camelCase")]
 pub struct AcrCredentialPolicySpec {
     /// Where the controller's own Alibaba Cloud credentials come from. Set exactly one of
@@ -76,14 +75,47 @@ pub struct AcrCredentialPolicySpec {
     /// `15m` or `1h30m`. Must be longer than 0s and shorter than the credential lifetime (1h, or
     /// assumeRole.duration). When unset the controller uses 15m.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("duration(self) > duration('0s')").message(msg::RENEW_BEFORE_POSITIVE))]
-    #[schemars(regex(pattern = patterns::DURATION), length(min = 2, max = patterns::DURATION_MAX))]
+    #[x_kube(validation = renew_before_positive())]
+    #[schemars(regex(pattern = patterns::DURATION), length(min = patterns::DURATION_MIN, max = patterns::DURATION_MAX))]
     pub renew_before: Option<String>,
 
     /// Optional label selector on namespaces: bindings that use this policy may only write
     /// credentials into namespaces that match it. When unset, any namespace is allowed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "selector::schema")]
     pub allowed_namespaces: Option<LabelSelector>,
+}
+
+// The duration rules below call CEL's `duration()` only on a value the schema's pattern admits
+// (`patterns::cel_is_duration`): the API server evaluates them even when the pattern already
+// refused the value, and a malformed duration must get the pattern's message alone.
+
+/// `renewBefore` is shorter than the credential lifetime. Not evaluated when either duration is
+/// malformed: the schema reports that field.
+fn renew_before_below_lifetime() -> Rule {
+    let renew = patterns::cel_is_duration("self.renewBefore");
+    let hop = patterns::cel_is_duration("self.assumeRole.duration");
+    Rule::new(format!(
+        "!has(self.renewBefore) || !{renew} || (has(self.assumeRole) && has(self.assumeRole.duration) && !{hop}) || duration(self.renewBefore) < (has(self.assumeRole) && has(self.assumeRole.duration) ? duration(self.assumeRole.duration) : duration('{DEFAULT_TOKEN_LIFETIME}'))"
+    ))
+    .message(msg::RENEW_BEFORE_BELOW_LIFETIME)
+    .field_path(".renewBefore")
+}
+
+/// `renewBefore` is longer than 0s.
+fn renew_before_positive() -> Rule {
+    let ok = patterns::cel_is_duration("self");
+    Rule::new(format!("!{ok} || duration(self) > duration('0s')"))
+        .message(msg::RENEW_BEFORE_POSITIVE)
+}
+
+/// `assumeRole.duration` is between 1h and 12h.
+fn assume_role_duration_range() -> Rule {
+    let ok = patterns::cel_is_duration("self");
+    Rule::new(format!(
+        "!{ok} || (duration(self) >= duration('1h') && duration(self) <= duration('12h'))"
+    ))
+    .message(msg::ASSUME_ROLE_DURATION_RANGE)
 }
 
 /// Where the controller's own Alibaba Cloud credentials come from. Exactly one field is set.
@@ -200,8 +232,8 @@ pub struct AssumeRole {
     /// from 1h to 12h, for example `6h`. It must not exceed the role's maximum session duration.
     /// When unset: 1h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("duration(self) >= duration('1h') && duration(self) <= duration('12h')").message(msg::ASSUME_ROLE_DURATION_RANGE))]
-    #[schemars(regex(pattern = patterns::DURATION), length(min = 2, max = patterns::DURATION_MAX))]
+    #[x_kube(validation = assume_role_duration_range())]
+    #[schemars(regex(pattern = patterns::DURATION), length(min = patterns::DURATION_MIN, max = patterns::DURATION_MAX))]
     pub duration: Option<String>,
 }
 

@@ -8,6 +8,7 @@
 
 use std::{collections::BTreeSet, fmt, sync::LazyLock, time::Duration};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use regex::Regex;
 
 use super::{
@@ -15,6 +16,7 @@ use super::{
     duration,
     patterns::{self as p},
     policy::{AcrCredentialPolicySpec, AssumeRole, CredentialSource},
+    selector::{OPERATORS, OPERATORS_WITH_VALUES, OPERATORS_WITHOUT_VALUES},
 };
 
 /// Messages shared by the CEL rules on the types and by this module, so both say the same.
@@ -46,6 +48,12 @@ pub mod msg {
     /// ServiceAccountSelection: all is true.
     pub const SERVICE_ACCOUNTS_ALL_TRUE: &str =
         "serviceAccounts.all may only be true; leave it out and use names or selector instead";
+    /// Label selectors: `In` and `NotIn` need values.
+    pub const SELECTOR_VALUES_REQUIRED: &str =
+        "a matchExpressions entry with operator In or NotIn must list at least one value";
+    /// Label selectors: `Exists` and `DoesNotExist` take none.
+    pub const SELECTOR_VALUES_FORBIDDEN: &str =
+        "a matchExpressions entry with operator Exists or DoesNotExist must not list values";
 }
 
 /// One problem with one field.
@@ -84,6 +92,9 @@ pub fn validate_policy(spec: &AcrCredentialPolicySpec) -> Result<(), Vec<FieldEr
     let mut lifetime = Some(Duration::from_secs(3600));
     if let Some(assume) = &spec.assume_role {
         lifetime = assume_role(&mut c, "spec.assumeRole", assume);
+    }
+    if let Some(allowed) = &spec.allowed_namespaces {
+        selector(&mut c, "spec.allowedNamespaces", allowed);
     }
     if let Some(renew) = &spec.renew_before {
         let path = "spec.renewBefore";
@@ -137,6 +148,9 @@ fn namespaces(c: &mut Checker, path: &str, n: &NamespaceSelection) {
             Format::DnsLabel,
         );
     }
+    if let Some(sel) = &n.selector {
+        selector(c, &format!("{path}.selector"), sel);
+    }
     let set = [n.names.is_some(), n.all.is_some(), n.selector.is_some()];
     if set.iter().filter(|s| **s).count() != 1 {
         c.push(path, msg::NAMESPACES_EXACTLY_ONE);
@@ -160,12 +174,47 @@ fn service_accounts(c: &mut Checker, path: &str, s: &ServiceAccountSelection) {
             Format::DnsSubdomain,
         );
     }
+    if let Some(sel) = &s.selector {
+        selector(c, &format!("{path}.selector"), sel);
+    }
     let set = [s.names.is_some(), s.all.is_some(), s.selector.is_some()];
     if set.iter().filter(|s| **s).count() != 1 {
         c.push(path, msg::SERVICE_ACCOUNTS_EXACTLY_ONE);
     }
     if s.all == Some(false) {
         c.push(path, msg::SERVICE_ACCOUNTS_ALL_TRUE);
+    }
+}
+
+/// A label selector: the operator enum, the values each operator needs and the list bounds
+/// (`api::selector` puts the same rules into the schema).
+fn selector(c: &mut Checker, path: &str, s: &LabelSelector) {
+    let Some(expressions) = &s.match_expressions else {
+        return;
+    };
+    let path = format!("{path}.matchExpressions");
+    let max = p::SELECTOR_EXPRESSIONS_MAX_ITEMS;
+    if expressions.len() > max as usize {
+        c.push(&path, format!("must list at most {max} entries"));
+    }
+    for (i, e) in expressions.iter().enumerate() {
+        let values_path = format!("{path}[{i}].values");
+        let values = e.values.as_deref().unwrap_or_default();
+        let max = p::SELECTOR_VALUES_MAX_ITEMS;
+        if values.len() > max as usize {
+            c.push(&values_path, format!("must list at most {max} entries"));
+        }
+        let op = e.operator.as_str();
+        if !OPERATORS.contains(&op) {
+            c.push(
+                &format!("{path}[{i}].operator"),
+                format!("unsupported operator {op:?}: use In, NotIn, Exists or DoesNotExist"),
+            );
+        } else if OPERATORS_WITH_VALUES.contains(&op) && values.is_empty() {
+            c.push(&values_path, msg::SELECTOR_VALUES_REQUIRED);
+        } else if OPERATORS_WITHOUT_VALUES.contains(&op) && !values.is_empty() {
+            c.push(&values_path, msg::SELECTOR_VALUES_FORBIDDEN);
+        }
     }
 }
 
@@ -284,7 +333,7 @@ impl Format {
             Format::InstanceId => (0, p::INSTANCE_ID_MAX),
             Format::Region => (0, p::REGION_MAX),
             Format::RoleArn | Format::OidcProviderArn => (0, p::ARN_MAX),
-            Format::Duration => (2, p::DURATION_MAX),
+            Format::Duration => (p::DURATION_MIN, p::DURATION_MAX),
             Format::SessionName => (0, 64),
             Format::ExternalId => (p::EXTERNAL_ID_MIN, p::EXTERNAL_ID_MAX),
             Format::AbsolutePath => (0, p::PATH_MAX),

@@ -14,8 +14,9 @@ use kube::core::{Selector, SelectorExt};
 
 use crate::api::{NamespaceSelection, ServiceAccountSelection};
 
-/// Whether `labels` match a Kubernetes label selector. A selector that cannot be parsed (which
-/// validation rejects before we get here) matches nothing.
+/// Whether `labels` match a Kubernetes label selector. A selector that cannot be parsed matches
+/// nothing; none gets here, because `api::validate_binding` and `validate_policy` (run when a
+/// binding is resolved) refuse unknown operators and values that do not fit the operator.
 pub fn selector_matches(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
     Selector::try_from(selector.clone()).is_ok_and(|s| s.matches(labels))
 }

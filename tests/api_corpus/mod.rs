@@ -27,6 +27,9 @@ pub struct Case {
     pub paths: Vec<String>,
     #[serde(default)]
     pub decode_fails: bool,
+    /// How many messages the server gives (schema violations and CEL rule failures together),
+    /// where a case pins that a user sees exactly that many.
+    pub messages: Option<usize>,
     pub spec: Value,
 }
 

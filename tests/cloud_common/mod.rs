@@ -8,7 +8,7 @@ use std::time::Duration;
 use acr_credential_controller::cloud::endpoints::{Endpoints, Network};
 use acr_credential_controller::cloud::http::HttpConfig;
 use acr_credential_controller::cloud::{CloudClient, CloudConfig, SignatureStyle};
-use acr_credential_controller::fake::{FakeCloud, Scenario};
+use acr_fake_cloud::{FakeCloud, Scenario};
 
 pub const ACCOUNT: &str = "1111111111111111";
 pub const OTHER_ACCOUNT: &str = "2222222222222222";

@@ -12,7 +12,7 @@ use acr_credential_controller::cloud::endpoints::{Endpoints, Network};
 use acr_credential_controller::cloud::http::HttpConfig;
 use acr_credential_controller::cloud::{CloudConfig, SignatureStyle};
 use acr_credential_controller::controller::{self, ControllerConfig};
-use acr_credential_controller::fake::{FakeCloud, FakeHandle, Scenario};
+use acr_fake_cloud::{FakeCloud, FakeHandle, Scenario};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::Client;
 use kube::api::Api;

@@ -423,3 +423,107 @@ fn name_helpers() {
     assert!(is_role_arn("acs:ram::1:role/r"));
     assert!(is_oidc_provider_arn("acs:ram::1:oidc-provider/p"));
 }
+
+/// A binding whose namespaces are picked by one `matchExpressions` entry.
+fn selecting(expression: Value) -> Value {
+    with(
+        base_binding(),
+        "/namespaces",
+        json!({"selector": {"matchExpressions": [expression]}}),
+    )
+}
+
+#[test]
+fn selector_operators_and_values() {
+    for ok in [
+        json!({"key": "a", "operator": "In", "values": ["x"]}),
+        json!({"key": "a", "operator": "NotIn", "values": ["x", "y"]}),
+        json!({"key": "a", "operator": "Exists"}),
+        json!({"key": "a", "operator": "DoesNotExist", "values": []}),
+    ] {
+        assert_eq!(
+            binding_errors(selecting(ok.clone())),
+            Vec::<String>::new(),
+            "{ok}"
+        );
+    }
+    let equals = selecting(json!({"key": "a", "operator": "Equals", "values": ["x"]}));
+    let errors = validate_binding(&binding(equals)).unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(
+        errors[0].path,
+        "spec.namespaces.selector.matchExpressions[0].operator"
+    );
+    assert!(errors[0].message.contains("\"Equals\""), "{}", errors[0]);
+
+    for (bad, message) in [
+        (
+            json!({"key": "a", "operator": "In"}),
+            msg::SELECTOR_VALUES_REQUIRED,
+        ),
+        (
+            json!({"key": "a", "operator": "NotIn", "values": []}),
+            msg::SELECTOR_VALUES_REQUIRED,
+        ),
+        (
+            json!({"key": "a", "operator": "Exists", "values": ["x"]}),
+            msg::SELECTOR_VALUES_FORBIDDEN,
+        ),
+        (
+            json!({"key": "a", "operator": "DoesNotExist", "values": ["x"]}),
+            msg::SELECTOR_VALUES_FORBIDDEN,
+        ),
+    ] {
+        let errors = validate_binding(&binding(selecting(bad.clone()))).unwrap_err();
+        assert_eq!(errors.len(), 1, "{bad}");
+        assert_eq!(
+            errors[0].path,
+            "spec.namespaces.selector.matchExpressions[0].values"
+        );
+        assert_eq!(errors[0].message, message, "{bad}");
+    }
+}
+
+#[test]
+fn selector_lists_are_bounded() {
+    let values: Vec<String> = (0..=p::SELECTOR_VALUES_MAX_ITEMS)
+        .map(|i| format!("v{i}"))
+        .collect();
+    let long = selecting(json!({"key": "a", "operator": "In", "values": values}));
+    assert_eq!(
+        binding_errors(long),
+        ["spec.namespaces.selector.matchExpressions[0].values"]
+    );
+    let expressions: Vec<Value> = (0..=p::SELECTOR_EXPRESSIONS_MAX_ITEMS)
+        .map(|i| json!({"key": format!("k{i}"), "operator": "Exists"}))
+        .collect();
+    let many = with(
+        base_binding(),
+        "/namespaces",
+        json!({"selector": {"matchExpressions": expressions}}),
+    );
+    assert_eq!(
+        binding_errors(many),
+        ["spec.namespaces.selector.matchExpressions"]
+    );
+}
+
+#[test]
+fn every_selector_is_checked() {
+    let bad = json!({"matchExpressions": [{"key": "a", "operator": "Equals"}]});
+    let sa = with(
+        base_binding(),
+        "/serviceAccounts",
+        json!({"selector": bad.clone()}),
+    );
+    assert_eq!(
+        binding_errors(sa),
+        ["spec.serviceAccounts.selector.matchExpressions[0].operator"]
+    );
+    let allowed = policy(json!({"source": {"managedRole": {}}, "allowedNamespaces": bad}));
+    let errors = validate_policy(&allowed).unwrap_err();
+    assert_eq!(
+        errors[0].path,
+        "spec.allowedNamespaces.matchExpressions[0].operator"
+    );
+}

@@ -17,9 +17,9 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 
-use super::auth::{ApiError, Incoming};
-use super::state::{FaultKind, LogEntry, OutageMode, State};
-use super::{control, cr, metadata, sts};
+use crate::auth::{ApiError, Incoming};
+use crate::state::{FaultKind, LogEntry, OutageMode, State};
+use crate::{control, cr, metadata, sts};
 
 /// Builds the router.
 pub fn router(state: Arc<State>) -> axum::Router {
@@ -117,7 +117,7 @@ fn product_name(product: &str) -> &'static str {
 
 /// The real error envelope.
 pub fn error_response(err: &ApiError, host: &str, product: &str) -> Response {
-    let id = super::state::request_id();
+    let id = crate::state::request_id();
     let body = serde_json::json!({
         "RequestId": id,
         "HostId": host,

@@ -13,16 +13,16 @@
 //! | `POST /__fake/access-keys` `{id, enabled}` | enable or disable an AccessKey |
 //! | `POST /__fake/lifetimes` `{stsSeconds?, registrySeconds?, metadataSeconds?}` | change lifetimes |
 //!
-//! The same operations are methods of [`super::FakeHandle`].
+//! The same operations are methods of [`crate::FakeHandle`].
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::FakeHandle;
-use super::auth::Incoming;
-use super::scenario::Lifetimes;
-use super::state::{Fault, OutageMode, State};
+use crate::FakeHandle;
+use crate::auth::Incoming;
+use crate::scenario::Lifetimes;
+use crate::state::{Fault, OutageMode, State};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -124,7 +124,7 @@ pub async fn handle(state: &std::sync::Arc<State>, inc: &Incoming) -> Response {
                         "AccessKeyId": i.access_key_id,
                         "AccessKeySecret": i.secret,
                         "SecurityToken": i.security_token,
-                        "Expiration": crate::cloud::sign::iso8601(i.expires_at),
+                        "Expiration": acr_credential_controller::cloud::sign::iso8601(i.expires_at),
                     }))
                     .into_response()
                 })

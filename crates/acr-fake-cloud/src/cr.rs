@@ -8,8 +8,8 @@
 
 use base64::Engine as _;
 
-use super::auth::{ApiError, Caller, Incoming, authenticate};
-use super::state::Inner;
+use crate::auth::{ApiError, Caller, Incoming, authenticate};
+use crate::state::Inner;
 
 /// CR Enterprise API version.
 pub const VERSION: &str = "2018-12-01";
@@ -39,7 +39,7 @@ fn instance<'a>(
     inner: &'a Inner,
     caller: &Caller,
     inc: &Incoming,
-) -> Result<&'a super::scenario::Instance, ApiError> {
+) -> Result<&'a crate::scenario::Instance, ApiError> {
     let id = inc
         .param("InstanceId")
         .filter(|v| !v.is_empty())
@@ -98,7 +98,7 @@ pub fn get_authorization_token(inner: &mut Inner, inc: &Incoming) -> Outcome {
     let (password, expires) = issue_token(inner, &caller, &id);
     Ok((
         serde_json::json!({
-            "RequestId": super::state::request_id(),
+            "RequestId": crate::state::request_id(),
             "ExpireTime": expires.as_millisecond(),
             "Code": "success",
             "IsSuccess": true,
@@ -137,7 +137,7 @@ pub fn list_instance_endpoint(inner: &mut Inner, inc: &Incoming) -> Outcome {
             .collect(),
     };
     Ok((
-        serde_json::json!({"Code": "success", "IsSuccess": true, "RequestId": super::state::request_id(), "Endpoints": endpoints}),
+        serde_json::json!({"Code": "success", "IsSuccess": true, "RequestId": crate::state::request_id(), "Endpoints": endpoints}),
         identity,
     ))
 }
@@ -171,7 +171,7 @@ pub fn personal_token(inner: &mut Inner, inc: &Incoming) -> Outcome {
     Ok((
         serde_json::json!({
             "data": {"authorizationToken": password, "tempUserName": "cr_temp_user", "expireDate": expires.as_millisecond()},
-            "requestId": super::state::request_id(),
+            "requestId": crate::state::request_id(),
         }),
         identity,
     ))

@@ -1,15 +1,15 @@
 //! `acr-fake-cloud`: runs the strict fake Alibaba Cloud (STS, CR 2018-12-01, CR 2016-06-07,
 //! ECS metadata) on a loopback port for the sandbox and manual testing.
 //!
-//! It loads a scenario file (YAML or JSON, see `acr_credential_controller::fake::scenario`),
+//! It loads a scenario file (YAML or JSON, see `acr_fake_cloud::scenario`),
 //! listens, prints `listening on http://127.0.0.1:<port>` and optionally writes that base URL
 //! to `--address-file`, then serves until SIGINT/SIGTERM. Faults and the request log are
-//! controlled over HTTP under `/__fake/` (see `acr_credential_controller::fake::control`).
+//! controlled over HTTP under `/__fake/` (see `acr_fake_cloud::control`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use acr_credential_controller::fake::{FakeCloud, Scenario};
+use acr_fake_cloud::{FakeCloud, Scenario};
 use clap::Parser;
 
 #[derive(Debug, Parser)]

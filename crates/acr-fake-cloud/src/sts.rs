@@ -6,9 +6,9 @@
 //! token against the provider's keys, issuer, client ids (audience) and expiry, and the
 //! role's OIDC trust (provider and subject).
 
-use super::auth::{ApiError, Incoming, authenticate};
-use super::state::{Inner, Issued};
-use crate::cloud::sign::iso8601;
+use crate::auth::{ApiError, Incoming, authenticate};
+use crate::state::{Inner, Issued};
+use acr_credential_controller::cloud::sign::iso8601;
 
 /// STS API version.
 pub const VERSION: &str = "2015-04-01";
@@ -87,7 +87,7 @@ fn issue(inner: &mut Inner, account: &str, role: &str, session: &str, seconds: u
 
 fn body(issued: &Issued, role_arn: &str) -> serde_json::Value {
     serde_json::json!({
-        "RequestId": super::state::request_id(),
+        "RequestId": crate::state::request_id(),
         "AssumedRoleUser": {
             "AssumedRoleId": format!("3{}:{}", &issued.access_key_id[4..20.min(issued.access_key_id.len())], issued.session),
             "Arn": format!("{role_arn}/{}", issued.session),
@@ -105,7 +105,7 @@ fn body(issued: &Issued, role_arn: &str) -> serde_json::Value {
 fn find_role(
     inner: &Inner,
     role_arn: &str,
-) -> Result<(String, String, super::scenario::Role), ApiError> {
+) -> Result<(String, String, crate::scenario::Role), ApiError> {
     let (account, role_name) = parse_arn(role_arn, "role").ok_or_else(|| {
         ApiError::new(
             400,
@@ -150,7 +150,7 @@ pub fn assume_role(inner: &mut Inner, inc: &Incoming) -> Outcome {
     let role_arn = param(inc, "RoleArn").map_err(fail)?.to_string();
     let session = param(inc, "RoleSessionName").map_err(fail)?.to_string();
     check_session_name(&session).map_err(fail)?;
-    if matches!(caller.principal, super::state::Principal::Root { .. }) {
+    if matches!(caller.principal, crate::state::Principal::Root { .. }) {
         return Err(fail(ApiError::new(
             403,
             "NoPermission",
@@ -209,7 +209,7 @@ fn oidc_error(code: &str, message: &str) -> ApiError {
     )
 }
 
-fn verify_token(token: &str, provider: &super::scenario::OidcProvider) -> Result<Claims, ApiError> {
+fn verify_token(token: &str, provider: &crate::scenario::OidcProvider) -> Result<Claims, ApiError> {
     use jsonwebtoken::errors::ErrorKind;
     let header = jsonwebtoken::decode_header(token)
         .map_err(|_| oidc_error("Invalid", "The OIDC token is not a valid JWT."))?;

@@ -5,9 +5,9 @@
 //! `GET /latest/meta-data/ram/security-credentials/` lists the role name, and
 //! `…/<roleName>` returns STS credentials for it, reused until a third of their life is left.
 
-use super::auth::{ApiError, Incoming};
-use super::state::{Inner, State, random_token};
-use crate::cloud::sign::iso8601;
+use crate::auth::{ApiError, Incoming};
+use crate::state::{Inner, State, random_token};
+use acr_credential_controller::cloud::sign::iso8601;
 
 const CREDS_PREFIX: &str = "/latest/meta-data/ram/security-credentials/";
 

@@ -9,8 +9,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::state::{Inner, Principal};
-use crate::cloud::sign::{self, roa, rpc, v3};
+use crate::state::{Inner, Principal};
+use acr_credential_controller::cloud::sign::{self, roa, rpc, v3};
 
 /// A request as the fake received it.
 #[derive(Debug, Clone, Default)]
@@ -181,7 +181,7 @@ fn check_fresh(inner: &Inner, when: Option<jiff::Timestamp>, raw: &str) -> Resul
         ));
     };
     let skew = inner.now().duration_since(when).abs();
-    if skew > super::state::NONCE_WINDOW {
+    if skew > crate::state::NONCE_WINDOW {
         return Err(ApiError::new(
             400,
             "InvalidTimeStamp.Expired",

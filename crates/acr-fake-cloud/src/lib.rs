@@ -1,4 +1,6 @@
-//! A strict fake of the Alibaba Cloud services the controller uses, for tests and the sandbox.
+//! acr-fake-cloud: a strict fake of the Alibaba Cloud services acr-credential-controller uses,
+//! for its integration tests, the sandbox and the benchmark. A crate of its own so the product
+//! never links it; it verifies signatures with the controller's own `cloud::sign` code.
 //!
 //! It serves STS 2015-04-01, CR 2018-12-01, CR 2016-06-07 and the ECS metadata service on one
 //! loopback port, verifies every signature style as the real service does, and models the
@@ -8,7 +10,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! use acr_credential_controller::fake::{FakeCloud, Scenario};
+//! use acr_fake_cloud::{FakeCloud, Scenario};
 //! let fake = FakeCloud::start(Scenario::from_str_resolved("accounts: []")?).await?;
 //! let base = fake.base_url();        // point every endpoint override here
 //! let handle = fake.handle();        // faults, log, clock, credentials
