@@ -74,6 +74,9 @@ def test_every_set_example_passes_the_schema_and_grants_what_it_says():
     helm.Chart.load(CHART).validate_schema(values)
     docs = chartlib.objects(values)
     (ak,) = values["accessKeySecrets"]
+    policy = next(yaml.safe_load_all((REPO / "examples/policies/access-key.yaml").read_text()))
+    ref = policy["spec"]["source"]["accessKey"]["secretRef"]
+    assert {"namespace": ref["namespace"], "name": ref["name"]} == ak
     (role,) = [r for r in chartlib.find(docs, "Role", namespace=ak["namespace"])
                if r["metadata"]["name"].endswith("-access-keys")]
     assert role["rules"][0]["resourceNames"] == [ak["name"]]
