@@ -89,9 +89,17 @@ def rules(role):
 def test_rbac_pins_secrets_to_the_configured_name():
     docs = objects({"secretName": "pull-creds"}, name="acr-credential-controller")
     cr = one(docs, "ClusterRole", "acr-credential-controller")
-    secret_rules = [r for r in rules(cr) if "secrets" in r[1]]
-    assert secret_rules == [(("",), ("secrets",), ("pull-creds",),
-                             ("get", "list", "watch", "create", "update", "patch", "delete"))]
+    # Exactly what the controller calls (the install test runs it with these rules).
+    assert rules(cr) == [
+        (("",), ("secrets",), ("pull-creds",), ("get", "list", "watch", "create", "update", "patch", "delete")),
+        (("",), ("serviceaccounts",), (), ("get", "list", "watch", "patch")),
+        (("",), ("namespaces",), (), ("get", "list", "watch")),
+        (("acrcredentials.io",), ("acrregistrybindings", "acrcredentialpolicies"), (),
+         ("get", "list", "watch", "patch", "create", "delete")),
+        (("acrcredentials.io",), ("acrregistrybindings/status", "acrcredentialpolicies/status"), (), ("patch",)),
+    ]
+    events = one(docs, "Role", "acr-credential-controller-events", "default")
+    assert rules(events) == [(("", "events.k8s.io"), ("events",), (), ("create", "patch"))]
     # No rule anywhere grants Secrets without a name, nor anything with a wildcard.
     for role in find(docs, "ClusterRole") + find(docs, "Role"):
         for groups, resources, names, verbs in rules(role):
