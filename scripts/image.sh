@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The container image, built with no base image and no registry.
-#   scripts/image.sh [--tag NAME:TAG]       release build, stage the root filesystem, build the
-#                                           Containerfile with buildah (vfs storage; needs root)
+#   scripts/image.sh [--tag NAME:TAG] [--binary PATH]
+#                                           release build (or the given binary), stage the root
+#                                           filesystem, build the Containerfile with buildah (vfs
+#                                           storage; needs root)
 #   scripts/image.sh rootfs --binary PATH --out DIR
 #                                           only stage DIR/rootfs from a binary (what the tests
 #                                           run under chroot as user 65532)
@@ -70,19 +72,24 @@ fi
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO/Cargo.toml" | head -1)
 tag="acr-credential-controller:$version"
+binary=""
 while [ $# -gt 0 ]; do
   case $1 in
     --tag) tag=$2; shift 2 ;;
-    *) die "unknown argument $1 (usage: scripts/image.sh [--tag NAME:TAG] | rootfs --binary PATH --out DIR)" ;;
+    --binary) binary=$2; shift 2 ;;
+    *) die "unknown argument $1 (usage: scripts/image.sh [--tag NAME:TAG] [--binary PATH] | rootfs --binary PATH --out DIR)" ;;
   esac
 done
 command -v buildah >/dev/null || die "buildah is missing (Debian package buildah)"
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/acr-credential-controller/target}
-say "building the release binary"
-(cd "$REPO" && cargo build --release --quiet --bin acr-credential-controller)
+if [ -z "$binary" ]; then
+  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/acr-credential-controller/target}
+  say "building the release binary"
+  (cd "$REPO" && cargo build --release --quiet --bin acr-credential-controller)
+  binary=$CARGO_TARGET_DIR/release/acr-credential-controller
+fi
 context=$(mktemp -d)
 trap 'rm -rf "$context"' EXIT
-stage_rootfs "$CARGO_TARGET_DIR/release/acr-credential-controller" "$context"
+stage_rootfs "$binary" "$context"
 say "building $tag"
 buildah --storage-driver vfs bud --quiet --layers=false -f "$REPO/Containerfile" -t "$tag" "$context" >/dev/null
 buildah --storage-driver vfs images --format '{{.Name}}:{{.Tag}} {{.Size}}' "$tag"
