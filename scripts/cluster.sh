@@ -290,10 +290,13 @@ EOF
     curl -fsS --cacert "$pki/ca.crt" -H "Authorization: Bearer $token" "$server/readyz"
 
   say "starting kube-controller-manager"
+  # Controllers: namespaces get their default ServiceAccount (and its token Secret), deletion
+  # and garbage collection complete, and a Deployment's template change rolls out to a new
+  # ReplicaSet (the chart's upgrade test); no ReplicaSet controller, so no Pods.
   start_bg kube-controller-manager "$RUNDIR/kube-controller-manager.log" "$BIN/kube-controller-manager" \
     --kubeconfig "$RUNDIR/kubeconfig" --authentication-kubeconfig "$RUNDIR/kubeconfig" \
     --authorization-kubeconfig "$RUNDIR/kubeconfig" --leader-elect=false \
-    --controllers namespace,garbagecollector,serviceaccount,serviceaccount-token \
+    --controllers namespace,garbagecollector,serviceaccount,serviceaccount-token,deployment \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
     --use-service-account-credentials=false --bind-address 127.0.0.1 --secure-port 0 --port 0 \
     --concurrent-gc-syncs 5 --concurrent-namespace-syncs 5 \

@@ -2,8 +2,9 @@
 //! from every live binding at once (several bindings share one Secret per namespace).
 //!
 //! Runs under the namespace's lock. The desired Secret is built from the bindings that select
-//! the namespace and hold a valid token; it is written only when it differs from the cached one,
-//! with server-side apply (same object, same UID). A same-named Secret without our label is left
+//! the namespace and hold a valid token; it is written only when it differs from the cached one:
+//! created by server-side apply (so RBAC can pin `create` to its name), updated in place with a
+//! version-checked replace (same object, same UID). A same-named Secret without our label is left
 //! alone. When no binding selects the namespace any more, our ServiceAccount entries are removed
 //! first, then our Secret is deleted. A namespace whose bindings merely lack a valid token right
 //! now keeps its Secret as it is: never empty, never rewritten with an expired token.
@@ -13,7 +14,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::ObjectRef;
 
 use super::context::Context;
@@ -109,17 +110,24 @@ async fn write_secret(
         field_manager: Some(ctx.config.field_manager.clone()),
         ..PostParams::default()
     };
+    let apply_params = PatchParams::apply(&ctx.config.field_manager);
     let mut current = existing.cloned();
     for _ in 0..MAX_SECRET_ATTEMPTS {
+        let creating = current.is_none();
         let result = match &current {
-            None => api.create(&params, desired).await,
+            // Created by server-side apply, which the API server authorizes as `create` of this
+            // very name: the controller's RBAC can pin `create` to the Secret name, which a plain
+            // POST cannot. Not forced: a same-named Secret someone else created meanwhile makes
+            // it conflict (409) instead of being taken over.
+            None => api.patch(name, &apply_params, &Patch::Apply(desired)).await,
             // An in-place update of the object we read (same UID), checked by its
             // resourceVersion; what others added (labels, annotations, owners) stays.
             Some(cur) => api.replace(name, &params, &merge_into(cur, desired)).await,
         };
         match result {
             Ok(_) => return Ok(()),
-            Err(e) if is_status(&e, 409) => {
+            // 422 on create: a same-named Secret of another type appeared (type is immutable).
+            Err(e) if is_status(&e, 409) || (creating && is_status(&e, 422)) => {
                 // Changed or created meanwhile: read it again, and never write what is not ours.
                 match api.get_opt(name).await? {
                     Some(fresh) if !is_ours(&fresh) => return Ok(()),

@@ -63,7 +63,7 @@ impl SecretReader for KubeSecretReader {
                 .await
                 .map_err(|e| CloudError::CredentialSource {
                     source_kind: KIND,
-                    message: format!("cannot read Secret {namespace}/{name}: {e}"),
+                    message: read_failure(namespace, name, &e),
                 })?;
             Ok(secret.map(|s| {
                 s.data
@@ -73,6 +73,20 @@ impl SecretReader for KubeSecretReader {
                     .collect()
             }))
         })
+    }
+}
+
+/// The Helm chart value that grants the controller read access to an AccessKey Secret.
+pub const CHART_VALUE: &str = "accessKeySecrets";
+
+/// What went wrong reading the Secret. A refusal by RBAC says what to change: the controller may
+/// read only the AccessKey Secrets its installation names.
+pub fn read_failure(namespace: &str, name: &str, error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if status.code == 403 => format!(
+            "the controller is not allowed to read Secret {namespace}/{name}: add {{namespace: {namespace}, name: {name}}} to the Helm chart value `{CHART_VALUE}` (or grant its ServiceAccount `get` on that Secret)"
+        ),
+        e => format!("cannot read Secret {namespace}/{name}: {e}"),
     }
 }
 
@@ -209,6 +223,28 @@ mod tests {
             access_key_id_key: "AccessKeyId".into(),
             access_key_secret_key: "AccessKeySecret".into(),
         }
+    }
+
+    fn api_error(code: u16) -> kube::Error {
+        let status: kube::core::Status = serde_json::from_value(
+            serde_json::json!({"code": code, "message": "m", "reason": "r"}),
+        )
+        .unwrap();
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn a_refused_read_names_the_chart_value() {
+        let m = read_failure("ops", "ak", &api_error(403));
+        assert!(
+            m.contains("`accessKeySecrets`") && m.contains("ops/ak"),
+            "{m}"
+        );
+        let m = read_failure("ops", "ak", &api_error(500));
+        assert!(
+            !m.contains("accessKeySecrets") && m.contains("ops/ak"),
+            "{m}"
+        );
     }
 
     #[tokio::test]

@@ -1,0 +1,265 @@
+"""The chart renders, lints and validates its values as documented, with real Helm v4.
+
+No cluster needed: templates are rendered offline for Kubernetes 1.20 and 1.30.
+"""
+
+import json
+import re
+
+import helm_python as helm
+import pytest
+import yaml
+
+import chartlib
+from chartlib import CHART, find, objects, one
+
+
+def test_lint_strict_passes_for_kube_1_20_and_1_30():
+    for version in ("v1.20.2", "v1.30.0"):
+        report = helm.lint(CHART, strict=True, kube_version=version, namespace="acr-system")
+        problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+        assert not problems, f"helm lint --strict for {version}: {problems}"
+
+
+def test_a_misspelled_value_is_refused_with_its_name():
+    chart = helm.Chart.load(CHART)
+    for bad, name in [({"secretNmae": "x"}, "secretNmae"),
+                      ({"crds": {"instal": False}}, "instal"),
+                      ({"credentials": {"rrsa": {"enable": True}}}, "enable")]:
+        with pytest.raises(helm.HelmError) as e:
+            chart.validate_schema(bad)
+        assert name in str(e.value), str(e.value)
+        # And an install-time render refuses it too.
+        with pytest.raises(helm.HelmError) as e:
+            chartlib.render(bad)
+        assert name in str(e.value)
+    with pytest.raises(helm.HelmError) as e:
+        chart.validate_schema({"network": "intranet"})
+    assert "network" in str(e.value)
+
+
+def test_defaults_render_a_hardened_deployment():
+    docs = objects(name="acr-credential-controller")
+    d = one(docs, "Deployment", "acr-credential-controller")
+    pod = d["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert pod["serviceAccountName"] == "acr-credential-controller"
+    (c,) = pod["containers"]
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}}
+    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+    assert c["args"] == ["run", "--secret-name=acr-credentials", "--region=cn-hangzhou",
+                         "--network=public", "--resync-seconds=300", "--log-format=json"]
+    assert {e["name"] for e in c["env"]} == {"RUST_LOG", "POD_NAME"}
+    assert "volumes" not in pod and "volumeMounts" not in c
+    for key in ("priorityClassName", "tolerations", "affinity", "topologySpreadConstraints",
+                "imagePullSecrets"):
+        assert key not in pod
+    assert not find(docs, "PodDisruptionBudget")
+    assert not find(docs, "ValidatingAdmissionPolicy")
+    assert c["image"] == "acr-credential-controller:" + helm.Chart.load(CHART).metadata["appVersion"]
+
+
+def test_crds_follow_the_kube_version_and_the_flags():
+    def crds(values=None, **kw):
+        return find(objects(values, **kw), "CustomResourceDefinition")
+
+    old, new = crds(), crds(kube_version="v1.30.0")
+    assert sorted(c["metadata"]["name"] for c in old) == [
+        "acrcredentialpolicies.acrcredentials.io", "acrregistrybindings.acrcredentials.io"]
+    assert "x-kubernetes-validations" not in json.dumps(old)
+    assert "x-kubernetes-validations" in json.dumps(new)
+    assert "x-kubernetes-validations" in json.dumps(crds(kube_version="v1.25.0"))
+    for c in old + new:
+        assert c["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert c["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    for c in crds({"crds": {"keep": False}}):
+        assert "annotations" not in c["metadata"]
+    assert crds({"crds": {"install": False}}) == []
+
+
+def rules(role):
+    return [(tuple(r.get("apiGroups", [])), tuple(r["resources"]), tuple(r.get("resourceNames", [])),
+             tuple(r["verbs"])) for r in role["rules"]]
+
+
+def test_rbac_pins_secrets_to_the_configured_name():
+    docs = objects({"secretName": "pull-creds"}, name="acr-credential-controller")
+    cr = one(docs, "ClusterRole", "acr-credential-controller")
+    # Exactly what the controller calls (the install test runs it with these rules).
+    assert rules(cr) == [
+        (("",), ("secrets",), ("pull-creds",), ("get", "list", "watch", "create", "update", "patch", "delete")),
+        (("",), ("serviceaccounts",), (), ("get", "list", "watch", "patch")),
+        (("",), ("namespaces",), (), ("get", "list", "watch")),
+        (("acrcredentials.io",), ("acrregistrybindings", "acrcredentialpolicies"), (),
+         ("get", "list", "watch", "patch", "create", "delete")),
+        (("acrcredentials.io",), ("acrregistrybindings/status", "acrcredentialpolicies/status"), (), ("patch",)),
+    ]
+    events = one(docs, "Role", "acr-credential-controller-events", "default")
+    assert rules(events) == [(("", "events.k8s.io"), ("events",), (), ("create", "patch"))]
+    # No rule anywhere grants Secrets without a name, nor anything with a wildcard.
+    for role in find(docs, "ClusterRole") + find(docs, "Role"):
+        for groups, resources, names, verbs in rules(role):
+            assert "*" not in groups + resources + verbs
+            if "secrets" in resources or "configmaps" in resources:
+                assert names, f"{role['metadata']['name']}: {resources} without resourceNames"
+    lease = one(docs, "Role", "acr-credential-controller-lease")
+    assert lease["metadata"]["namespace"] == "acr-system"
+    assert rules(lease) == [(("coordination.k8s.io",), ("leases",), ("acr-credential-controller",),
+                             ("get", "update", "patch")),
+                            (("coordination.k8s.io",), ("leases",), (), ("create",))]
+    for b in find(docs, "RoleBinding") + find(docs, "ClusterRoleBinding"):
+        assert b["subjects"] == [{"kind": "ServiceAccount", "name": "acr-credential-controller",
+                                  "namespace": "acr-system"}]
+
+
+def test_access_key_secrets_get_one_role_per_namespace():
+    values = {"accessKeySecrets": [{"namespace": "ops", "name": "ak-b"},
+                                   {"namespace": "ops", "name": "ak-a"},
+                                   {"namespace": "team", "name": "ak"}]}
+    docs = objects(values, name="acr-credential-controller")
+    ops = one(docs, "Role", "acr-credential-controller-access-keys", "ops")
+    assert rules(ops) == [(("",), ("secrets",), ("ak-a", "ak-b"), ("get",))]
+    team = one(docs, "Role", "acr-credential-controller-access-keys", "team")
+    assert rules(team) == [(("",), ("secrets",), ("ak",), ("get",))]
+    assert len(find(docs, "RoleBinding", "acr-credential-controller-access-keys")) == 2
+    assert "ops/ak-a" in chartlib.notes(values)
+    assert not find(objects(name="acr-credential-controller"), "Role", "acr-credential-controller-access-keys")
+
+
+def test_legacy_configmap_toggle():
+    on = objects(name="acr-credential-controller")
+    ks = one(on, "Role", "acr-credential-controller-events", "kube-system")
+    assert (("",), ("configmaps",), ("acr-configuration",), ("get", "list", "watch")) in rules(ks)
+    cr = one(on, "ClusterRole", "acr-credential-controller")
+    assert ("create" in rules(cr)[3][3]) and ("delete" in rules(cr)[3][3])
+    off = objects({"legacyConfigMap": {"enabled": False}}, name="acr-credential-controller")
+    assert not find(off, "Role", "acr-credential-controller-events", "kube-system")
+    cr = one(off, "ClusterRole", "acr-credential-controller")
+    assert rules(cr)[3][3] == ("get", "list", "watch", "patch")
+    assert "configmaps" not in json.dumps(off)
+    # Events about the cluster-scoped objects: namespace default, whatever the toggle.
+    assert one(off, "Role", "acr-credential-controller-events", "default")
+
+
+def test_credential_sources_mount_what_they_need():
+    docs = objects({"credentials": {"managedRole": {"enabled": True},
+                                    "rrsa": {"enabled": True, "expirationSeconds": 7200},
+                                    "workerRole": {"metadataEndpoint": "http://100.100.100.200"}}})
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts == {"addon-token": "/var/addon",
+                      "rrsa-token": "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens"}
+    vols = {v["name"]: v for v in pod["volumes"]}
+    assert vols["addon-token"]["secret"] == {"secretName": "addon.aliyuncsmanagedacrrole.token",
+                                             "items": [{"key": "addon.token.config", "path": "token-config"}]}
+    (src,) = vols["rrsa-token"]["projected"]["sources"]
+    assert src["serviceAccountToken"] == {"audience": "sts.aliyuncs.com", "expirationSeconds": 7200,
+                                          "path": "token"}
+    assert "--metadata-endpoint=http://100.100.100.200" in c["args"]
+    note = chartlib.notes({"credentials": {"rrsa": {"enabled": True}}})
+    assert "system:serviceaccount:acr-system:acr-acr-credential-controller" in note
+
+
+def test_the_mount_paths_are_the_controllers_defaults():
+    """The chart mounts tokens where the binary looks when a policy names no path."""
+    src = (chartlib.REPO / "src/cloud/credentials/mod.rs").read_text()
+    managed = re.search(r'DEFAULT_MANAGED_TOKEN_FILE: &str = "([^"]+)"', src).group(1)
+    rrsa = re.search(r'DEFAULT_RRSA_TOKEN_FILE: &str = "([^"]+)"', src).group(1)
+    assert managed == "/var/addon/token-config"
+    assert rrsa == "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token"
+
+
+def test_scheduling_and_pod_toggles():
+    values = {
+        "replicaCount": 2, "priorityClassName": "system-cluster-critical",
+        "tolerations": [{"key": "k", "operator": "Exists"}],
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "a", "operator": "Exists"}]}]}}},
+        "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                       "whenUnsatisfiable": "ScheduleAnyway"}],
+        "nodeSelector": {"pool": "system"}, "podLabels": {"team": "infra"},
+        "podAnnotations": {"a": "b"}, "imagePullSecrets": [{"name": "reg"}],
+        "image": {"repository": "example.test/acr", "tag": "1.2.3", "pullPolicy": "Always"},
+        "logLevel": "debug", "logFormat": "text", "objectSelector": "shard=a",
+        "extraArgs": ["--signature-v3"], "extraEnv": [{"name": "X", "value": "y"}],
+        "region": "cn-shanghai", "network": "vpc", "resyncSeconds": 60,
+        "serviceAccount": {"name": "acc", "annotations": {"x": "y"}},
+    }
+    docs = objects(values)
+    d = one(docs, "Deployment")
+    pod = d["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert d["spec"]["replicas"] == 2
+    for key in ("priorityClassName", "tolerations", "affinity", "topologySpreadConstraints",
+                "imagePullSecrets"):
+        assert pod[key] == values[key], key
+    # Maps merge with the defaults (set a key to null to drop it).
+    assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", "pool": "system"}
+    assert d["spec"]["template"]["metadata"]["labels"]["team"] == "infra"
+    assert d["spec"]["template"]["metadata"]["annotations"] == {"a": "b"}
+    assert c["image"] == "example.test/acr:1.2.3" and c["imagePullPolicy"] == "Always"
+    assert c["args"] == ["run", "--secret-name=acr-credentials", "--region=cn-shanghai",
+                         "--network=vpc", "--resync-seconds=60", "--log-format=text",
+                         "--object-selector=shard=a", "--signature-v3"]
+    assert {"name": "RUST_LOG", "value": "debug"} in c["env"] and {"name": "X", "value": "y"} in c["env"]
+    assert pod["serviceAccountName"] == "acc"
+    assert one(docs, "ServiceAccount", "acc")["metadata"]["annotations"] == {"x": "y"}
+    digest = "sha256:" + "a" * 64
+    c = one(objects({"image": {"digest": digest}}), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"] == f"acr-credential-controller@{digest}"
+
+
+def test_existing_service_account():
+    docs = objects({"serviceAccount": {"create": False, "name": "mine"}})
+    assert not find(docs, "ServiceAccount")
+    assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "mine"
+    with pytest.raises(helm.HelmError, match="serviceAccount.name is required"):
+        chartlib.render({"serviceAccount": {"create": False}})
+
+
+def test_pod_disruption_budget_follows_the_api():
+    old = one(objects({"podDisruptionBudget": {"enabled": True}}), "PodDisruptionBudget")
+    assert old["apiVersion"] == "policy/v1beta1" and old["spec"]["maxUnavailable"] == 1
+    new = one(objects({"podDisruptionBudget": {"enabled": True, "minAvailable": 1}},
+                      kube_version="v1.30.0", api_versions=chartlib.API_VERSIONS_1_30),
+              "PodDisruptionBudget")
+    assert new["apiVersion"] == "policy/v1" and new["spec"] == {
+        "minAvailable": 1, "selector": {"matchLabels": {
+            "app.kubernetes.io/name": "acr-credential-controller", "app.kubernetes.io/instance": "acr"}}}
+
+
+def test_admission_policy_only_where_the_api_exists():
+    kw = dict(kube_version="v1.30.0", api_versions=chartlib.API_VERSIONS_1_30)
+    docs = objects({"secretName": "pull"}, name="acr-credential-controller", **kw)
+    vap = one(docs, "ValidatingAdmissionPolicy")
+    assert vap["spec"]["matchConditions"][0]["expression"] == (
+        "request.userInfo.username == 'system:serviceaccount:acr-system:acr-credential-controller'")
+    assert vap["spec"]["validations"][0]["expression"] == "object.metadata.name == 'pull'"
+    binding = one(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": vap["metadata"]["name"], "validationActions": ["Deny"]}
+    assert not find(objects({"admissionPolicy": {"enabled": False}}, **kw), "ValidatingAdmissionPolicy")
+    assert not find(objects(kube_version="v1.30.0"), "ValidatingAdmissionPolicy")
+
+
+def test_notes_say_what_to_apply_and_how_to_check():
+    note = chartlib.notes(name="acr-credential-controller")
+    assert "rollout status deployment/acr-credential-controller" in note
+    assert "kubectl get acrcredentialpolicies,acrregistrybindings" in note
+    assert "accessKeySecrets" in note
+    assert "acr-configuration" in note
+
+
+def test_every_value_is_documented_in_the_schema_and_values_file():
+    chart = helm.Chart.load(CHART)
+    schema = chart.schema
+    values = chart.values
+    # Every default passes the schema, and every default key is a schema property.
+    chart.validate_schema(values)
+    assert set(values) <= set(schema["properties"])
+    text = (CHART / "values.yaml").read_text()
+    assert yaml.safe_load(text) == values
