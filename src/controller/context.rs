@@ -32,6 +32,8 @@ pub struct ControllerConfig {
     /// Optional label selector (`key=value,...`): only bindings and policies matching it are
     /// handled. Lets several controllers share a cluster (shards, parallel tests).
     pub object_selector: Option<String>,
+    /// The legacy ConfigMap to translate live (`run --legacy-configmap`); `None`: off.
+    pub legacy_configmap: Option<super::legacy_sync::LegacyConfigMap>,
 }
 
 impl Default for ControllerConfig {
@@ -42,6 +44,7 @@ impl Default for ControllerConfig {
             field_manager: CONTROLLER_NAME.into(),
             resync: std::time::Duration::from_secs(300),
             object_selector: None,
+            legacy_configmap: None,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! - [`sync`]: converging one namespace from every live binding.
 //! - [`status`]: status builder and SSA on `/status`.
 //! - [`binding`], [`policy`]: the reconcilers.
+//! - [`legacy_sync`]: live translation of the legacy ConfigMap (optional).
 //! - [`error`]: the layer's error type.
 //!
 //! [`run`] wires it together and is what the `run` subcommand and the integration tests call.
@@ -17,6 +18,7 @@
 pub mod binding;
 pub mod context;
 pub mod error;
+pub mod legacy_sync;
 pub mod policy;
 pub mod resolve;
 pub mod secret;
@@ -238,6 +240,18 @@ pub async fn run_with(
                 tracing::debug!(error = %e, "binding controller event");
             }
         });
+    let translator = {
+        let (client, legacy, shutdown) = (
+            client.clone(),
+            config.legacy_configmap.clone(),
+            shutdown.clone(),
+        );
+        async move {
+            if let Some(legacy) = legacy {
+                legacy_sync::run_translator(client, legacy, shutdown).await;
+            }
+        }
+    };
     let policy_controller = Controller::new(Api::<AcrCredentialPolicy>::all(client), owned())
         .graceful_shutdown_on(shutdown)
         .run(policy::reconcile, policy::error_policy, ctx)
@@ -247,6 +261,6 @@ pub async fn run_with(
             }
         });
     tracing::info!(secret = %config.secret_name, "controller started");
-    futures::join!(binding_controller, policy_controller);
+    futures::join!(binding_controller, policy_controller, translator);
     tracing::info!("controller stopped");
 }
