@@ -101,7 +101,11 @@ fn argocd(script: &str, cases: &[(String, Value)], dir: &std::path::Path) -> Vec
         .arg(&file)
         .output()
         .expect("lua5.1 (scripts/setup.sh installs it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).unwrap();
     let lines: Vec<(String, String)> = text
         .lines()
@@ -134,8 +138,7 @@ fn record(api: Api<AcrRegistryBinding>, label: String) -> Arc<Mutex<Vec<Value>>>
     let seen = Arc::new(Mutex::new(Vec::new()));
     let out = seen.clone();
     tokio::spawn(async move {
-        let mut stream =
-            std::pin::pin!(watcher(api, watcher::Config::default().labels(&label)));
+        let mut stream = std::pin::pin!(watcher(api, watcher::Config::default().labels(&label)));
         while let Some(event) = stream.next().await {
             if let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = event {
                 out.lock().unwrap().push(serde_json::to_value(&o).unwrap());
@@ -159,7 +162,11 @@ where
 {
     support::wait_until(Duration::from_secs(60), what, || async {
         let v = get_json(api, name).await;
-        if check(&v) { Ok(v) } else { Err(v["status"].to_string()) }
+        if check(&v) {
+            Ok(v)
+        } else {
+            Err(v["status"].to_string())
+        }
     })
     .await
 }
@@ -197,7 +204,12 @@ async fn argocd_scripts_and_kstatus_on_recorded_statuses() {
         .await;
     let created = serde_json::to_value(&created[0]).unwrap();
     if created["status"].is_null() {
-        cases.push(("before-first-reconcile".into(), created, "Progressing", "InProgress"));
+        cases.push((
+            "before-first-reconcile".into(),
+            created,
+            "Progressing",
+            "InProgress",
+        ));
     }
     let ready = wait_json(&bindings, &good, "Ready", current_ready).await;
     cases.push(("ready".into(), ready.clone(), "Healthy", "Current"));
@@ -212,7 +224,12 @@ async fn argocd_scripts_and_kstatus_on_recorded_statuses() {
         })
         .cloned()
         .expect("the controller wrote Reconciling=True during the first convergence");
-    cases.push(("reconciling".into(), reconciling, "Progressing", "InProgress"));
+    cases.push((
+        "reconciling".into(),
+        reconciling,
+        "Progressing",
+        "InProgress",
+    ));
 
     // A spec change: right after the apply, the status is a generation behind.
     let patched = bindings
@@ -224,13 +241,26 @@ async fn argocd_scripts_and_kstatus_on_recorded_statuses() {
         .await
         .unwrap();
     let patched = serde_json::to_value(&patched).unwrap();
-    assert_ne!(patched["status"]["observedGeneration"], patched["metadata"]["generation"]);
-    cases.push(("right-after-spec-change".into(), patched.clone(), "Progressing", "InProgress"));
+    assert_ne!(
+        patched["status"]["observedGeneration"],
+        patched["metadata"]["generation"]
+    );
+    cases.push((
+        "right-after-spec-change".into(),
+        patched.clone(),
+        "Progressing",
+        "InProgress",
+    ));
     let again = wait_json(&bindings, &good, "Ready after the change", |o| {
         current_ready(o) && o["metadata"]["generation"] == patched["metadata"]["generation"]
     })
     .await;
-    cases.push(("ready-after-spec-change".into(), again, "Healthy", "Current"));
+    cases.push((
+        "ready-after-spec-change".into(),
+        again,
+        "Healthy",
+        "Current",
+    ));
     h.handle().clear_faults();
 
     // Terminal problems: Stalled.
@@ -269,8 +299,17 @@ async fn argocd_scripts_and_kstatus_on_recorded_statuses() {
         assert!(!cond_is(&o, "Ready", "True"));
         cases.push((format!("stalled-{name}"), o, "Degraded", "Failed"));
     }
-    let nothing = wait_json(&bindings, &base("nothing"), "zero namespaces Ready", current_ready).await;
-    assert_eq!(condition(&nothing, "Ready")["reason"], "NoNamespacesSelected");
+    let nothing = wait_json(
+        &bindings,
+        &base("nothing"),
+        "zero namespaces Ready",
+        current_ready,
+    )
+    .await;
+    assert_eq!(
+        condition(&nothing, "Ready")["reason"],
+        "NoNamespacesSelected"
+    );
     cases.push(("zero-namespaces".into(), nothing, "Healthy", "Current"));
 
     // A failure that is not terminal and persists: Ready=False, neither Stalled nor Reconciling.
@@ -287,7 +326,12 @@ async fn argocd_scripts_and_kstatus_on_recorded_statuses() {
     })
     .await;
     assert!(!cond_is(&failing, "Stalled", "True"), "{failing}");
-    cases.push(("ready-false-persists".into(), failing, "Degraded", "InProgress"));
+    cases.push((
+        "ready-false-persists".into(),
+        failing,
+        "Degraded",
+        "InProgress",
+    ));
     h.handle().clear_faults();
 
     // Policies: valid, and invalid (two sources).
@@ -314,8 +358,10 @@ async fn argocd_scripts_and_kstatus_on_recorded_statuses() {
         ("health/argocd/AcrRegistryBinding.lua", &cases),
         ("health/argocd/AcrCredentialPolicy.lua", &policy_cases),
     ] {
-        let named: Vec<(String, Value)> =
-            cases.iter().map(|(n, o, _, _)| (n.clone(), o.clone())).collect();
+        let named: Vec<(String, Value)> = cases
+            .iter()
+            .map(|(n, o, _, _)| (n.clone(), o.clone()))
+            .collect();
         let results = argocd(script, &named, &dir);
         for ((name, obj, health, kstat), (status, message)) in cases.iter().zip(&results) {
             assert_eq!(status, health, "{script} on {name}: {message}\n{obj}");

@@ -157,9 +157,14 @@ async fn wait_translated(
                 if o["spec"] != e["spec"] {
                     return Err(format!("{k}: spec {} != {}", o["spec"], e["spec"]));
                 }
-                let labels = o["metadata"]["labels"].as_object().cloned().unwrap_or_default();
+                let labels = o["metadata"]["labels"]
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default();
                 let want_labels: serde_json::Map<String, Value> =
-                    [(TRANSLATED_LABEL.to_owned(), Value::from(label))].into_iter().collect();
+                    [(TRANSLATED_LABEL.to_owned(), Value::from(label))]
+                        .into_iter()
+                        .collect();
                 if labels != want_labels {
                     return Err(format!("{k}: labels {labels:?}"));
                 }
@@ -215,8 +220,14 @@ fn arn_account_and_name(arn: &str) -> (String, String) {
     // acs:ram::<account>:role/<name>
     let rest = arn.trim_start_matches("acs:ram::");
     let (account, role) = rest.split_once(':').unwrap();
-    (account.to_owned(), role.trim_start_matches("role/").to_owned())
+    (
+        account.to_owned(),
+        role.trim_start_matches("role/").to_owned(),
+    )
 }
+
+/// Roles to create and Enterprise instances (id, region) to hold, per account.
+type Accounts = BTreeMap<String, (BTreeSet<String>, BTreeSet<(String, String)>)>;
 
 /// A fake cloud that can serve what a translation needs: the nodes' worker role, the inline
 /// AccessKey pairs, the assumed roles and every Enterprise instance, in the accounts the
@@ -231,8 +242,7 @@ fn scenario_for(cm: &ConfigMap, expected: &BTreeMap<String, Value>) -> Scenario 
     )
     .unwrap();
     // account -> (roles, instances (id, region))
-    let mut accounts: BTreeMap<String, (BTreeSet<String>, BTreeSet<(String, String)>)> =
-        BTreeMap::new();
+    let mut accounts: Accounts = BTreeMap::new();
     accounts.entry(NODE_ACCOUNT.into()).or_default();
     let mut policy_account: BTreeMap<String, String> = BTreeMap::new();
     for (k, p) in expected {
@@ -276,7 +286,9 @@ fn scenario_for(cm: &ConfigMap, expected: &BTreeMap<String, Value>) -> Scenario 
                     key.access_key_secret.expose()
                 ));
             }
-            yaml.push_str("    users:\n      - {name: legacy, permissions: [\"cr:*\", \"sts:AssumeRole\"]}\n");
+            yaml.push_str(
+                "    users:\n      - {name: legacy, permissions: [\"cr:*\", \"sts:AssumeRole\"]}\n",
+            );
         }
         yaml.push_str("    roles:\n");
         yaml.push_str("      - {name: node-role, permissions: [\"cr:*\", \"sts:AssumeRole\"]}\n");
@@ -357,8 +369,11 @@ async fn every_example_translates_live_exactly_like_migrate() {
             migrate_output(cm_path.to_str().unwrap(), Some(TokenModeArg::WorkerRole)).await;
         assert!(!expected.is_empty(), "{name}");
         track_translated(&env, &expected);
-        let cm: ConfigMap = serde_yaml::from_str(&std::fs::read_to_string(&cm_path).unwrap()).unwrap();
-        let fake = FakeCloud::start(scenario_for(&cm, &expected)).await.unwrap();
+        let cm: ConfigMap =
+            serde_yaml::from_str(&std::fs::read_to_string(&cm_path).unwrap()).unwrap();
+        let fake = FakeCloud::start(scenario_for(&cm, &expected))
+            .await
+            .unwrap();
         let running = start(client.clone(), config.clone(), &fake);
 
         env.apply(&configmap_in(&cm_path, &ns)).await;
@@ -369,9 +384,9 @@ async fn every_example_translates_live_exactly_like_migrate() {
             .collect();
         // RRSA reads a projected ServiceAccount token file, which an in-process controller
         // does not have; its credential chain is covered by the cloud tests.
-        let uses_rrsa = live
-            .iter()
-            .any(|(k, v)| k.starts_with("AcrCredentialPolicy/") && v["spec"]["source"]["rrsa"].is_object());
+        let uses_rrsa = live.iter().any(|(k, v)| {
+            k.starts_with("AcrCredentialPolicy/") && v["spec"]["source"]["rrsa"].is_object()
+        });
         if !uses_rrsa {
             wait_all_ready(&client, &bindings).await;
             ready_examples.push(name.clone());
@@ -395,7 +410,11 @@ async fn every_example_translates_live_exactly_like_migrate() {
             let _ = secrets.delete(&key.name, &DeleteParams::default()).await;
         }
     }
-    assert_eq!(ready_examples.len(), examples.len() - 1, "{ready_examples:?}");
+    assert_eq!(
+        ready_examples.len(),
+        examples.len() - 1,
+        "{ready_examples:?}"
+    );
 }
 
 async fn events(client: &Client, ns: &str, reason: &str) -> Vec<Event> {
@@ -405,7 +424,9 @@ async fn events(client: &Client, ns: &str, reason: &str) -> Vec<Event> {
         .unwrap()
         .items
         .into_iter()
-        .filter(|e| e.involved_object.name.as_deref() == Some(CM) && e.reason.as_deref() == Some(reason))
+        .filter(|e| {
+            e.involved_object.name.as_deref() == Some(CM) && e.reason.as_deref() == Some(reason)
+        })
         .collect()
 }
 
@@ -456,8 +477,11 @@ async fn edits_converge_bad_edits_change_nothing_and_handover_is_safe() {
     let t = legacy::translate_configmap(&cm, &TranslateOptions::default()).unwrap();
     let (policy, first) = (t.policies[0].name_any(), t.bindings[0].name_any());
     for key in &t.access_keys {
-        h.env
-            .track(ApiResource::erase::<Secret>(&()), Some(&key.namespace), &key.name);
+        h.env.track(
+            ApiResource::erase::<Secret>(&()),
+            Some(&key.namespace),
+            &key.name,
+        );
     }
     h.env.track_cluster_object::<AcrCredentialPolicy>(&policy);
     h.env.track_cluster_object::<AcrRegistryBinding>(&first);
@@ -473,12 +497,19 @@ async fn edits_converge_bad_edits_change_nothing_and_handover_is_safe() {
         .await;
     let live = support::wait_until(Duration::from_secs(60), "two bindings", || async {
         let live = translated(&client, &label).await;
-        let n = live.keys().filter(|k| k.starts_with("AcrRegistryBinding/")).count();
+        let n = live
+            .keys()
+            .filter(|k| k.starts_with("AcrRegistryBinding/"))
+            .count();
         let names_ok = live.values().all(|v| {
             !v["spec"]["namespaces"].is_object()
                 || v["spec"]["namespaces"]["names"] == serde_json::json!([ns1, ns2])
         });
-        if n == 2 && names_ok { Ok(live) } else { Err(format!("{:?}", live.keys())) }
+        if n == 2 && names_ok {
+            Ok(live)
+        } else {
+            Err(format!("{:?}", live.keys()))
+        }
     })
     .await;
     let second = live
@@ -489,9 +520,11 @@ async fn edits_converge_bad_edits_change_nothing_and_handover_is_safe() {
         .to_owned();
     h.env.track_cluster_object::<AcrRegistryBinding>(&second);
     wait_all_ready(&client, &[first.clone(), second.clone()]).await;
-    controller_common::wait_secret(&h.secrets(&ns2), "pull Secret in the added namespace", |s| {
-        controller_common::auths(s).len() >= 2
-    })
+    controller_common::wait_secret(
+        &h.secrets(&ns2),
+        "pull Secret in the added namespace",
+        |s| controller_common::auths(s).len() >= 2,
+    )
     .await;
 
     // A bad edit: the registry list is no longer YAML. First let the status settle.
@@ -510,7 +543,10 @@ async fn edits_converge_bad_edits_change_nothing_and_handover_is_safe() {
     );
     h.env.apply(&broken).await;
     let event = support::wait_until(Duration::from_secs(30), "an InvalidYaml Event", || async {
-        events(&client, &ns1, "InvalidYaml").await.into_iter().next()
+        events(&client, &ns1, "InvalidYaml")
+            .await
+            .into_iter()
+            .next()
     })
     .await;
     assert_eq!(event.type_.as_deref(), Some("Warning"));
@@ -526,24 +562,35 @@ async fn edits_converge_bad_edits_change_nothing_and_handover_is_safe() {
 
     // Remove a registry (and repair the YAML): the second binding is pruned.
     h.env.apply(&configmap(&ns1, &both, &[INSTANCE])).await;
-    support::wait_until(Duration::from_secs(60), "the removed registry's binding pruned", || async {
-        let live = translated(&client, &label).await;
-        if live.contains_key(&format!("AcrRegistryBinding/{second}")) {
-            Err("still there".to_owned())
-        } else {
-            Ok(())
-        }
-    })
+    support::wait_until(
+        Duration::from_secs(60),
+        "the removed registry's binding pruned",
+        || async {
+            let live = translated(&client, &label).await;
+            if live.contains_key(&format!("AcrRegistryBinding/{second}")) {
+                Err("still there".to_owned())
+            } else {
+                Ok(())
+            }
+        },
+    )
     .await;
-    wait_all_ready(&client, &[first.clone()]).await;
+    wait_all_ready(&client, std::slice::from_ref(&first)).await;
 
     // Handover: the user applies the migrate output with kubectl.
     let cm: ConfigMap = Api::namespaced(client.clone(), &ns1).get(CM).await.unwrap();
-    let git = legacy::render_yaml(&legacy::translate_configmap(&cm, &TranslateOptions::default()).unwrap()).unwrap();
+    let git = legacy::render_yaml(
+        &legacy::translate_configmap(&cm, &TranslateOptions::default()).unwrap(),
+    )
+    .unwrap();
     let file = std::env::temp_dir().join(format!("{}-migrate.yaml", h.id));
     std::fs::write(&file, &git).unwrap();
     let out = support::kubectl(&["apply", "-f", file.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_file(&file);
     let handed_over = translated(&client, &label).await;
     assert_eq!(handed_over.len(), 2, "{:?}", handed_over.keys());
@@ -555,7 +602,11 @@ async fn edits_converge_bad_edits_change_nothing_and_handover_is_safe() {
         .await;
     support::wait_until(Duration::from_secs(30), "TakenOver Events", || async {
         let n = events(&client, &ns1, "TakenOver").await.len();
-        if n >= 2 { Ok(()) } else { Err(format!("{n} Events")) }
+        if n >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{n} Events"))
+        }
     })
     .await;
     support::wait_until(Duration::from_secs(60), "the new binding", || {
@@ -563,7 +614,9 @@ async fn edits_converge_bad_edits_change_nothing_and_handover_is_safe() {
     })
     .await;
     let specs = |m: &BTreeMap<String, Value>| -> BTreeMap<String, Value> {
-        m.iter().map(|(k, v)| (k.clone(), v["spec"].clone())).collect()
+        m.iter()
+            .map(|(k, v)| (k.clone(), v["spec"].clone()))
+            .collect()
     };
     let now = translated(&client, &label).await;
     for (k, spec) in specs(&handed_over) {
@@ -575,18 +628,22 @@ async fn edits_converge_bad_edits_change_nothing_and_handover_is_safe() {
         .delete(CM, &DeleteParams::default())
         .await
         .unwrap();
-    support::wait_until(Duration::from_secs(60), "the translation-owned binding pruned", || async {
-        let live = translated(&client, &label).await;
-        if live.contains_key(&format!("AcrRegistryBinding/{second}")) {
-            Err("still there".to_owned())
-        } else {
-            Ok(live)
-        }
-    })
+    support::wait_until(
+        Duration::from_secs(60),
+        "the translation-owned binding pruned",
+        || async {
+            let live = translated(&client, &label).await;
+            if live.contains_key(&format!("AcrRegistryBinding/{second}")) {
+                Err("still there".to_owned())
+            } else {
+                Ok(live)
+            }
+        },
+    )
     .await;
     let after = translated(&client, &label).await;
     assert_eq!(specs(&after), specs(&handed_over));
-    wait_all_ready(&client, &[first.clone()]).await;
+    wait_all_ready(&client, std::slice::from_ref(&first)).await;
 
     // Clean up while the controller runs (bindings carry its finalizer).
     Api::<AcrRegistryBinding>::all(client.clone())
@@ -599,7 +656,11 @@ async fn edits_converge_bad_edits_change_nothing_and_handover_is_safe() {
         .unwrap();
     support::wait_until(Duration::from_secs(60), "cleanup", || async {
         let left = translated(&client, &label).await;
-        if left.is_empty() { Ok(()) } else { Err(format!("{:?}", left.keys())) }
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{:?}", left.keys()))
+        }
     })
     .await;
     running.stop().await;

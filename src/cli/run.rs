@@ -188,7 +188,9 @@ pub async fn run(args: &RunArgs, err: &mut dyn Write) -> Result<ExitCode, CliErr
     let legacy_configmap = match args.legacy_configmap.as_deref().map(LegacyConfigMap::parse) {
         None => None,
         Some(Ok(mut legacy)) => {
-            legacy.token_mode = args.legacy_token_mode.map(super::migrate::TokenModeArg::mode);
+            legacy.token_mode = args
+                .legacy_token_mode
+                .map(super::migrate::TokenModeArg::mode);
             legacy.resync = Duration::from_secs(args.resync_seconds.max(10));
             Some(legacy)
         }

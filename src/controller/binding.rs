@@ -76,8 +76,11 @@ async fn apply(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<Ac
     let api: Api<AcrRegistryBinding> = Api::all(ctx.client.clone());
     let registry = binding.spec.registry.display();
     // kstatus: say `Reconciling` at once for a new generation, before any slow cloud call.
-    let reconciling =
-        super::status::reconciling_status(binding.status.as_ref(), binding.metadata.generation, now);
+    let reconciling = super::status::reconciling_status(
+        binding.status.as_ref(),
+        binding.metadata.generation,
+        now,
+    );
     if let Some(status) = &reconciling {
         apply_status(&api, &name, &ctx.config.field_manager, status).await?;
     }

@@ -223,7 +223,10 @@ mod tests {
         let ready = find_condition(&s.conditions, types::READY).unwrap();
         assert_eq!(ready.reason, reasons::INVALID_SPEC);
         let stalled = find_condition(&s.conditions, types::STALLED).unwrap();
-        assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "InvalidSpec"));
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "InvalidSpec")
+        );
         // Fixed: Stalled goes away.
         let mut fixed = policy(VALID);
         fixed.status = Some(s);

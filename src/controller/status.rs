@@ -332,7 +332,12 @@ pub fn binding_status(
         cond(types::READY, ready, ready_reason, ready_message.clone(), g),
         now_t.clone(),
     );
-    set_kstatus_conditions(&mut conditions, obs, (ready, ready_reason, &ready_message), now);
+    set_kstatus_conditions(
+        &mut conditions,
+        obs,
+        (ready, ready_reason, &ready_message),
+        now,
+    );
     status.conditions = conditions;
 
     // The most recent failure, kept after recovery.

@@ -74,7 +74,10 @@ pub struct Running {
 
 impl Running {
     /// A controller task started elsewhere, stopped by sending on `stop`.
-    pub fn new(stop: tokio::sync::oneshot::Sender<()>, handle: tokio::task::JoinHandle<()>) -> Self {
+    pub fn new(
+        stop: tokio::sync::oneshot::Sender<()>,
+        handle: tokio::task::JoinHandle<()>,
+    ) -> Self {
         Running {
             stop: Some(stop),
             handle: Some(handle),

@@ -227,10 +227,14 @@ impl Translator {
         let policy_api: Api<AcrCredentialPolicy> = Api::all(self.client.clone());
         let binding_api: Api<AcrRegistryBinding> = Api::all(self.client.clone());
         let (policy_plan, binding_plan) = match (
-            self.plan_kind("AcrCredentialPolicy", &policy_api, &policies, |p| spec_json(&p.spec))
-                .await,
-            self.plan_kind("AcrRegistryBinding", &binding_api, &bindings, |b| spec_json(&b.spec))
-                .await,
+            self.plan_kind("AcrCredentialPolicy", &policy_api, &policies, |p| {
+                spec_json(&p.spec)
+            })
+            .await,
+            self.plan_kind("AcrRegistryBinding", &binding_api, &bindings, |b| {
+                spec_json(&b.spec)
+            })
+            .await,
         ) {
             (Ok(p), Ok(b)) => (p, b),
             (Err(e), _) | (_, Err(e)) => {
@@ -251,8 +255,12 @@ impl Translator {
             self.apply_access_key(cm, key).await;
         }
         let mut changes = 0usize;
-        changes += self.apply_all(cm, &policy_api, &policy_plan, &policies).await;
-        changes += self.apply_all(cm, &binding_api, &binding_plan, &bindings).await;
+        changes += self
+            .apply_all(cm, &policy_api, &policy_plan, &policies)
+            .await;
+        changes += self
+            .apply_all(cm, &binding_api, &binding_plan, &bindings)
+            .await;
         changes += self.delete_all(cm, &binding_api, &binding_plan).await;
         changes += self.delete_all(cm, &policy_api, &policy_plan).await;
         if changes > 0 {
@@ -315,7 +323,11 @@ impl Translator {
             // Not forced: if someone took the fields over since the plan, the apply conflicts
             // and their values stay.
             match api
-                .patch(name, &PatchParams::apply(FIELD_MANAGER), &Patch::Apply(&body))
+                .patch(
+                    name,
+                    &PatchParams::apply(FIELD_MANAGER),
+                    &Patch::Apply(&body),
+                )
                 .await
             {
                 Ok(_) => n += 1,
@@ -385,9 +397,9 @@ impl Translator {
                     ("AccessKeySecret", key.access_key_secret.expose().as_bytes()),
                 ];
                 let current = s.data.clone().unwrap_or_default();
-                let same = wanted.iter().all(|(k, v)| {
-                    current.get(*k).map(|b| b.0.as_slice()) == Some(*v)
-                });
+                let same = wanted
+                    .iter()
+                    .all(|(k, v)| current.get(*k).map(|b| b.0.as_slice()) == Some(*v));
                 if !ours || same {
                     return;
                 }

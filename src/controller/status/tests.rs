@@ -158,12 +158,23 @@ fn new_generation_is_reconciling_until_the_pass_finishes() {
     let r = reconciling_status(Some(&ready), Some(3), t("2024-01-01T00:00:01Z")).unwrap();
     assert_eq!(r.observed_generation, Some(3));
     let c = find_condition(&r.conditions, types::RECONCILING).unwrap();
-    assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "Progressing"));
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_str()),
+        ("True", "Progressing")
+    );
     // The old Ready stays until the pass decides.
-    assert_eq!(find_condition(&r.conditions, types::READY).unwrap().status, "True");
+    assert_eq!(
+        find_condition(&r.conditions, types::READY).unwrap().status,
+        "True"
+    );
     // A brand-new binding: Ready Unknown.
     let first = reconciling_status(None, Some(1), t("2024-01-01T00:00:01Z")).unwrap();
-    assert_eq!(find_condition(&first.conditions, types::READY).unwrap().status, "Unknown");
+    assert_eq!(
+        find_condition(&first.conditions, types::READY)
+            .unwrap()
+            .status,
+        "Unknown"
+    );
     // The pass ends: Reconciling goes.
     let mut obs = healthy();
     obs.generation = Some(3);

@@ -53,7 +53,10 @@ fn only_the_translator_and_status_writers_leave_an_object_ours() {
     let m = meta(
         "b",
         Some(LABEL),
-        vec![ours(), entry("kubectl", None, json!({"f:spec": {"f:registry": {}}}))],
+        vec![
+            ours(),
+            entry("kubectl", None, json!({"f:spec": {"f:registry": {}}})),
+        ],
     );
     assert_eq!(
         taken_over_by(&m, MANAGER).as_deref(),
@@ -64,7 +67,11 @@ fn only_the_translator_and_status_writers_leave_an_object_ours() {
     // its annotation.
     let mut m = meta("b", Some(LABEL), vec![ours()]);
     m.annotations = Some([(LAST_APPLIED.to_owned(), "{}".to_owned())].into());
-    assert!(taken_over_by(&m, MANAGER).unwrap().contains("kubectl apply"));
+    assert!(
+        taken_over_by(&m, MANAGER)
+            .unwrap()
+            .contains("kubectl apply")
+    );
 }
 
 fn existing(name: &str, label: Option<&str>, by: Option<&str>, spec: Value) -> Existing {
