@@ -203,14 +203,13 @@ async fn argocd_scripts_and_kstatus_on_recorded_statuses() {
         ))
         .await;
     let created = serde_json::to_value(&created[0]).unwrap();
-    if created["status"].is_null() {
-        cases.push((
-            "before-first-reconcile".into(),
-            created,
-            "Progressing",
-            "InProgress",
-        ));
-    }
+    assert!(created["status"].is_null(), "{created}");
+    cases.push((
+        "before-first-reconcile".into(),
+        created,
+        "Progressing",
+        "InProgress",
+    ));
     let ready = wait_json(&bindings, &good, "Ready", current_ready).await;
     cases.push(("ready".into(), ready.clone(), "Healthy", "Current"));
     let reconciling = recorded

@@ -25,8 +25,10 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -100,12 +102,7 @@ pub async fn run_translator(
         )
         .default_backoff()
     );
-    let reporter = Reporter {
-        controller: super::context::CONTROLLER_NAME.into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
     let mut translator = Translator {
-        recorder: Recorder::new(client.clone(), reporter),
         client,
         config,
         reported_version: None,
@@ -144,7 +141,6 @@ pub async fn run_translator(
 struct Translator {
     client: Client,
     config: LegacyConfigMap,
-    recorder: Recorder,
     /// The ConfigMap version whose warnings were published, and what was published for it.
     reported_version: Option<String>,
     reported: HashSet<(String, String)>,
@@ -199,7 +195,7 @@ impl Translator {
             }
         };
         let label = self.config.label_value();
-        let labelled = |mut meta: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        let labelled = |mut meta: ObjectMeta| {
             meta.labels
                 .get_or_insert_with(BTreeMap::new)
                 .insert(TRANSLATED_LABEL.to_owned(), label.clone());
@@ -413,7 +409,7 @@ impl Translator {
             }
         }
         let secret = Secret {
-            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            metadata: ObjectMeta {
                 name: Some(key.name.clone()),
                 namespace: Some(key.namespace.clone()),
                 labels: Some([(TRANSLATED_LABEL.to_owned(), label)].into()),
@@ -473,16 +469,39 @@ impl Translator {
             return;
         }
         tracing::info!(configmap = %self.config.label_value(), reason, "{note}");
+        // One Event object per message: kube-runtime's Recorder folds Events with the same
+        // reason into one series and keeps the first note, which would hide every problem but
+        // the first. Repeats are already suppressed above.
         let reference: ObjectReference = cm.object_ref(&());
-        let event = Event {
-            type_,
-            reason: reason.to_owned(),
+        let now = jiff::Timestamp::now();
+        let event = K8sEvent {
+            metadata: ObjectMeta {
+                name: Some(format!("{}.{:x}", self.config.name, now.as_nanosecond())),
+                namespace: Some(self.config.namespace.clone()),
+                ..ObjectMeta::default()
+            },
+            action: Some("Translate".into()),
+            reason: Some(reason.to_owned()),
             // events.k8s.io notes hold at most 1 kB.
             note: Some(truncate(&note, 1000)),
-            action: "Translate".into(),
-            secondary: None,
+            event_time: Some(MicroTime(now)),
+            regarding: Some(reference),
+            reporting_controller: Some(super::context::CONTROLLER_NAME.into()),
+            reporting_instance: Some(
+                std::env::var("POD_NAME")
+                    .unwrap_or_else(|_| super::context::CONTROLLER_NAME.into()),
+            ),
+            type_: Some(
+                match type_ {
+                    EventType::Normal => "Normal",
+                    EventType::Warning => "Warning",
+                }
+                .into(),
+            ),
+            ..K8sEvent::default()
         };
-        if let Err(e) = self.recorder.publish(&event, &reference).await {
+        let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &self.config.namespace);
+        if let Err(e) = api.create(&PostParams::default(), &event).await {
             tracing::warn!(error = %e, reason, "could not publish Event");
         }
     }
