@@ -175,8 +175,11 @@ fn cond_is(obj: &Value, t: &str, status: &str) -> bool {
     condition(obj, t)["status"] == status
 }
 
+/// Ready for the current generation, with the pass over (during a spec change the previous
+/// Ready=True stays next to Reconciling=True until the pass ends).
 fn current_ready(obj: &Value) -> bool {
     cond_is(obj, "Ready", "True")
+        && !cond_is(obj, "Reconciling", "True")
         && obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
 }
 
