@@ -525,3 +525,33 @@ fn truncate(s: &str, max: usize) -> String {
     }
     format!("{}…", &s[..end])
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn configmap_reference_is_namespace_slash_name() {
+        let c = LegacyConfigMap::parse("kube-system/acr-configuration").unwrap();
+        assert_eq!(
+            (c.namespace.as_str(), c.name.as_str()),
+            ("kube-system", "acr-configuration")
+        );
+        assert_eq!(c.label_value(), legacy::TRANSLATED_LABEL_VALUE);
+        for bad in ["acr-configuration", "/x", "x/", "a/b/c"] {
+            assert!(LegacyConfigMap::parse(bad).is_err(), "{bad}");
+        }
+        let long = format!("kube-system/{}", "x".repeat(60));
+        assert!(LegacyConfigMap::parse(&long).unwrap_err().contains("63"));
+    }
+
+    #[test]
+    fn long_notes_are_cut_on_a_character_boundary() {
+        let s = "é".repeat(600);
+        let t = truncate(&s, 1000);
+        assert!(t.len() <= 1000 + '…'.len_utf8());
+        assert!(t.ends_with('…'));
+        assert_eq!(truncate("short", 1000), "short");
+    }
+}
