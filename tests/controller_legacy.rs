@@ -37,12 +37,18 @@ const CM: &str = "acr-configuration";
 /// The nodes' account in the generated fake clouds.
 const NODE_ACCOUNT: &str = "9999999999999999";
 
-fn legacy_config(namespace: &str, token_mode: Option<TokenMode>) -> ControllerConfig {
+/// The controller translating `<namespace>/acr-configuration` (again every `resync`), handling
+/// only what that translation labels.
+fn legacy_config(
+    namespace: &str,
+    token_mode: Option<TokenMode>,
+    resync: Duration,
+) -> ControllerConfig {
     let legacy = LegacyConfigMap {
         namespace: namespace.to_owned(),
         name: CM.to_owned(),
         token_mode,
-        resync: Duration::from_secs(60),
+        resync,
     };
     ControllerConfig {
         object_selector: Some(format!("{TRANSLATED_LABEL}={}", legacy.label_value())),
@@ -350,7 +356,7 @@ async fn every_example_translates_live_exactly_like_migrate() {
     let env = support::TestEnv::new("legacy-examples").await;
     let ns = env.namespace().to_owned();
     let client = env.client();
-    let config = legacy_config(&ns, Some(TokenMode::WorkerRole));
+    let config = legacy_config(&ns, Some(TokenMode::WorkerRole), Duration::from_secs(60));
     let label = config.legacy_configmap.as_ref().unwrap().label_value();
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
 
@@ -467,7 +473,8 @@ async fn edits_converge_bad_edits_change_nothing_and_handover_is_safe() {
     let ns1 = h.env.namespace().to_owned();
     let ns2 = h.env.extra_namespace("legacy-edits-b").await;
     let client = h.client();
-    let config = legacy_config(&ns1, None);
+    // Translating every 2 s: repeated passes must neither change anything nor repeat Events.
+    let config = legacy_config(&ns1, None, Duration::from_secs(2));
     let label = config.legacy_configmap.as_ref().unwrap().label_value();
     let running = start(client.clone(), config, &h.fake);
 
@@ -489,6 +496,26 @@ async fn edits_converge_bad_edits_change_nothing_and_handover_is_safe() {
         binding_ready(&client, &first)
     })
     .await;
+    // The inline AccessKey warning, once for this ConfigMap version despite several passes.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let warnings: Vec<String> = events(&client, &ns1, "TranslationWarning")
+        .await
+        .into_iter()
+        .map(|e| e.message.unwrap_or_default())
+        .collect();
+    let distinct: BTreeSet<&String> = warnings.iter().collect();
+    assert_eq!(distinct.len(), warnings.len(), "{warnings:?}");
+    let notes: Vec<&String> = warnings
+        .iter()
+        .filter(|n| n.contains("customAccessKey"))
+        .collect();
+    assert_eq!(notes.len(), 1, "{warnings:?}");
+    let note = notes[0];
+    assert!(
+        note.contains("live translation writes that Secret"),
+        "{note}"
+    );
+    assert!(!note.contains("ctrlsecret"), "{note}");
 
     // Add a registry and a namespace.
     let both = format!("{ns1},{ns2}");
@@ -663,5 +690,82 @@ async fn edits_converge_bad_edits_change_nothing_and_handover_is_safe() {
         }
     })
     .await;
+    running.stop().await;
+}
+
+/// An object of a translated name that the translation did not create is left alone, and a
+/// Warning Event on the ConfigMap says so; the rest of the translation is applied.
+#[tokio::test]
+async fn a_name_clash_leaves_the_other_object_alone() {
+    let _serial = SERIAL.lock().await;
+    let h = Harness::new("legacy-clash", 3600, "15m").await;
+    let ns = h.env.namespace().to_owned();
+    let client = h.client();
+    let config = legacy_config(&ns, None, Duration::from_secs(60));
+    let label = config.legacy_configmap.as_ref().unwrap().label_value();
+    let manifest = configmap(&ns, &ns, &[INSTANCE, OTHER_INSTANCE]);
+    let cm: ConfigMap = serde_yaml::from_str(&manifest).unwrap();
+    let t = legacy::translate_configmap(&cm, &TranslateOptions::default()).unwrap();
+    let (clash, other) = (t.bindings[0].name_any(), t.bindings[1].name_any());
+    let policy = t.policies[0].name_any();
+    h.env.track_cluster_object::<AcrCredentialPolicy>(&policy);
+    h.env.track_cluster_object::<AcrRegistryBinding>(&other);
+    for key in &t.access_keys {
+        h.env.track(
+            ApiResource::erase::<Secret>(&()),
+            Some(&key.namespace),
+            &key.name,
+        );
+    }
+    // Someone else's binding of the same name (not handled by this test's controller).
+    h.binding(
+        &clash,
+        &format!(
+            "  registry: {{instanceId: {INSTANCE}, region: cn-hangzhou}}\n  policyRef: {{name: {}}}\n  namespaces: {{names: [{ns}]}}\n",
+            h.policy
+        ),
+    )
+    .await;
+    let bindings = h.bindings();
+    let theirs = bindings.get(&clash).await.unwrap();
+    let running = start(client.clone(), config, &h.fake);
+    h.env.apply(&manifest).await;
+
+    let event = support::wait_until(Duration::from_secs(30), "a NameClash Event", || async {
+        events(&client, &ns, "NameClash").await.into_iter().next()
+    })
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert!(
+        event
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&clash),
+        "{event:?}"
+    );
+    wait_all_ready(&client, std::slice::from_ref(&other)).await;
+    let after = bindings.get(&clash).await.unwrap();
+    assert_eq!(after.spec, theirs.spec);
+    assert_eq!(after.metadata.labels, theirs.metadata.labels);
+    assert_eq!(
+        translated(&client, &label)
+            .await
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>(),
+        vec![
+            format!("AcrCredentialPolicy/{policy}"),
+            format!("AcrRegistryBinding/{other}")
+        ]
+    );
+
+    // Deleting the ConfigMap prunes the translation's objects, not the other binding.
+    Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .delete(CM, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&client, &label).await;
+    assert_eq!(bindings.get(&clash).await.unwrap().spec, theirs.spec);
     running.stop().await;
 }

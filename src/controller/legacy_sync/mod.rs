@@ -501,7 +501,11 @@ impl Translator {
             ..K8sEvent::default()
         };
         let api: Api<K8sEvent> = Api::namespaced(self.client.clone(), &self.config.namespace);
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PostParams::default()
+        };
+        if let Err(e) = api.create(&params, &event).await {
             tracing::warn!(error = %e, reason, "could not publish Event");
         }
     }
