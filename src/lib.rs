@@ -12,6 +12,8 @@
 //!   (`src/bin/acr-fake-cloud.rs` runs it).
 //! - `sensitive`: the wrapper that keeps credentials and tokens out of every printed string.
 //! - `controller`: the reconcilers, token manager, Secret and ServiceAccount logic, `run`.
+//! - `provider`: the kubelet image credential provider (`src/bin/acr-credential-provider.rs`),
+//!   with node or per-Pod ServiceAccount identity and no Secrets.
 
 pub mod api;
 pub mod cli;
@@ -19,4 +21,5 @@ pub mod cloud;
 pub mod controller;
 pub mod fake;
 pub mod legacy;
+pub mod provider;
 pub mod sensitive;

@@ -72,6 +72,10 @@ pub struct RunArgs {
     /// Longest time between two reconciles of a binding, in seconds.
     #[arg(long, env = "ACR_RESYNC_SECONDS", default_value_t = 300)]
     pub resync_seconds: u64,
+    /// Longest time one reconcile may take, in seconds; past it the reconcile fails and is
+    /// retried (nothing can hold a binding's slot for ever).
+    #[arg(long, env = "ACR_RECONCILE_TIMEOUT_SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(5..))]
+    pub reconcile_timeout_seconds: u64,
     /// Only handle bindings and policies with these labels (`key=value,...`), e.g. to run
     /// several controllers side by side.
     #[arg(long, env = "ACR_OBJECT_SELECTOR")]
@@ -206,6 +210,7 @@ pub async fn run(args: &RunArgs, err: &mut dyn Write) -> Result<ExitCode, CliErr
         default_region: args.region.clone(),
         resync: Duration::from_secs(args.resync_seconds.max(10)),
         object_selector: args.object_selector.clone(),
+        reconcile_timeout: Duration::from_secs(args.reconcile_timeout_seconds),
         ..ControllerConfig::default()
     };
     match controller::run(client, config, cloud, shutdown_signal()).await {

@@ -12,10 +12,11 @@ use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 
-use super::context::{Context, FINALIZER};
+use super::context::Context;
 use super::error::{Error, Result};
+use super::finalizer;
+use super::guard::guarded;
 use super::resolve::{Resolved, resolve};
 use super::selection::{select_namespaces, service_account_selected};
 use super::status::{BindingObservation, apply_status, binding_status};
@@ -30,35 +31,33 @@ use crate::api::{AcrRegistryBinding, NamespaceFailure};
 /// How many namespaces one reconcile converges at once.
 const PARALLEL_NAMESPACES: usize = 8;
 
-/// Reconciles one binding.
+/// Reconciles one binding: once the caches have synced, and within the reconcile deadline,
+/// either converges it (adding the finalizer in the same pass) or, when it is being deleted,
+/// cleans up after it and releases the finalizer.
 pub async fn reconcile(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<Action> {
-    ctx.stores.wait_ready().await;
-    let api: Api<AcrRegistryBinding> = Api::all(ctx.client.clone());
-    finalizer(&api, FINALIZER, binding, |event| async {
-        match event {
-            Finalizer::Apply(b) => apply(b, ctx.clone()).await,
-            Finalizer::Cleanup(b) => cleanup(b, ctx.clone()).await,
+    guarded(&ctx.readiness, ctx.config.reconcile_timeout, async {
+        let api: Api<AcrRegistryBinding> = Api::all(ctx.client.clone());
+        if binding.metadata.deletion_timestamp.is_some() {
+            if finalizer::has(&*binding) {
+                cleanup(binding.clone(), &ctx).await?;
+                finalizer::remove(&api, &binding).await?;
+            }
+            return Ok(Action::await_change());
         }
+        finalizer::add(&api, &binding).await?;
+        apply(binding, ctx.clone()).await
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))
-}
-
-/// What to do after a failed reconcile: try again soon.
-pub fn error_policy(binding: Arc<AcrRegistryBinding>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(binding = %binding.name_any(), reason = error.reason(), error = %error, "reconcile failed");
-    Action::requeue(Duration::from_secs(10))
 }
 
 async fn converge_all(
     ctx: &Context,
+    live: &[Resolved],
     namespaces: BTreeSet<String>,
 ) -> Vec<(String, Result<NamespaceOutcome>)> {
-    let live = live_bindings(ctx);
     let service_accounts = service_accounts_by_namespace(ctx);
     futures::stream::iter(namespaces)
         .map(|ns| {
-            let live = &live;
             let sas = service_accounts.get(&ns).map(Vec::as_slice).unwrap_or(&[]);
             async move {
                 let r = sync_namespace(ctx, &ns, live, sas).await;
@@ -110,6 +109,8 @@ async fn apply(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<Ac
         }
     };
 
+    let live = live_bindings(&ctx);
+    ctx.tokens.retain(&live_requests(&live));
     super::sync::adopt_previous_token(&ctx, &resolved).await;
     let outcome = ctx.tokens.get(&resolved.request).await;
     emit_token_event(&ctx, &binding, &resolved, &outcome).await;
@@ -121,7 +122,7 @@ async fn apply(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<Ac
     );
     let mut targets = selection.selected.clone();
     targets.extend(namespaces_owned_by(&ctx, &name));
-    let results = converge_all(&ctx, targets).await;
+    let results = converge_all(&ctx, &live, targets).await;
 
     // This binding's view of the namespaces.
     let mut synced = 0usize;
@@ -222,6 +223,11 @@ async fn apply(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<Ac
     Ok(Action::requeue(wait))
 }
 
+/// The token requests of every live binding: what the token manager must keep.
+fn live_requests(live: &[Resolved]) -> Vec<super::tokens::TokenRequest> {
+    live.iter().map(|r| r.request.clone()).collect()
+}
+
 async fn emit_token_event(
     ctx: &Context,
     binding: &AcrRegistryBinding,
@@ -309,9 +315,9 @@ async fn emit_token_event(
     }
 }
 
-async fn cleanup(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<Action> {
+async fn cleanup(binding: Arc<AcrRegistryBinding>, ctx: &Context) -> Result<()> {
     let name = binding.name_any();
-    let mut targets = namespaces_owned_by(&ctx, &name);
+    let mut targets = namespaces_owned_by(ctx, &name);
     if let Ok(resolved) = resolve(&binding, &ctx.stores.policies, &ctx.config.default_region) {
         let selection = select_namespaces(
             &resolved.namespaces,
@@ -320,20 +326,21 @@ async fn cleanup(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<
         );
         targets.extend(selection.selected);
     }
-    let results = converge_all(&ctx, targets).await;
+    let live = live_bindings(ctx);
+    let results = converge_all(ctx, &live, targets).await;
     for (ns, r) in results {
         match r {
             Ok(o) if o.service_account_errors.is_empty() => {}
             Ok(o) => {
-                return Err(Error::Contended {
+                return Err(Error::ServiceAccounts {
                     namespace: ns,
-                    name: o.service_account_errors.join("; "),
-                    attempts: super::service_accounts::MAX_ATTEMPTS,
+                    message: o.service_account_errors.join("; "),
                 });
             }
             Err(e) => return Err(e),
         }
     }
+    ctx.tokens.retain(&live_requests(&live));
     tracing::info!(binding = %name, "binding removed: its Secrets and ServiceAccount entries are cleaned up");
-    Ok(Action::await_change())
+    Ok(())
 }

@@ -9,6 +9,7 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use super::caches::Readiness;
 use super::tokens::TokenManager;
 use crate::api::{AcrCredentialPolicy, AcrRegistryBinding};
 use crate::cloud::clock::Clock;
@@ -32,6 +33,9 @@ pub struct ControllerConfig {
     /// Optional label selector (`key=value,...`): only bindings and policies matching it are
     /// handled. Lets several controllers share a cluster (shards, parallel tests).
     pub object_selector: Option<String>,
+    /// Longest time one reconcile may take (waiting for the caches included); past it, the
+    /// reconcile fails and is retried, so nothing can hold an object's slot for ever.
+    pub reconcile_timeout: std::time::Duration,
     /// The legacy ConfigMap to translate live (`run --legacy-configmap`); `None`: off.
     pub legacy_configmap: Option<super::legacy_sync::LegacyConfigMap>,
 }
@@ -44,6 +48,7 @@ impl Default for ControllerConfig {
             field_manager: CONTROLLER_NAME.into(),
             resync: std::time::Duration::from_secs(300),
             object_selector: None,
+            reconcile_timeout: std::time::Duration::from_secs(120),
             legacy_configmap: None,
         }
     }
@@ -61,18 +66,6 @@ pub struct Stores {
 }
 
 impl Stores {
-    /// Waits until every cache holds its initial list, so no decision is made on a partial view
-    /// (an empty namespace cache would look like every namespace left every binding).
-    pub async fn wait_ready(&self) {
-        let _ = futures::join!(
-            self.bindings.wait_until_ready(),
-            self.policies.wait_until_ready(),
-            self.namespaces.wait_until_ready(),
-            self.service_accounts.wait_until_ready(),
-            self.secrets.wait_until_ready(),
-        );
-    }
-
     /// The cached pull Secret of `namespace`.
     pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
         self.secrets.get(&ObjectRef::new(name).within(namespace))
@@ -84,6 +77,10 @@ pub struct Context {
     pub client: Client,
     pub config: ControllerConfig,
     pub stores: Stores,
+    /// Whether every cache holds its initial list: reconciles wait for it, so no decision is
+    /// made on a partial view (an empty namespace cache would look like every namespace left
+    /// every binding).
+    pub readiness: Readiness,
     pub tokens: Arc<TokenManager>,
     pub recorder: Recorder,
     pub clock: Arc<dyn Clock>,
@@ -95,6 +92,7 @@ impl Context {
         client: Client,
         config: ControllerConfig,
         stores: Stores,
+        readiness: Readiness,
         tokens: Arc<TokenManager>,
         recorder: Recorder,
         clock: Arc<dyn Clock>,
@@ -103,6 +101,7 @@ impl Context {
             client,
             config,
             stores,
+            readiness,
             tokens,
             recorder,
             clock,

@@ -1,7 +1,5 @@
-//! The controller layer's error type. Every variant has a fixed [`Error::reason`] used as the
-//! condition reason, the Event reason and (later) a metric label, so the set stays bounded.
-
-use crate::cloud::CloudError;
+//! The controller layer's error type. Every variant has a fixed [`Error::reason`], the bounded
+//! label that reconcile failures are logged (and counted) under; the message is for people.
 
 /// Anything a reconcile can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -9,22 +7,16 @@ pub enum Error {
     /// The Kubernetes API refused or failed a request.
     #[error("Kubernetes API: {0}")]
     Kube(#[source] kube::Error),
-    /// A finalizer add/remove/cleanup step failed.
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
-    /// The cloud (credentials or registry token) failed.
-    #[error("{0}")]
-    Cloud(#[source] CloudError),
-    /// Serialising an object we build failed (a bug, never user input).
-    #[error("serialising {what}: {source}")]
-    Serialize {
-        what: &'static str,
-        #[source]
-        source: serde_json::Error,
-    },
     /// An object from the cache lacks a field the API server always sets.
     #[error("object without {0}")]
     MissingField(&'static str),
+    /// A reconcile ran past its deadline; the work done so far stays, and it is requeued.
+    #[error("reconcile did not finish within {seconds} s{}", waiting_note(.waiting_for))]
+    Timeout {
+        seconds: u64,
+        /// Watch caches that had not synced yet when the deadline passed.
+        waiting_for: Vec<&'static str>,
+    },
     /// A ServiceAccount kept changing under us; the next reconcile tries again.
     #[error("ServiceAccount {namespace}/{name} changed {attempts} times while we patched it")]
     Contended {
@@ -32,18 +24,20 @@ pub enum Error {
         name: String,
         attempts: u32,
     },
+    /// Some of a namespace's ServiceAccounts could not be patched.
+    #[error("ServiceAccounts in namespace {namespace}: {message}")]
+    ServiceAccounts { namespace: String, message: String },
 }
 
 impl Error {
-    /// A fixed CamelCase reason for conditions, Events and metric labels.
+    /// A fixed CamelCase reason, for logs and metric labels.
     pub fn reason(&self) -> &'static str {
         match self {
             Error::Kube(_) => "KubernetesApiError",
-            Error::Finalizer(_) => "FinalizerFailed",
-            Error::Cloud(e) => e.reason(),
-            Error::Serialize { .. } => "SerializationFailed",
             Error::MissingField(_) => "MissingField",
             Error::Contended { .. } => "Conflict",
+            Error::Timeout { .. } => "ReconcileTimeout",
+            Error::ServiceAccounts { .. } => "ServiceAccountPatchFailed",
         }
     }
 }
@@ -51,6 +45,14 @@ impl Error {
 impl From<kube::Error> for Error {
     fn from(e: kube::Error) -> Self {
         Error::Kube(e)
+    }
+}
+
+fn waiting_note(caches: &[&'static str]) -> String {
+    if caches.is_empty() {
+        String::new()
+    } else {
+        format!(" (watch caches not synced yet: {})", caches.join(", "))
     }
 }
 

@@ -1,7 +1,10 @@
 //! The controller: keeps pull Secrets and ServiceAccount `imagePullSecrets` in line with the
 //! `AcrRegistryBinding`s and `AcrCredentialPolicy`s, renews tokens, and reports status.
 //!
+//! - [`caches`]: the watch caches, their one shared readiness signal and re-list triggers.
 //! - [`context`]: the one `Context` (client, watch caches, token manager, recorder, clock).
+//! - [`guard`]: the envelope of every reconcile (caches synced, deadline, error policy).
+//! - [`finalizer`]: the binding finalizer, added in the pass that first converges a binding.
 //! - [`selection`]: which namespaces and ServiceAccounts a binding targets (pure).
 //! - [`resolve`]: from a binding and its policy to a token request (pure over the caches).
 //! - [`tokens`]: the shared token manager (coalescing, renewal, backoff).
@@ -16,8 +19,11 @@
 //! [`run`] wires it together and is what the `run` subcommand and the integration tests call.
 
 pub mod binding;
+pub mod caches;
 pub mod context;
 pub mod error;
+pub mod finalizer;
+pub mod guard;
 pub mod legacy_sync;
 pub mod policy;
 pub mod resolve;
@@ -28,17 +34,18 @@ pub mod status;
 pub mod sync;
 pub mod tokens;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 
+pub use caches::Readiness;
 pub use context::{Context, ControllerConfig, Stores};
 pub use error::Error;
 
@@ -48,19 +55,17 @@ use crate::cloud::credentials::access_key::KubeSecretReader;
 use crate::cloud::{CloudClient, CloudConfig, CloudError};
 use tokens::{CloudFetcher, TokenFetcher, TokenManager};
 
-/// Bindings that may care about namespace `ns`: those whose selection matches it by name or
-/// labels (ignoring the policy's allowedNamespaces) and those owning our Secret there.
+/// Bindings that may care about namespace `ns`, whose labels are `labels` (taken from the
+/// event's own object when there is one, so a namespace relabelled during a watch gap is judged
+/// by its new labels): those whose selection matches it by name or labels (ignoring the
+/// policy's allowedNamespaces) and those owning our Secret there.
 fn bindings_for_namespace(
     bindings: &Store<AcrRegistryBinding>,
-    namespaces: &Store<Namespace>,
     secrets: &Store<Secret>,
     secret_name: &str,
     ns: &str,
+    labels: &BTreeMap<String, String>,
 ) -> Vec<ObjectRef<AcrRegistryBinding>> {
-    let labels = namespaces
-        .get(&ObjectRef::new(ns))
-        .map(|n| n.labels().clone())
-        .unwrap_or_default();
     let owners = secrets
         .get(&ObjectRef::new(secret_name).within(ns))
         .map(|s| secret::owner_bindings(&s))
@@ -70,11 +75,107 @@ fn bindings_for_namespace(
         .iter()
         .filter(|b| {
             owners.contains(&b.name_any())
-                || selection::namespace_verdict(&b.spec.namespaces, None, ns, &labels)
+                || selection::namespace_verdict(&b.spec.namespaces, None, ns, labels)
                     != selection::NamespaceVerdict::NotSelected
         })
         .map(|b| ObjectRef::from_obj(&**b))
         .collect()
+}
+
+/// Maps watch events of the secondary kinds to the bindings they concern.
+#[derive(Clone)]
+struct Mappers {
+    stores: Stores,
+    secret_name: String,
+}
+
+impl Mappers {
+    /// The labels of namespace `ns` as cached.
+    fn labels_of(&self, ns: &str) -> BTreeMap<String, String> {
+        self.stores
+            .namespaces
+            .get(&ObjectRef::new(ns))
+            .map(|n| n.labels().clone())
+            .unwrap_or_default()
+    }
+
+    fn namespace(&self, ns: &Namespace) -> Vec<ObjectRef<AcrRegistryBinding>> {
+        let s = &self.stores;
+        bindings_for_namespace(
+            &s.bindings,
+            &s.secrets,
+            &self.secret_name,
+            &ns.name_any(),
+            ns.labels(),
+        )
+    }
+
+    fn service_account(&self, sa: &ServiceAccount) -> Vec<ObjectRef<AcrRegistryBinding>> {
+        let s = &self.stores;
+        match sa.namespace() {
+            Some(ns) => bindings_for_namespace(
+                &s.bindings,
+                &s.secrets,
+                &self.secret_name,
+                &ns,
+                &self.labels_of(&ns),
+            ),
+            None => Vec::new(),
+        }
+    }
+
+    fn secret(&self, secret: &Secret) -> Vec<ObjectRef<AcrRegistryBinding>> {
+        let s = &self.stores;
+        let mut refs = match secret.namespace() {
+            Some(ns) => bindings_for_namespace(
+                &s.bindings,
+                &s.secrets,
+                &self.secret_name,
+                &ns,
+                &self.labels_of(&ns),
+            ),
+            None => Vec::new(),
+        };
+        refs.extend(
+            secret::owner_bindings(secret)
+                .into_iter()
+                .map(|o| ObjectRef::new(&o)),
+        );
+        refs
+    }
+
+    fn policy(&self, policy: &AcrCredentialPolicy) -> Vec<ObjectRef<AcrRegistryBinding>> {
+        let name = policy.name_any();
+        self.stores
+            .bindings
+            .state()
+            .iter()
+            .filter(|b| b.spec.policy_name() == name)
+            .map(|b| ObjectRef::from_obj(&**b))
+            .collect()
+    }
+}
+
+/// Logs what a controller's stream yields: reconcile failures were logged by the error policy
+/// already; watch and runner errors are logged here, at warn level.
+async fn log_controller_event<K, E>(
+    controller: &'static str,
+    result: Result<
+        (ObjectRef<K>, kube::runtime::controller::Action),
+        kube::runtime::controller::Error<E, watcher::Error>,
+    >,
+) where
+    K: kube::Resource,
+    E: std::error::Error,
+{
+    use kube::runtime::controller::Error as E2;
+    match result {
+        Ok(_) | Err(E2::ReconcilerFailed(..)) => {}
+        Err(E2::ObjectNotFound(obj)) => {
+            tracing::debug!(controller, object = %obj, "object gone before its reconcile");
+        }
+        Err(e) => tracing::warn!(controller, error = %e, "controller stream error"),
+    }
 }
 
 /// Runs the controller with the production cloud client until `shutdown` completes.
@@ -102,52 +203,58 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let shutdown = shutdown.boxed().shared();
-    let wc = watcher::Config::default;
     let owned = || match &config.object_selector {
-        Some(selector) => wc().labels(selector),
-        None => wc(),
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
     };
+    let readiness = Readiness::new(caches::kind::ALL);
+    let (relisted_tx, relisted) = futures::channel::mpsc::unbounded();
+    // One reflector per kind, each reporting its lists to `readiness` and its re-lists to
+    // `relisted`.
+    let all = watcher::Config::default;
+    let (bindings, binding_stream) = caches::cache::<AcrRegistryBinding>(
+        Api::all(client.clone()),
+        owned(),
+        caches::kind::BINDINGS,
+        &readiness,
+        &relisted_tx,
+    );
+    let (policies, policy_stream) = caches::cache::<AcrCredentialPolicy>(
+        Api::all(client.clone()),
+        owned(),
+        caches::kind::POLICIES,
+        &readiness,
+        &relisted_tx,
+    );
+    let (namespaces, ns_stream) = caches::cache::<Namespace>(
+        Api::all(client.clone()),
+        all(),
+        caches::kind::NAMESPACES,
+        &readiness,
+        &relisted_tx,
+    );
+    let (service_accounts, sa_stream) = caches::cache::<ServiceAccount>(
+        Api::all(client.clone()),
+        all(),
+        caches::kind::SERVICE_ACCOUNTS,
+        &readiness,
+        &relisted_tx,
+    );
+    let (secrets, secret_stream) = caches::cache::<Secret>(
+        Api::all(client.clone()),
+        all().fields(&format!("metadata.name={}", config.secret_name)),
+        caches::kind::SECRETS,
+        &readiness,
+        &relisted_tx,
+    );
+    drop(relisted_tx);
 
-    let (namespaces, ns_writer) = reflector::store::<Namespace>();
-    let ns_stream = reflector::reflector(
-        ns_writer,
-        watcher(Api::<Namespace>::all(client.clone()), wc()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (service_accounts, sa_writer) = reflector::store::<ServiceAccount>();
-    let sa_stream = reflector::reflector(
-        sa_writer,
-        watcher(Api::<ServiceAccount>::all(client.clone()), wc()),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (secrets, secret_writer) = reflector::store::<Secret>();
-    let secret_stream = reflector::reflector(
-        secret_writer,
-        watcher(
-            Api::<Secret>::all(client.clone()),
-            wc().fields(&format!("metadata.name={}", config.secret_name)),
-        ),
-    )
-    .default_backoff()
-    .touched_objects();
-    let (policies, policy_writer) = reflector::store::<AcrCredentialPolicy>();
-    let policy_stream = reflector::reflector(
-        policy_writer,
-        watcher(Api::<AcrCredentialPolicy>::all(client.clone()), owned()),
-    )
-    .default_backoff()
-    .touched_objects();
-
-    let controller = Controller::new(Api::<AcrRegistryBinding>::all(client.clone()), owned());
-    let bindings = controller.store();
     let stores = Stores {
         bindings: bindings.clone(),
         policies: policies.clone(),
-        namespaces: namespaces.clone(),
-        service_accounts: service_accounts.clone(),
-        secrets: secrets.clone(),
+        namespaces,
+        service_accounts,
+        secrets,
     };
     let reporter = Reporter {
         controller: context::CONTROLLER_NAME.into(),
@@ -155,91 +262,54 @@ pub async fn run_with(
     };
     let recorder = Recorder::new(client.clone(), reporter);
     let tokens = Arc::new(TokenManager::new(fetcher, clock.clone()));
+    let mappers = Mappers {
+        stores: stores.clone(),
+        secret_name: config.secret_name.clone(),
+    };
     let ctx = Arc::new(Context::new(
         client.clone(),
         config.clone(),
         stores,
+        readiness,
         tokens,
         recorder,
         clock,
     ));
 
-    let name = config.secret_name.clone();
-    let m_ns = {
-        let (b, n, s, name) = (
-            bindings.clone(),
-            namespaces.clone(),
-            secrets.clone(),
-            name.clone(),
-        );
-        move |ns: Namespace| bindings_for_namespace(&b, &n, &s, &name, &ns.name_any())
-    };
-    let m_sa = {
-        let (b, n, s, name) = (
-            bindings.clone(),
-            namespaces.clone(),
-            secrets.clone(),
-            name.clone(),
-        );
-        move |sa: ServiceAccount| match sa.namespace() {
-            Some(ns) => bindings_for_namespace(&b, &n, &s, &name, &ns),
-            None => Vec::new(),
+    // Policies feed two things: the binding controller (through the policy cache and mapper)
+    // and the policy controller (its own trigger stream over the same cache).
+    let (policy_trigger_tx, policy_trigger) = futures::channel::mpsc::unbounded();
+    let policy_stream = policy_stream.inspect(move |event| {
+        if let Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) = event {
+            let _ = policy_trigger_tx.unbounded_send(Ok(p.clone()));
         }
-    };
-    let m_secret = {
-        let (b, n, s, name) = (
-            bindings.clone(),
-            namespaces.clone(),
-            secrets.clone(),
-            name.clone(),
-        );
-        move |secret: Secret| {
-            let mut refs = match secret.namespace() {
-                Some(ns) => bindings_for_namespace(&b, &n, &s, &name, &ns),
-                None => Vec::new(),
-            };
-            refs.extend(
-                secret::owner_bindings(&secret)
-                    .into_iter()
-                    .map(|o| ObjectRef::new(&o)),
-            );
-            refs
-        }
-    };
-    let m_policy = {
-        let b = bindings.clone();
-        move |p: AcrCredentialPolicy| {
-            let policy = p.name_any();
-            b.state()
-                .iter()
-                .filter(|x| x.spec.policy_name() == policy)
-                .map(|x| ObjectRef::from_obj(&**x))
-                .collect::<Vec<_>>()
-        }
-    };
+    });
 
-    let binding_controller = controller
-        .watches_stream(ns_stream, m_ns)
-        .watches_stream(sa_stream, m_sa)
-        .watches_stream(secret_stream, m_secret)
-        .watches_stream(policy_stream, m_policy)
-        // 200 ms debounce. kube-runtime restarts the debounce timer on every new trigger, so a
-        // steady stream of namespace and ServiceAccount events postpones reconciles until the
-        // stream pauses: the benchmark's new-namespace latency is up to the length of a burst
-        // (p99 10 s for 10 new namespaces a second over 10 s). With 20 ms or none, that goes
-        // away (p99 104 ms), but controller tests then intermittently saw a binding that was
-        // never reconciled (after start and after a restart); until that is understood the
-        // longer, well-tested debounce stays.
-        .with_config(
-            kube::runtime::controller::Config::default().debounce(Duration::from_millis(200)),
+    // No debounce: the runner already folds triggers for a binding that is being reconciled
+    // into one rerun, and kube-runtime's debounce restarts its timer on every trigger, so a
+    // steady stream of namespace events would postpone reconciles indefinitely.
+    let m = mappers.clone();
+    let binding_controller = Controller::for_stream(binding_stream.applied_objects(), bindings)
+        .watches_stream(ns_stream.touched_objects(), {
+            let m = m.clone();
+            move |ns: Namespace| m.namespace(&ns)
+        })
+        .watches_stream(sa_stream.touched_objects(), {
+            let m = m.clone();
+            move |sa: ServiceAccount| m.service_account(&sa)
+        })
+        .watches_stream(secret_stream.touched_objects(), {
+            let m = m.clone();
+            move |s: Secret| m.secret(&s)
+        })
+        .watches_stream(
+            policy_stream.touched_objects(),
+            move |p: AcrCredentialPolicy| m.policy(&p),
         )
+        .reconcile_all_on(relisted)
         .graceful_shutdown_on(shutdown.clone())
-        .run(binding::reconcile, binding::error_policy, ctx.clone())
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "binding controller event");
-            }
-        });
+        .run(binding::reconcile, guard::error_policy, ctx.clone())
+        .for_each(|r| log_controller_event("binding", r));
     let translator = {
         let (client, legacy, shutdown) = (
             client.clone(),
@@ -252,14 +322,10 @@ pub async fn run_with(
             }
         }
     };
-    let policy_controller = Controller::new(Api::<AcrCredentialPolicy>::all(client), owned())
+    let policy_controller = Controller::for_stream(policy_trigger, policies)
         .graceful_shutdown_on(shutdown)
-        .run(policy::reconcile, policy::error_policy, ctx)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::debug!(error = %e, "policy controller event");
-            }
-        });
+        .run(policy::reconcile, guard::error_policy, ctx)
+        .for_each(|r| log_controller_event("policy", r));
     tracing::info!(secret = %config.secret_name, "controller started");
     futures::join!(binding_controller, policy_controller, translator);
     tracing::info!("controller stopped");

@@ -11,7 +11,8 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 
 use super::context::Context;
-use super::error::{Error, Result};
+use super::error::Result;
+use super::guard::guarded;
 use super::status::{apply_status, time};
 use super::tokens::{TokenFailure, identity_of};
 use crate::api::conditions::{
@@ -118,6 +119,15 @@ pub fn policy_status(
 
 /// Reconciles one policy.
 pub async fn reconcile(policy: Arc<AcrCredentialPolicy>, ctx: Arc<Context>) -> Result<Action> {
+    guarded(
+        &ctx.readiness,
+        ctx.config.reconcile_timeout,
+        refresh(policy, &ctx),
+    )
+    .await
+}
+
+async fn refresh(policy: Arc<AcrCredentialPolicy>, ctx: &Context) -> Result<Action> {
     let health = from_api::provider_config(&policy.spec, Path::new(DEFAULT_MANAGED_TOKEN_FILE))
         .map(|config| {
             let (failure, any_valid) = ctx.tokens.identity_health(&identity_of(&config));
@@ -154,12 +164,6 @@ pub async fn reconcile(policy: Arc<AcrCredentialPolicy>, ctx: Arc<Context>) -> R
 
 /// How often a policy's status is refreshed from the token manager.
 const POLICY_REFRESH: Duration = Duration::from_secs(60);
-
-/// What to do after a failed reconcile.
-pub fn error_policy(policy: Arc<AcrCredentialPolicy>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(policy = %policy.name_any(), reason = error.reason(), error = %error, "policy reconcile failed");
-    Action::requeue(Duration::from_secs(10))
-}
 
 #[cfg(test)]
 mod tests {

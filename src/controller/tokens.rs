@@ -70,7 +70,10 @@ pub fn identity_of(config: &ProviderConfig) -> String {
             oidc_provider_arn,
             ..
         } => format!("rrsa:{role_arn}:{oidc_provider_arn}"),
-        S::AccessKey(r) => format!("accessKey:{}/{}", r.namespace, r.name),
+        S::AccessKey(r) => format!(
+            "accessKey:{}/{}:{}:{}",
+            r.namespace, r.name, r.access_key_id_key, r.access_key_secret_key
+        ),
     };
     match &config.assume_role {
         None => base,
@@ -156,6 +159,8 @@ pub trait TokenFetcher: Send + Sync {
     fn credentials_expire_at(&self, _provider: &ProviderConfig) -> Option<Timestamp> {
         None
     }
+    /// Forgets whatever is cached for credential chains other than `live`.
+    fn retain(&self, _live: &[&ProviderConfig]) {}
 }
 
 /// Most jitter subtracted from a renewal time.
@@ -327,6 +332,41 @@ impl TokenManager {
         self.fetcher.credentials_expire_at(provider)
     }
 
+    /// Forgets the tokens (and the fetcher's cached credentials) that no live binding uses any
+    /// more, so memory does not grow with every registry and identity ever seen. `live` holds
+    /// the requests of every live binding.
+    pub fn retain(&self, live: &[TokenRequest]) {
+        let keys: std::collections::HashSet<TokenKey> =
+            live.iter().map(TokenRequest::key).collect();
+        let removed = {
+            let mut map = self
+                .entries
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let before = map.len();
+            map.retain(|k, _| keys.contains(k));
+            before - map.len()
+        };
+        let providers: Vec<&ProviderConfig> = live.iter().map(|r| &r.provider).collect();
+        self.fetcher.retain(&providers);
+        if removed > 0 {
+            tracing::debug!(removed, "tokens no binding uses any more forgotten");
+        }
+    }
+
+    /// How many tokens are held or being obtained.
+    pub fn len(&self) -> usize {
+        self.entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
+    }
+
+    /// Whether no token is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Whether a token is held for `key` (valid or not).
     pub async fn holds(&self, key: &TokenKey) -> bool {
         let entry = self.entry(key);
@@ -381,20 +421,22 @@ impl TokenManager {
         now: Timestamp,
         renewal_due: bool,
     ) -> Activity {
-        let result = async {
-            let token = if renewal_due {
-                Some(self.fetcher.token(req).await?)
-            } else {
-                None
-            };
-            let domains = if req.discover_domains && e.domains.is_none() {
-                Some(self.fetcher.domains(req).await?)
-            } else {
-                None
-            };
-            Ok::<_, CloudError>((token, domains))
-        }
-        .await;
+        // The token and the domains are independent calls: make them at once.
+        let want_domains = req.discover_domains && e.domains.is_none();
+        let result = futures::try_join!(
+            async {
+                match renewal_due {
+                    true => self.fetcher.token(req).await.map(Some),
+                    false => Ok(None),
+                }
+            },
+            async {
+                match want_domains {
+                    true => self.fetcher.domains(req).await.map(Some),
+                    false => Ok::<_, CloudError>(None),
+                }
+            },
+        );
         match result {
             Ok((token, domains)) => {
                 if let Some(d) = domains {
@@ -542,6 +584,12 @@ impl TokenFetcher for CloudFetcher {
         self.providers()
             .get(&format!("{config:?}"))?
             .cached_expiry()
+    }
+
+    fn retain(&self, live: &[&ProviderConfig]) {
+        let keep: std::collections::HashSet<String> =
+            live.iter().map(|c| format!("{c:?}")).collect();
+        self.providers().retain(|k, _| keep.contains(k));
     }
 }
 

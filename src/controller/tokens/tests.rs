@@ -14,6 +14,8 @@ struct Fake {
     calls: AtomicUsize,
     fail: Mutex<bool>,
     lifetime: SignedDuration,
+    /// What the last `retain` kept: the credential chains still in use.
+    retained: Mutex<Option<Vec<ProviderConfig>>>,
 }
 
 impl TokenFetcher for Fake {
@@ -49,6 +51,9 @@ impl TokenFetcher for Fake {
     ) -> BoxFuture<'a, Result<Vec<String>, CloudError>> {
         Box::pin(async { Ok(vec!["r-registry.cn-hangzhou.cr.aliyuncs.com".to_owned()]) })
     }
+    fn retain(&self, live: &[&ProviderConfig]) {
+        *self.retained.lock().unwrap() = Some(live.iter().map(|c| (*c).clone()).collect());
+    }
 }
 
 fn request() -> TokenRequest {
@@ -78,6 +83,7 @@ fn setup() -> (Arc<ManualClock>, Arc<Fake>, TokenManager) {
         calls: AtomicUsize::new(0),
         fail: Mutex::new(false),
         lifetime: SignedDuration::from_hours(1),
+        retained: Mutex::new(None),
     });
     let manager = TokenManager::new(fake.clone(), clock.clone()).without_jitter();
     (clock, fake, manager)
@@ -223,7 +229,10 @@ async fn domains_are_discovered_once() {
 #[test]
 fn identity_names_the_chain_without_secrets() {
     let mut req = request();
-    assert_eq!(req.key().identity, "accessKey:kube-system/ak");
+    assert_eq!(
+        req.key().identity,
+        "accessKey:kube-system/ak:AccessKeyId:AccessKeySecret"
+    );
     req.provider.assume_role = Some(crate::cloud::credentials::AssumeRoleConfig {
         role_arn: "acs:ram::1:role/r".into(),
         session_name: "s".into(),
@@ -232,7 +241,7 @@ fn identity_names_the_chain_without_secrets() {
     });
     assert_eq!(
         req.key().identity,
-        "accessKey:kube-system/ak+assumeRole:acs:ram::1:role/r::3600s"
+        "accessKey:kube-system/ak:AccessKeyId:AccessKeySecret+assumeRole:acs:ram::1:role/r::3600s"
     );
 }
 
@@ -263,4 +272,37 @@ async fn an_adopted_token_is_served_until_renewal_is_due() {
     assert_eq!(fake.calls.load(Ordering::SeqCst), 0);
     clock.advance(SignedDuration::from_mins(15));
     assert_eq!(manager.get(&req).await.activity, Activity::Renewed);
+}
+
+#[tokio::test]
+async fn a_token_no_live_binding_uses_is_forgotten_with_its_credentials() {
+    let (_clock, fake, manager) = setup();
+    let first = request();
+    let mut second = request();
+    second.registry = Registry::Personal {
+        region: "cn-beijing".into(),
+    };
+    if let SourceConfig::AccessKey(r) = &mut second.provider.source {
+        r.name = "other-ak".into();
+    }
+    manager.get(&first).await;
+    manager.get(&second).await;
+    assert_eq!(manager.len(), 2);
+
+    // The last binding using `second` is gone: only `first` stays, token and credentials.
+    manager.retain(std::slice::from_ref(&first));
+    assert_eq!(manager.len(), 1);
+    assert!(manager.holds(&first.key()).await);
+    assert_eq!(
+        fake.retained.lock().unwrap().clone(),
+        Some(vec![first.provider.clone()])
+    );
+    // Asking again for the forgotten one costs a new cloud call (nothing stale is served).
+    let calls = fake.calls.load(Ordering::SeqCst);
+    manager.get(&second).await;
+    assert_eq!(fake.calls.load(Ordering::SeqCst), calls + 1);
+
+    // No binding at all: nothing is held.
+    manager.retain(&[]);
+    assert!(manager.is_empty());
 }

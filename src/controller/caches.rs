@@ -1,0 +1,137 @@
+//! The watch caches and their readiness.
+//!
+//! One reflector per watched kind (bindings, policies, namespaces, ServiceAccounts, our named
+//! Secrets). Each stream passes through [`observe`], which reports its first complete list to
+//! the one shared [`Readiness`] and every later re-list on a trigger channel, so the binding
+//! controller can reconcile everything after a watch gap (an object deleted during the gap
+//! leaves no event of its own).
+//!
+//! Why not `Store::wait_until_ready()`: in kube-runtime 5.0.0 a store's readiness is a
+//! `DelayedInit` over a `futures` oneshot receiver, which keeps one waker, so of several tasks
+//! waiting on the same store only the last one to poll is woken. The controller's own runner
+//! already waits on the bindings store; a reconcile that waited on a store as well could stay
+//! parked forever, holding its object's slot. [`Readiness`] is a `tokio::sync::watch` channel,
+//! which wakes every waiter, and nothing in this crate calls `wait_until_ready`.
+
+use std::collections::BTreeSet;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use futures::channel::mpsc;
+use futures::{Stream, StreamExt};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+/// The names of the caches the binding reconciler reads.
+pub mod kind {
+    pub const BINDINGS: &str = "acrregistrybindings";
+    pub const POLICIES: &str = "acrcredentialpolicies";
+    pub const NAMESPACES: &str = "namespaces";
+    pub const SERVICE_ACCOUNTS: &str = "serviceaccounts";
+    pub const SECRETS: &str = "secrets";
+    /// Every cache, in the order they are reported.
+    pub const ALL: [&str; 5] = [BINDINGS, POLICIES, NAMESPACES, SERVICE_ACCOUNTS, SECRETS];
+}
+
+/// Whether every cache holds its initial list. Cheap to clone; every clone sees the same state.
+#[derive(Clone, Debug)]
+pub struct Readiness {
+    tx: Arc<watch::Sender<BTreeSet<&'static str>>>,
+}
+
+impl Readiness {
+    /// Waits for the caches named in `pending`.
+    pub fn new(pending: impl IntoIterator<Item = &'static str>) -> Self {
+        let (tx, _) = watch::channel(pending.into_iter().collect());
+        Self { tx: Arc::new(tx) }
+    }
+
+    /// Records that `cache` has listed once. Returns whether this was its first list.
+    pub fn mark_listed(&self, cache: &'static str) -> bool {
+        let mut first = false;
+        self.tx.send_if_modified(|pending| {
+            first = pending.remove(cache);
+            first
+        });
+        if first && self.is_ready() {
+            tracing::info!("watch caches synced");
+        }
+        first
+    }
+
+    /// Whether every cache has listed.
+    pub fn is_ready(&self) -> bool {
+        self.tx.borrow().is_empty()
+    }
+
+    /// The caches that have not listed yet.
+    pub fn pending(&self) -> Vec<&'static str> {
+        self.tx.borrow().iter().copied().collect()
+    }
+
+    /// Completes once every cache has listed; any number of tasks may wait at once, and all of
+    /// them are woken.
+    pub async fn wait(&self) {
+        let mut rx = self.tx.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = rx.wait_for(BTreeSet::is_empty).await;
+    }
+}
+
+/// Passes a reflector's event stream through unchanged, reporting the end of each complete
+/// list (`InitDone`): the first to `readiness`, every later one (a re-list after a watch gap or
+/// a desync) as a `()` on `relisted`. Watch errors are logged at warn level here, where the
+/// cache's name is known.
+pub fn observe<K, S>(
+    stream: S,
+    cache: &'static str,
+    readiness: Readiness,
+    relisted: mpsc::UnboundedSender<()>,
+) -> impl Stream<Item = S::Item> + Send
+where
+    K: Send,
+    S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
+{
+    stream.inspect(move |event| match event {
+        Ok(watcher::Event::InitDone) => {
+            if !readiness.mark_listed(cache) {
+                tracing::info!(cache, "watch cache re-listed; reconciling every binding");
+                let _ = relisted.unbounded_send(());
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(cache, error = %e, "watch stream error; retrying with backoff"),
+    })
+}
+
+/// A watch cache of one kind: the store the reconcilers read, and the event stream that fills
+/// it (which must be polled, by a controller, for the store to fill), passed through
+/// [`observe`].
+pub fn cache<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    name: &'static str,
+    readiness: &Readiness,
+    relisted: &mpsc::UnboundedSender<()>,
+) -> (
+    Store<K>,
+    impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + use<K>,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let stream = observe(
+        reflector::reflector(writer, watcher::watcher(api, config).default_backoff()),
+        name,
+        readiness.clone(),
+        relisted.clone(),
+    );
+    (store, stream)
+}
+
+#[cfg(test)]
+mod tests;
