@@ -17,16 +17,16 @@ use super::context::Context;
 use super::error::{Error, Result};
 use super::finalizer;
 use super::guard::guarded;
+use super::observe::{observation, tally};
 use super::resolve::{Resolved, resolve};
-use super::selection::{select_namespaces, service_account_selected};
-use super::status::{BindingObservation, apply_status, binding_status};
+use super::selection::select_namespaces;
+use super::status::{BindingObservation, Blocker, apply_status, binding_status};
 use super::sync::{
-    NamespaceOutcome, SecretState, live_bindings, namespaces_owned_by,
-    service_accounts_by_namespace, sync_namespace,
+    NamespaceOutcome, live_bindings, namespaces_owned_by, service_accounts_by_namespace,
+    sync_namespace,
 };
-use super::tokens::Activity;
-use crate::api::conditions::reasons;
-use crate::api::{AcrRegistryBinding, NamespaceFailure};
+use super::tokens::{Activity, TokenOutcome};
+use crate::api::AcrRegistryBinding;
 
 /// How many namespaces one reconcile converges at once.
 const PARALLEL_NAMESPACES: usize = 8;
@@ -69,158 +69,128 @@ async fn converge_all(
         .await
 }
 
+/// Converges a live binding, in named steps: resolve → token → plan namespaces → converge →
+/// observe → write status → when to look again.
 async fn apply(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<Action> {
-    let name = binding.name_any();
-    let now = ctx.clock.now();
-    let api: Api<AcrRegistryBinding> = Api::all(ctx.client.clone());
-    let registry = binding.spec.registry.display();
     // kstatus: say `Reconciling` at once for a new generation, before any slow cloud call.
-    let reconciling = super::status::reconciling_status(
+    if let Some(status) = super::status::reconciling_status(
         binding.status.as_ref(),
         binding.metadata.generation,
-        now,
-    );
-    if let Some(status) = &reconciling {
-        apply_status(&api, &name, &ctx.config.field_manager, status).await?;
+        ctx.clock.now(),
+    ) {
+        let api: Api<AcrRegistryBinding> = Api::all(ctx.client.clone());
+        apply_status(
+            &api,
+            &binding.name_any(),
+            &ctx.config.field_manager,
+            &status,
+        )
+        .await?;
     }
     let resolved = match resolve(&binding, &ctx.stores.policies, &ctx.config.default_region) {
         Ok(r) => r,
-        Err(blocker) => {
-            let obs = BindingObservation {
-                generation: binding.metadata.generation,
-                registry,
-                blocker: Some(blocker.clone()),
-                ..Default::default()
-            };
-            let status = binding_status(binding.status.as_ref(), &obs, now);
-            if binding.status.as_ref() != Some(&status) {
-                ctx.event(
-                    &*binding,
-                    EventType::Warning,
-                    blocker.reason,
-                    "Validate",
-                    blocker.message.clone(),
-                )
-                .await;
-                apply_status(&api, &name, &ctx.config.field_manager, &status).await?;
-            }
-            // Policy and spec changes trigger a reconcile; look again now and then anyway.
-            return Ok(Action::requeue(ctx.config.resync));
-        }
+        Err(blocker) => return blocked(&binding, &ctx, blocker).await,
     };
-
     let live = live_bindings(&ctx);
-    ctx.tokens.retain(&live_requests(&live));
-    super::sync::adopt_previous_token(&ctx, &resolved).await;
-    let outcome = ctx.tokens.get(&resolved.request).await;
-    emit_token_event(&ctx, &binding, &resolved, &outcome).await;
-
+    let outcome = token(&binding, &ctx, &resolved, &live).await;
     let selection = select_namespaces(
         &resolved.namespaces,
         resolved.allowed.as_ref(),
         ctx.stores.namespaces.state().iter().map(|n| &**n),
     );
     let mut targets = selection.selected.clone();
-    targets.extend(namespaces_owned_by(&ctx, &name));
+    targets.extend(namespaces_owned_by(&ctx, &resolved.name));
     let results = converge_all(&ctx, &live, targets).await;
+    let tally = tally(
+        &resolved,
+        binding.spec.policy_name(),
+        &ctx.config.secret_name,
+        &selection,
+        &results,
+    );
+    let obs = observation(&binding, &resolved, &outcome, &selection, tally.clone());
+    write_status(&binding, &ctx, &obs).await?;
+    Ok(Action::requeue(next_look(&ctx, &outcome, tally.retry_soon)))
+}
 
-    // This binding's view of the namespaces.
-    let mut synced = 0usize;
-    let mut failures: Vec<NamespaceFailure> = selection
-        .not_allowed
-        .iter()
-        .map(|ns| NamespaceFailure {
-            name: ns.clone(),
-            reason: reasons::NAMESPACE_NOT_ALLOWED.into(),
-            message: format!(
-                "selected, but policy {} does not allow it (allowedNamespaces)",
-                binding.spec.policy_name()
-            ),
-        })
-        .collect();
-    let mut sa_selected = 0usize;
-    let mut sa_bound = 0usize;
-    let mut sa_errors = Vec::new();
-    let mut retry_soon = false;
-    for (ns, result) in &results {
-        if !selection.selected.contains(ns) {
-            if result.is_err() {
-                retry_soon = true;
-            }
-            continue;
-        }
-        match result {
-            Ok(o) => {
-                match o.secret {
-                    SecretState::Current if o.contributors.contains(&name) => synced += 1,
-                    SecretState::OwnedByOthers => failures.push(NamespaceFailure {
-                        name: ns.clone(),
-                        reason: reasons::SECRET_OWNED_BY_OTHERS.into(),
-                        message: format!(
-                            "a Secret named {} exists and is not managed by this controller; it is left untouched",
-                            ctx.config.secret_name
-                        ),
-                    }),
-                    _ => {}
-                }
-                for (sa, labels, bound) in &o.service_accounts {
-                    if service_account_selected(&resolved.service_accounts, sa, labels) {
-                        sa_selected += 1;
-                        if *bound && o.secret != SecretState::OwnedByOthers {
-                            sa_bound += 1;
-                        }
-                    }
-                }
-                sa_errors.extend(o.service_account_errors.iter().cloned());
-                retry_soon |= !o.service_account_errors.is_empty();
-            }
-            Err(e) => {
-                retry_soon = true;
-                failures.push(NamespaceFailure {
-                    name: ns.clone(),
-                    reason: reasons::SECRET_SYNC_FAILED.into(),
-                    message: e.to_string(),
-                });
-            }
-        }
-    }
-
-    let token = outcome.token.clone().map(|mut t| {
-        if let Some(d) = &resolved.domains {
-            t.domains = d.clone();
-        }
-        t
-    });
+/// The binding cannot be converged (invalid spec, missing or invalid policy): say so once, in
+/// status and an Event, and look again now and then (spec and policy changes trigger sooner).
+async fn blocked(binding: &AcrRegistryBinding, ctx: &Context, blocker: Blocker) -> Result<Action> {
     let obs = BindingObservation {
         generation: binding.metadata.generation,
-        registry,
-        blocker: None,
-        domains: token
-            .as_ref()
-            .map(|t| t.domains.clone())
-            .unwrap_or_default(),
-        token,
-        token_failure: outcome.failure.clone(),
-        namespaces_selected: selection.selected.len(),
-        namespaces_synced: synced,
-        namespace_failures: failures,
-        service_accounts_selected: sa_selected,
-        service_accounts_bound: sa_bound,
-        service_account_failures: sa_errors,
+        registry: binding.spec.registry.display(),
+        blocker: Some(blocker.clone()),
+        ..Default::default()
     };
-    let status = binding_status(binding.status.as_ref(), &obs, now);
+    let status = binding_status(binding.status.as_ref(), &obs, ctx.clock.now());
     if binding.status.as_ref() != Some(&status) {
-        apply_status(&api, &name, &ctx.config.field_manager, &status).await?;
+        ctx.event(
+            binding,
+            EventType::Warning,
+            blocker.reason,
+            "Validate",
+            blocker.message.clone(),
+        )
+        .await;
+        let api: Api<AcrRegistryBinding> = Api::all(ctx.client.clone());
+        apply_status(
+            &api,
+            &binding.name_any(),
+            &ctx.config.field_manager,
+            &status,
+        )
+        .await?;
     }
+    Ok(Action::requeue(ctx.config.resync))
+}
 
+/// The binding's token: the held one, or a fresh one when due (adopted from its Secrets after
+/// a restart), with an Event when something happened. Tokens no live binding uses are dropped.
+async fn token(
+    binding: &AcrRegistryBinding,
+    ctx: &Context,
+    resolved: &Resolved,
+    live: &[Resolved],
+) -> TokenOutcome {
+    ctx.tokens.retain(&live_requests(live));
+    super::sync::adopt_previous_token(ctx, resolved).await;
+    let outcome = ctx.tokens.get(&resolved.request).await;
+    emit_token_event(ctx, binding, resolved, &outcome).await;
+    outcome
+}
+
+/// Writes the status the observation calls for, if it differs from the current one.
+async fn write_status(
+    binding: &AcrRegistryBinding,
+    ctx: &Context,
+    obs: &BindingObservation,
+) -> Result<()> {
+    let status = binding_status(binding.status.as_ref(), obs, ctx.clock.now());
+    if binding.status.as_ref() != Some(&status) {
+        let api: Api<AcrRegistryBinding> = Api::all(ctx.client.clone());
+        apply_status(
+            &api,
+            &binding.name_any(),
+            &ctx.config.field_manager,
+            &status,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// When to reconcile again: when the token needs a look (renewal, retry, expiry), at the
+/// latest after the resync period, and within 10 s when a namespace failed.
+fn next_look(ctx: &Context, outcome: &TokenOutcome, retry_soon: bool) -> Duration {
     let until_check = Duration::try_from(outcome.next_check.duration_since(ctx.clock.now()))
         .unwrap_or(Duration::from_secs(1))
         .max(Duration::from_secs(1));
-    let mut wait = until_check.min(ctx.config.resync);
+    let wait = until_check.min(ctx.config.resync);
     if retry_soon {
-        wait = wait.min(Duration::from_secs(10));
+        wait.min(Duration::from_secs(10))
+    } else {
+        wait
     }
-    Ok(Action::requeue(wait))
 }
 
 /// The token requests of every live binding: what the token manager must keep.

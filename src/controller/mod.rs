@@ -11,6 +11,7 @@
 //! - [`secret`]: the dockerconfigjson Secret builder and change detection (pure).
 //! - [`service_accounts`]: version-checked `imagePullSecrets` patches.
 //! - [`sync`]: converging one namespace from every live binding.
+//! - [`observe`]: folds one reconcile's namespace outcomes into the binding's view (pure).
 //! - [`status`]: status builder and SSA on `/status`.
 //! - [`binding`], [`policy`]: the reconcilers.
 //! - [`legacy_sync`]: live translation of the legacy ConfigMap (optional).
@@ -25,6 +26,7 @@ pub mod error;
 pub mod finalizer;
 pub mod guard;
 pub mod legacy_sync;
+pub mod observe;
 pub mod policy;
 pub mod resolve;
 pub mod secret;

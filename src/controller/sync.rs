@@ -42,10 +42,19 @@ pub struct NamespaceOutcome {
     pub secret: SecretState,
     /// Bindings whose auths the Secret holds.
     pub contributors: BTreeSet<String>,
-    /// Per ServiceAccount: name, labels, whether it lists the Secret now.
-    pub service_accounts: Vec<(String, BTreeMap<String, String>, bool)>,
+    /// Every ServiceAccount of the namespace, as converged.
+    pub service_accounts: Vec<ServiceAccountOutcome>,
     /// ServiceAccount patches that failed.
     pub service_account_errors: Vec<String>,
+}
+
+/// One ServiceAccount after converging its namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceAccountOutcome {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Whether it lists our Secret now.
+    pub bound: bool,
 }
 
 /// Live bindings (not being deleted) that resolve, in name order.
@@ -180,11 +189,11 @@ pub async fn sync_namespace(
             {
                 errors.push(e.to_string());
             }
-            sas.push((
-                sa.name_any(),
-                sa.labels().clone(),
-                is_bound(sa, &secret_name),
-            ));
+            sas.push(ServiceAccountOutcome {
+                name: sa.name_any(),
+                labels: sa.labels().clone(),
+                bound: is_bound(sa, &secret_name),
+            });
         }
         return Ok(NamespaceOutcome {
             secret: SecretState::OwnedByOthers,
@@ -233,7 +242,11 @@ pub async fn sync_namespace(
                 is_bound(sa, &secret_name)
             }
         };
-        sas.push((name, sa.labels().clone(), bound));
+        sas.push(ServiceAccountOutcome {
+            name,
+            labels: sa.labels().clone(),
+            bound,
+        });
     }
 
     // Nothing selects the namespace any more: our entries are gone, now the Secret goes too.
