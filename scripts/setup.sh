@@ -10,6 +10,7 @@ say() { printf '[setup] %s\n' "$*" >&2; }
 declare -A PACKAGES=(
   [openssl]=openssl [curl]=curl [ss]=iproute2 [flock]=util-linux [setsid]=util-linux
   [python3]=python3 [kubectl]=kubernetes-client [apt-get]=apt [dpkg-deb]=dpkg
+  [lua5.1]=lua5.1
 )
 missing=()
 for tool in "${!PACKAGES[@]}"; do

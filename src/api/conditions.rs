@@ -16,6 +16,12 @@ pub mod types {
     pub const SECRETS_SYNCED: &str = "SecretsSynced";
     /// Every selected ServiceAccount lists the Secret in imagePullSecrets. Bindings.
     pub const SERVICE_ACCOUNTS_BOUND: &str = "ServiceAccountsBound";
+    /// kstatus: a terminal problem that retrying will not fix; only a change to the object (or
+    /// to what it refers to) helps. Present only while `True`. Both kinds.
+    pub const STALLED: &str = "Stalled";
+    /// kstatus: the controller is working towards the current generation (first convergence
+    /// or a spec change in flight). Present only while `True`. Bindings.
+    pub const RECONCILING: &str = "Reconciling";
 }
 
 /// Condition statuses.
@@ -64,6 +70,8 @@ pub mod reasons {
     pub const SERVICE_ACCOUNTS_BOUND: &str = "ServiceAccountsBound";
     /// Some ServiceAccounts could not be patched.
     pub const SERVICE_ACCOUNT_PATCH_FAILED: &str = "ServiceAccountPatchFailed";
+    /// The cloud says the registry instance (or a role on the way) does not exist.
+    pub const NOT_FOUND: &str = "NotFound";
 }
 
 /// A condition to set; [`set_condition`] fills in `lastTransitionTime`.
@@ -116,6 +124,14 @@ pub fn set_condition(conditions: &mut Vec<Condition>, new: NewCondition<'_>, now
             true
         }
     }
+}
+
+/// Removes the condition of this type; returns whether it was there. Used for the kstatus
+/// conditions (`Stalled`, `Reconciling`), which are only present while they hold.
+pub fn remove_condition(conditions: &mut Vec<Condition>, type_: &str) -> bool {
+    let before = conditions.len();
+    conditions.retain(|c| c.type_ != type_);
+    conditions.len() != before
 }
 
 /// The condition of this type, if present.

@@ -18,6 +18,16 @@ pub enum TokenModeArg {
     WorkerRole,
 }
 
+impl TokenModeArg {
+    /// The translation's token mode.
+    pub fn mode(self) -> TokenMode {
+        match self {
+            TokenModeArg::Auto => TokenMode::Auto,
+            TokenModeArg::WorkerRole => TokenMode::WorkerRole,
+        }
+    }
+}
+
 /// Options of `migrate`.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
@@ -68,10 +78,7 @@ pub async fn run(
         ),
     };
     let options = TranslateOptions {
-        token_mode: args.token_mode.map(|m| match m {
-            TokenModeArg::Auto => TokenMode::Auto,
-            TokenModeArg::WorkerRole => TokenMode::WorkerRole,
-        }),
+        token_mode: args.token_mode.map(TokenModeArg::mode),
         // Objects for Git: never marked as translated, so the controller never prunes them.
         label_as_translated: false,
     };

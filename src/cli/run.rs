@@ -12,6 +12,7 @@ use clap::{Args, ValueEnum};
 
 use super::args::{CloudArgs, KubeArgs};
 use super::{CliError, EXIT_FAILURE};
+use crate::controller::legacy_sync::LegacyConfigMap;
 use crate::controller::{self, ControllerConfig};
 
 /// Log line format.
@@ -44,6 +45,14 @@ pub struct RunArgs {
     /// several controllers side by side.
     #[arg(long, env = "ACR_OBJECT_SELECTOR")]
     pub object_selector: Option<String>,
+    /// Translate this legacy acr-configuration ConfigMap (NAMESPACE/NAME, normally
+    /// kube-system/acr-configuration) into policies and bindings, live. Off when not given.
+    #[arg(long, env = "ACR_LEGACY_CONFIGMAP", value_name = "NAMESPACE/NAME")]
+    pub legacy_configmap: Option<String>,
+    /// The legacy add-on's tokenMode, for the live translation (not part of the ConfigMap).
+    /// When not given, auto is assumed and a warning Event says so.
+    #[arg(long, env = "ACR_LEGACY_TOKEN_MODE", value_enum, value_name = "MODE")]
+    pub legacy_token_mode: Option<super::migrate::TokenModeArg>,
     /// Log format.
     #[arg(long, env = "ACR_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -89,8 +98,23 @@ pub async fn run(args: &RunArgs, err: &mut dyn Write) -> Result<ExitCode, CliErr
             return Ok(ExitCode::from(EXIT_FAILURE));
         }
     };
+    let legacy_configmap = match args.legacy_configmap.as_deref().map(LegacyConfigMap::parse) {
+        None => None,
+        Some(Ok(mut legacy)) => {
+            legacy.token_mode = args
+                .legacy_token_mode
+                .map(super::migrate::TokenModeArg::mode);
+            legacy.resync = Duration::from_secs(args.resync_seconds.max(10));
+            Some(legacy)
+        }
+        Some(Err(message)) => {
+            let _ = writeln!(err, "error: --legacy-configmap: {message}");
+            return Ok(ExitCode::from(EXIT_FAILURE));
+        }
+    };
     let client = args.kube.client().await?;
     let config = ControllerConfig {
+        legacy_configmap,
         secret_name: args.secret_name.clone(),
         default_region: args.cloud.region.clone(),
         managed_token_file: args.cloud.managed_token_file.clone(),

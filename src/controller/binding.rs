@@ -72,6 +72,21 @@ async fn converge_all(
 /// Converges a live binding, in named steps: resolve → token → plan namespaces → converge →
 /// observe → write status → when to look again.
 async fn apply(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<Action> {
+    // kstatus: say `Reconciling` at once for a new generation, before any slow cloud call.
+    if let Some(status) = super::status::reconciling_status(
+        binding.status.as_ref(),
+        binding.metadata.generation,
+        ctx.clock.now(),
+    ) {
+        let api: Api<AcrRegistryBinding> = Api::all(ctx.client.clone());
+        apply_status(
+            &api,
+            &binding.name_any(),
+            &ctx.config.field_manager,
+            &status,
+        )
+        .await?;
+    }
     let resolved = match resolve(&binding, &ctx.stores.policies, &ctx.config) {
         Ok(r) => r,
         Err(blocker) => return blocked(&binding, &ctx, blocker).await,

@@ -38,6 +38,8 @@ pub struct ControllerConfig {
     /// Longest time one reconcile may take (waiting for the caches included); past it, the
     /// reconcile fails and is retried, so nothing can hold an object's slot for ever.
     pub reconcile_timeout: std::time::Duration,
+    /// The legacy ConfigMap to translate live (`run --legacy-configmap`); `None`: off.
+    pub legacy_configmap: Option<super::legacy_sync::LegacyConfigMap>,
 }
 
 impl Default for ControllerConfig {
@@ -50,6 +52,7 @@ impl Default for ControllerConfig {
             resync: std::time::Duration::from_secs(300),
             object_selector: None,
             reconcile_timeout: std::time::Duration::from_secs(120),
+            legacy_configmap: None,
         }
     }
 }

@@ -14,6 +14,7 @@
 //! - [`observe`]: folds one reconcile's namespace outcomes into the binding's view (pure).
 //! - [`status`]: status builder and SSA on `/status`.
 //! - [`binding`], [`policy`]: the reconcilers.
+//! - [`legacy_sync`]: live translation of the legacy ConfigMap (optional).
 //! - [`error`]: the layer's error type.
 //!
 //! [`run`] wires it together and is what the `run` subcommand and the integration tests call.
@@ -24,6 +25,7 @@ pub mod context;
 pub mod error;
 pub mod finalizer;
 pub mod guard;
+pub mod legacy_sync;
 pub mod observe;
 pub mod policy;
 pub mod resolve;
@@ -310,11 +312,23 @@ pub async fn run_with(
         .graceful_shutdown_on(shutdown.clone())
         .run(binding::reconcile, guard::error_policy, ctx.clone())
         .for_each(|r| log_controller_event("binding", r));
+    let translator = {
+        let (client, legacy, shutdown) = (
+            client.clone(),
+            config.legacy_configmap.clone(),
+            shutdown.clone(),
+        );
+        async move {
+            if let Some(legacy) = legacy {
+                legacy_sync::run_translator(client, legacy, shutdown).await;
+            }
+        }
+    };
     let policy_controller = Controller::for_stream(policy_trigger, policies)
         .graceful_shutdown_on(shutdown)
         .run(policy::reconcile, guard::error_policy, ctx)
         .for_each(|r| log_controller_event("policy", r));
     tracing::info!(secret = %config.secret_name, "controller started");
-    futures::join!(binding_controller, policy_controller);
+    futures::join!(binding_controller, policy_controller, translator);
     tracing::info!("controller stopped");
 }

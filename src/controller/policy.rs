@@ -15,7 +15,9 @@ use super::error::Result;
 use super::guard::guarded;
 use super::status::{apply_status, time};
 use super::tokens::{TokenFailure, identity_of};
-use crate::api::conditions::{NewCondition, reasons, set_condition, status as st, types};
+use crate::api::conditions::{
+    NewCondition, reasons, remove_condition, set_condition, status as st, types,
+};
 use crate::api::{AcrCredentialPolicy, AcrCredentialPolicyStatus, validate_policy};
 use crate::cloud::from_api;
 
@@ -81,17 +83,35 @@ pub fn policy_status(
             ),
         ),
     };
+    let invalid = reason == reasons::INVALID_SPEC;
     set_condition(
         &mut status.conditions,
         NewCondition {
             type_: types::READY,
             status: if ok { st::TRUE } else { st::FALSE },
             reason,
-            message,
+            message: message.clone(),
             observed_generation: policy.metadata.generation,
         },
         time(now),
     );
+    // An invalid spec is terminal until the policy changes (kstatus `Stalled`); failing
+    // credentials may recover on their own, so they only make the policy not Ready.
+    if invalid {
+        set_condition(
+            &mut status.conditions,
+            NewCondition {
+                type_: types::STALLED,
+                status: st::TRUE,
+                reason,
+                message,
+                observed_generation: policy.metadata.generation,
+            },
+            time(now),
+        );
+    } else {
+        remove_condition(&mut status.conditions, types::STALLED);
+    }
     status
 }
 
@@ -204,5 +224,15 @@ mod tests {
         let s = policy_status(&p, &CredentialHealth::default(), now);
         let ready = find_condition(&s.conditions, types::READY).unwrap();
         assert_eq!(ready.reason, reasons::INVALID_SPEC);
+        let stalled = find_condition(&s.conditions, types::STALLED).unwrap();
+        assert_eq!(
+            (stalled.status.as_str(), stalled.reason.as_str()),
+            ("True", "InvalidSpec")
+        );
+        // Fixed: Stalled goes away.
+        let mut fixed = policy(VALID);
+        fixed.status = Some(s);
+        let s = policy_status(&fixed, &CredentialHealth::default(), now);
+        assert!(find_condition(&s.conditions, types::STALLED).is_none());
     }
 }

@@ -13,7 +13,9 @@ use serde::de::DeserializeOwned;
 
 use super::error::Result;
 use super::tokens::{HeldToken, TokenFailure};
-use crate::api::conditions::{NewCondition, reasons, set_condition, status as st, types};
+use crate::api::conditions::{
+    NewCondition, find_condition, reasons, remove_condition, set_condition, status as st, types,
+};
 use crate::api::{
     AcrRegistryBindingStatus, FailureRecord, NamespaceFailure, NamespacesStatus,
     ServiceAccountsStatus, TokenStatus,
@@ -116,6 +118,13 @@ pub fn binding_status(
             cond(types::READY, false, b.reason, b.message.clone(), g),
             now_t.clone(),
         );
+        // Every blocker waits for a change of the binding or its policy: terminal for kstatus.
+        set_condition(
+            &mut conditions,
+            cond(types::STALLED, true, b.reason, b.message.clone(), g),
+            now_t.clone(),
+        );
+        remove_condition(&mut conditions, types::RECONCILING);
         status.conditions = conditions;
         if previous
             .and_then(|p| p.last_failure.as_ref())
@@ -185,14 +194,27 @@ pub fn binding_status(
     let sel = obs.namespaces_selected;
     let synced = obs.namespaces_synced;
     let (secrets_ok, secrets_reason, secrets_message) = if sel == 0 {
-        let message = match obs.namespace_failures.first() {
-            Some(_) => format!(
-                "no usable namespace: {}",
-                summarize(&obs.namespace_failures)
+        // Selecting nothing is not an error (a selector waiting for its first namespace);
+        // selecting only namespaces the policy forbids is.
+        match obs.namespace_failures.first() {
+            Some(f) => (
+                false,
+                if f.reason == reasons::NAMESPACE_NOT_ALLOWED {
+                    reasons::NAMESPACE_NOT_ALLOWED
+                } else {
+                    reasons::SECRET_SYNC_FAILED
+                },
+                format!(
+                    "no usable namespace: {}",
+                    summarize(&obs.namespace_failures)
+                ),
             ),
-            None => "the namespace selection matches no namespace".to_owned(),
-        };
-        (false, reasons::NO_NAMESPACES_SELECTED, message)
+            None => (
+                true,
+                reasons::NO_NAMESPACES_SELECTED,
+                "the namespace selection matches no namespace; nothing to write".to_owned(),
+            ),
+        }
     } else if synced >= sel && obs.namespace_failures.is_empty() {
         (
             true,
@@ -291,6 +313,8 @@ pub fn binding_status(
         (sa_reason, sa_message)
     } else if token_reason == reasons::RENEWAL_FAILING {
         (token_reason, token_message)
+    } else if sel == 0 {
+        (secrets_reason, secrets_message)
     } else {
         (
             reasons::RECONCILED,
@@ -305,8 +329,14 @@ pub fn binding_status(
     };
     set_condition(
         &mut conditions,
-        cond(types::READY, ready, ready_reason, ready_message, g),
+        cond(types::READY, ready, ready_reason, ready_message.clone(), g),
         now_t.clone(),
+    );
+    set_kstatus_conditions(
+        &mut conditions,
+        obs,
+        (ready, ready_reason, &ready_message),
+        now,
     );
     status.conditions = conditions;
 
@@ -347,6 +377,110 @@ pub fn binding_status(
         }
     }
     status
+}
+
+/// The kstatus conditions after a full reconcile: `Stalled=True` for problems only a change can
+/// fix (a selected namespace the policy forbids, a registry instance the cloud does not know),
+/// `Reconciling=True` while the binding waits for something that is on its way; both are
+/// removed otherwise.
+fn set_kstatus_conditions(
+    conditions: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    obs: &BindingObservation,
+    (ready, ready_reason, ready_message): (bool, &'static str, &str),
+    now: Timestamp,
+) {
+    let g = obs.generation;
+    let now_t = time(now);
+    let not_allowed: Vec<NamespaceFailure> = obs
+        .namespace_failures
+        .iter()
+        .filter(|f| f.reason == reasons::NAMESPACE_NOT_ALLOWED)
+        .cloned()
+        .collect();
+    let token_valid = obs.token.as_ref().is_some_and(|t| t.valid_at(now));
+    let stalled = if !not_allowed.is_empty() {
+        Some((reasons::NAMESPACE_NOT_ALLOWED, summarize(&not_allowed)))
+    } else {
+        obs.token_failure
+            .as_ref()
+            .filter(|f| f.reason == reasons::NOT_FOUND && !token_valid)
+            .map(|f| (reasons::NOT_FOUND, f.message.clone()))
+    };
+    match stalled {
+        Some((reason, message)) => {
+            set_condition(
+                conditions,
+                cond(types::STALLED, true, reason, message, g),
+                now_t.clone(),
+            );
+        }
+        None => {
+            remove_condition(conditions, types::STALLED);
+        }
+    }
+    let stalled = find_condition(conditions, types::STALLED).is_some();
+    if !ready && !stalled && ready_reason == reasons::PROGRESSING {
+        set_condition(
+            conditions,
+            cond(
+                types::RECONCILING,
+                true,
+                reasons::PROGRESSING,
+                ready_message.to_owned(),
+                g,
+            ),
+            now_t,
+        );
+    } else {
+        remove_condition(conditions, types::RECONCILING);
+    }
+}
+
+/// The status to write when a reconcile starts on a generation the status does not reflect yet
+/// (a new binding or a spec change): `observedGeneration` moves on, `Reconciling=True` says the
+/// work is in flight, a `Stalled` verdict about the old spec goes, and `Ready` is `Unknown` if it
+/// was never set. `None` when the status already describes this generation.
+pub fn reconciling_status(
+    previous: Option<&AcrRegistryBindingStatus>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Option<AcrRegistryBindingStatus> {
+    if previous.is_some_and(|p| p.observed_generation == generation) {
+        return None;
+    }
+    let now_t = time(now);
+    let mut status = previous.cloned().unwrap_or_default();
+    status.observed_generation = generation;
+    let message = match generation {
+        Some(g) => format!("reconciling generation {g}"),
+        None => "reconciling".to_owned(),
+    };
+    remove_condition(&mut status.conditions, types::STALLED);
+    if find_condition(&status.conditions, types::READY).is_none() {
+        set_condition(
+            &mut status.conditions,
+            NewCondition {
+                type_: types::READY,
+                status: st::UNKNOWN,
+                reason: reasons::PROGRESSING,
+                message: "not reconciled yet".to_owned(),
+                observed_generation: generation,
+            },
+            now_t.clone(),
+        );
+    }
+    set_condition(
+        &mut status.conditions,
+        cond(
+            types::RECONCILING,
+            true,
+            reasons::PROGRESSING,
+            message,
+            generation,
+        ),
+        now_t,
+    );
+    Some(status)
 }
 
 /// Server-side applies `status` to the `/status` subresource of the cluster-scoped object

@@ -73,6 +73,17 @@ pub struct Running {
 }
 
 impl Running {
+    /// A controller task started elsewhere, stopped by sending on `stop`.
+    pub fn new(
+        stop: tokio::sync::oneshot::Sender<()>,
+        handle: tokio::task::JoinHandle<()>,
+    ) -> Self {
+        Running {
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
