@@ -12,6 +12,7 @@
 //!   (`src/bin/acr-fake-cloud.rs` runs it).
 //! - `sensitive`: the wrapper that keeps credentials and tokens out of every printed string.
 //! - `controller`: the reconcilers, token manager, Secret and ServiceAccount logic, `run`.
+//! - `metrics`: the Prometheus counters and gauges counted as things happen.
 //! - `provider`: the kubelet image credential provider (`src/bin/acr-credential-provider.rs`),
 //!   with node or per-Pod ServiceAccount identity and no Secrets.
 
@@ -21,5 +22,6 @@ pub mod cloud;
 pub mod controller;
 pub mod fake;
 pub mod legacy;
+pub mod metrics;
 pub mod provider;
 pub mod sensitive;
