@@ -379,7 +379,12 @@ async fn a_leader_whose_lease_is_taken_stops_writing_and_exits() {
         "Lease taken to exit: {} ms (code {code:?})",
         taken.elapsed().as_millis()
     );
-    assert_eq!(code, Some(1), "{}", a.log_text());
+    assert_eq!(
+        code,
+        Some(i32::from(acr_credential_controller::cli::EXIT_FAILURE)),
+        "{}",
+        a.log_text()
+    );
     let lost = a.logged("lost the leadership; stopped writing");
     assert_eq!(lost.len(), 1, "{}", a.log_text());
     let lost_at: jiff::Timestamp = lost[0]["timestamp"].as_str().unwrap().parse().unwrap();
