@@ -140,6 +140,16 @@ async fn one_of_two_replicas_leads_and_the_standby_takes_over() {
 
     let mut a = Replica::start(&h, &lease, &format!("{}-a", h.id)).await;
     let mut b = Replica::start(&h, &lease, &format!("{}-b", h.id)).await;
+    // Whichever won the Lease is `a`, the leader; `b` stands by.
+    let holder = support::wait_until(Duration::from_secs(30), "a Lease holder", || {
+        let h = &h;
+        let lease = &lease;
+        async move { lease_holder(h, lease).await }
+    })
+    .await;
+    if holder == b.identity {
+        std::mem::swap(&mut a, &mut b);
+    }
     a.wait_log("became the leader", Duration::from_secs(30))
         .await;
     b.wait_log(
@@ -147,6 +157,7 @@ async fn one_of_two_replicas_leads_and_the_standby_takes_over() {
         Duration::from_secs(30),
     )
     .await;
+    assert!(b.logged("became the leader").is_empty(), "both led");
     assert_eq!(
         lease_holder(&h, &lease).await.as_deref(),
         Some(a.identity.as_str())
