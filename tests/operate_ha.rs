@@ -2,8 +2,8 @@
 //! local control plane and the fake cloud. Exactly one leads and the other writes nothing (the
 //! API server's audit log by user agent, the fake's request log); `kill -9` of the leader in
 //! the middle of a fan-out to 200 namespaces and the standby converges everything; SIGTERM
-//! hands over at once; a leader whose Lease is taken stops writing and exits; `/metrics`
-//! parsed by Python's prometheus-client; `/readyz` and `/livez`.
+//! hands over at once; a leader whose Lease is taken or whose Lease RBAC is revoked stops
+//! writing and exits; `/metrics` parsed by Python's prometheus-client; `/readyz` and `/livez`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod controller_common;
@@ -669,4 +669,133 @@ async fn readyz_follows_the_caches_and_livez_the_lease_loop() {
     );
     // Readiness is about caches, not leadership or the loop.
     assert_eq!(get("/readyz").await.0, 200);
+}
+
+/// A kubeconfig for ServiceAccount `sa` of `ns` (its token Secret, which Kubernetes 1.20 creates),
+/// at the admin kubeconfig's server.
+async fn service_account_kubeconfig(h: &Harness, ns: &str, sa: &str) -> std::path::PathBuf {
+    let admin_path = support::cluster().kubeconfig.clone().unwrap();
+    let admin: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&admin_path).unwrap()).unwrap();
+    let cluster = &admin["clusters"][0]["cluster"];
+    let sas: Api<ServiceAccount> = Api::namespaced(h.client(), ns);
+    let secret_name = support::wait_until(Duration::from_secs(60), "token Secret", || {
+        let sas = sas.clone();
+        async move {
+            sas.get(sa)
+                .await
+                .ok()
+                .and_then(|s| s.secrets)
+                .and_then(|s| s.first().and_then(|r| r.name.clone()))
+        }
+    })
+    .await;
+    let secret = h.secrets(ns).get(&secret_name).await.unwrap();
+    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
+    let config = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {
+            "server": cluster["server"].as_str().unwrap(),
+            "certificate-authority-data": cluster["certificate-authority-data"].as_str().unwrap(),
+        }}],
+        "users": [{"name": "u", "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "c",
+    });
+    let path = std::env::temp_dir().join(format!("{}-{sa}.kubeconfig", h.id));
+    std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_leader_whose_lease_rbac_is_revoked_stops_writing_and_exits() {
+    let h = Harness::new("op-rbac", 3600, "15m").await;
+    let ns = h.env.namespace().to_owned();
+    let label = format!("rb-{}", h.id);
+    let lease = format!("{}-lease", h.id);
+    let sa = "controller";
+    // Everything the controller needs but Leases, cluster-wide; Leases only through a Role.
+    h.env
+        .apply(&format!(
+            r#"apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: {sa}}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {{name: {id}-rest}}
+rules:
+  - {{apiGroups: [""], resources: [namespaces, serviceaccounts, secrets, events], verbs: ["*"]}}
+  - {{apiGroups: [acrcredentials.io], resources: ["*"], verbs: ["*"]}}
+  - {{apiGroups: [events.k8s.io], resources: [events], verbs: ["*"]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {{name: {id}-rest}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {id}-rest}}
+subjects: [{{kind: ServiceAccount, name: {sa}, namespace: {ns}}}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {{name: leases}}
+rules:
+  - {{apiGroups: [coordination.k8s.io], resources: [leases], verbs: [get, create, update]}}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {{name: leases}}
+roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: leases}}
+subjects: [{{kind: ServiceAccount, name: {sa}, namespace: {ns}}}]
+"#,
+            id = h.id
+        ))
+        .await;
+    let kubeconfig = service_account_kubeconfig(&h, &ns, sa).await;
+    let first = labelled_namespaces(&h, &label, 1).await;
+    let mut a = Replica::start_as(&h, &lease, &format!("{}-a", h.id), &kubeconfig).await;
+    a.wait_log("became the leader", Duration::from_secs(30))
+        .await;
+    let name = format!("{}-rb", h.id);
+    h.binding(&name, &binding_spec(&h, &label)).await;
+    h.wait_ready(&name, "True", Duration::from_secs(60)).await;
+    assert_eq!(secrets_in(&h, &first).await, 1);
+
+    // Revoke the Lease RBAC: renewals fail from now on.
+    let bindings: Api<k8s_openapi::api::rbac::v1::RoleBinding> = Api::namespaced(h.client(), &ns);
+    bindings
+        .delete("leases", &Default::default())
+        .await
+        .unwrap();
+    let revoked_at = jiff::Timestamp::now();
+    let code = a
+        .wait_exit(Duration::from_secs_f64(operate_common::RENEW + 3.0 * RETRY))
+        .await;
+    let _ = std::fs::remove_file(&kubeconfig);
+    assert_eq!(
+        code,
+        Some(i32::from(acr_credential_controller::cli::EXIT_FAILURE)),
+        "{}",
+        a.log_text()
+    );
+    let lost = a.logged("lost the leadership; stopped writing");
+    assert_eq!(lost.len(), 1, "{}", a.log_text());
+    let lost_at: jiff::Timestamp = lost[0]["timestamp"].as_str().unwrap().parse().unwrap();
+    let after = lost_at.duration_since(revoked_at);
+    println!(
+        "Lease RBAC revoked to writes stopped: {} ms",
+        after.as_millis()
+    );
+    // It leads until the renew deadline since its last good renewal, not longer.
+    assert!(
+        after <= jiff::SignedDuration::from_secs_f64(operate_common::RENEW + RETRY),
+        "stopped writing {after:?} after the revocation"
+    );
+    let late: Vec<_> = writes_by(&a.identity)
+        .into_iter()
+        .filter(|w| w.at > lost_at)
+        .collect();
+    assert!(
+        late.is_empty(),
+        "writes after leadership was lost: {late:?}"
+    );
 }

@@ -32,10 +32,20 @@ impl Replica {
             .kubeconfig
             .clone()
             .expect("the operate tests need the local control plane");
+        Self::start_as(h, lease, identity, &kubeconfig).await
+    }
+
+    /// As [`Replica::start`], connecting with `kubeconfig` (e.g. a ServiceAccount's).
+    pub async fn start_as(
+        h: &Harness,
+        lease: &str,
+        identity: &str,
+        kubeconfig: &std::path::Path,
+    ) -> Replica {
         let mut child = Command::new(env!("CARGO_BIN_EXE_acr-credential-controller"))
             .args(["run", "--leader-elect", "--log-format", "json"])
             .arg("--kubeconfig")
-            .arg(&kubeconfig)
+            .arg(kubeconfig)
             .args(["--cloud-endpoint", h.fake.base_url().as_str()])
             .args(["--object-selector", &format!("{OWNER_LABEL}={}", h.id)])
             .args(["--lease-namespace", h.env.namespace()])
