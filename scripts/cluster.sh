@@ -269,6 +269,20 @@ current-context: acr-local
 EOF
   chmod 600 "$RUNDIR/kubeconfig"
 
+  # An audit log of writes (not reads, not Lease renewals), so tests can tell who wrote what by
+  # user agent: the leader-election tests prove that a standby writes nothing.
+  cat >"$RUNDIR/audit-policy.yaml" <<EOF
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: None
+  resources: [{group: coordination.k8s.io, resources: [leases]}]
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+EOF
+
   say "starting etcd on 127.0.0.1:$etcd_port"
   start_bg etcd "$RUNDIR/etcd.log" "$BIN/etcd" --name acr-local --data-dir "$RUNDIR/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
@@ -285,7 +299,9 @@ EOF
     --service-cluster-ip-range 10.0.0.0/24 --authorization-mode RBAC --token-auth-file "$RUNDIR/tokens.csv" \
     --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$pki/sa.pub" \
     --service-account-signing-key-file "$pki/sa.key" --api-audiences https://kubernetes.default.svc,sts.aliyuncs.com \
-    --allow-privileged=true --enable-priority-and-fairness=false --profiling=false
+    --allow-privileged=true --enable-priority-and-fairness=false --profiling=false \
+    --audit-policy-file "$RUNDIR/audit-policy.yaml" --audit-log-path "$RUNDIR/audit.log" \
+    --audit-log-maxsize 200 --audit-log-maxbackup 1
   wait_for "$READY_TIMEOUT" kube-apiserver "$(cat "$RUNDIR/kube-apiserver.pid")" "$RUNDIR/kube-apiserver.log" \
     curl -fsS --cacert "$pki/ca.crt" -H "Authorization: Bearer $token" "$server/readyz"
 

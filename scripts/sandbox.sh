@@ -72,7 +72,8 @@ kubectl wait --for=condition=Established --timeout=60s \
 
 if ! running controller; then
   nohup "$BIN/acr-credential-controller" run --kubeconfig "$KUBECONFIG" \
-    --cloud-endpoint "$CLOUD" --region cn-hangzhou >"$STATE/controller.log" 2>&1 &
+    --cloud-endpoint "$CLOUD" --region cn-hangzhou --probe-address 127.0.0.1:0 \
+    >"$STATE/controller.log" 2>&1 &
   echo $! >"$STATE/controller.pid"
   sleep 1
   running controller || die "the controller did not start; see $STATE/controller.log"

@@ -185,6 +185,8 @@ impl World {
             .arg("cn-hangzhou")
             .arg("--cloud-endpoint")
             .arg(&base)
+            // A free loopback port: other controllers may run on this machine.
+            .args(["--probe-address", "127.0.0.1:0"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

@@ -126,6 +126,14 @@ pub struct KubeArgs {
 impl KubeArgs {
     /// A client for the cluster the flags name.
     pub async fn client(&self) -> Result<kube::Client, CliError> {
+        kube::Client::try_from(self.config().await?).map_err(|source| CliError::Kube {
+            context: "building the Kubernetes client".into(),
+            source,
+        })
+    }
+
+    /// The client configuration for the cluster the flags name.
+    pub async fn config(&self) -> Result<kube::Config, CliError> {
         let manifest = |path: String| {
             move |e: kube::config::KubeconfigError| CliError::Manifest {
                 path,
@@ -147,10 +155,7 @@ impl KubeArgs {
                     message: e.to_string(),
                 })?,
         };
-        kube::Client::try_from(config).map_err(|source| CliError::Kube {
-            context: "building the Kubernetes client".into(),
-            source,
-        })
+        Ok(config)
     }
 }
 

@@ -12,8 +12,9 @@ use clap::{Args, ValueEnum};
 
 use super::args::{CloudArgs, KubeArgs};
 use super::{CliError, EXIT_FAILURE};
+use crate::controller::leader::{self, LeaseConfig, LeaseTimings};
 use crate::controller::legacy_sync::LegacyConfigMap;
-use crate::controller::{self, ControllerConfig};
+use crate::controller::{self, ControllerConfig, Leadership};
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -56,6 +57,57 @@ pub struct RunArgs {
     /// Log format.
     #[arg(long, env = "ACR_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    /// Elect a leader on a Lease: only the leader writes; every replica keeps warm caches.
+    /// Required with more than one replica.
+    #[arg(long, env = "ACR_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// Name of the Lease.
+    #[arg(
+        long,
+        env = "ACR_LEASE_NAME",
+        default_value = "acr-credential-controller"
+    )]
+    pub lease_name: String,
+    /// Namespace of the Lease; default: the client's namespace (in-cluster, the Pod's).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This replica's identity in the Lease; default: the host name.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Seconds a Lease holds after its last renewal.
+    #[arg(long, env = "ACR_LEASE_DURATION_SECONDS", default_value_t = 15.0)]
+    pub lease_duration_seconds: f64,
+    /// Seconds a leader keeps leading without a successful renewal.
+    #[arg(long, env = "ACR_RENEW_DEADLINE_SECONDS", default_value_t = 10.0)]
+    pub renew_deadline_seconds: f64,
+    /// Seconds between two attempts to acquire or renew the Lease.
+    #[arg(long, env = "ACR_RETRY_PERIOD_SECONDS", default_value_t = 2.0)]
+    pub retry_period_seconds: f64,
+    /// Address of the plain-HTTP server for /readyz, /livez and /metrics.
+    #[arg(long, env = "ACR_PROBE_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub probe_address: std::net::SocketAddr,
+}
+
+/// The election timings the flags describe, validated.
+pub fn lease_timings(args: &RunArgs) -> Result<LeaseTimings, String> {
+    let secs = |flag: &str, v: f64| {
+        Duration::try_from_secs_f64(v).map_err(|_| format!("--{flag}: not a duration: {v}"))
+    };
+    let timings = LeaseTimings {
+        lease_duration: secs("lease-duration-seconds", args.lease_duration_seconds)?,
+        renew_deadline: secs("renew-deadline-seconds", args.renew_deadline_seconds)?,
+        retry_period: secs("retry-period-seconds", args.retry_period_seconds)?,
+    };
+    timings.validate()?;
+    Ok(timings)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("acr-credential-controller-{}", std::process::id()))
 }
 
 fn init_logging(format: LogFormat) {
@@ -69,6 +121,19 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+async fn kube_config(args: &RunArgs, identity: &str) -> Result<kube::Config, CliError> {
+    let mut config = args.kube.config().await?;
+    // The API server's audit log names the replica behind every write.
+    let agent = format!(
+        "acr-credential-controller/{} ({identity})",
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Ok(value) = axum::http::HeaderValue::from_str(&agent) {
+        config.headers.push((axum::http::header::USER_AGENT, value));
+    }
+    Ok(config)
 }
 
 async fn shutdown_signal() {
@@ -112,7 +177,41 @@ pub async fn run(args: &RunArgs, err: &mut dyn Write) -> Result<ExitCode, CliErr
             return Ok(ExitCode::from(EXIT_FAILURE));
         }
     };
-    let client = args.kube.client().await?;
+    let timings = match args.leader_elect.then(|| lease_timings(args)).transpose() {
+        Ok(t) => t,
+        Err(message) => {
+            let _ = writeln!(err, "error: {message}");
+            return Ok(ExitCode::from(EXIT_FAILURE));
+        }
+    };
+    let identity = args.identity.clone().unwrap_or_else(host_name);
+    let kube_config = kube_config(args, &identity).await?;
+    let kube_err = |context: &str| {
+        let context = context.to_owned();
+        move |source| CliError::Kube { context, source }
+    };
+    let client = kube::Client::try_from(kube_config.clone())
+        .map_err(kube_err("building the Kubernetes client"))?;
+    let lease = timings.clone().map(|timings| {
+        leader::start(
+            client.clone(),
+            LeaseConfig {
+                namespace: args
+                    .lease_namespace
+                    .clone()
+                    .unwrap_or_else(|| client.default_namespace().to_owned()),
+                name: args.lease_name.clone(),
+                identity: identity.clone(),
+                timings,
+            },
+        )
+    });
+    let leadership = lease
+        .as_ref()
+        .map_or_else(Leadership::always, |l| l.leadership.clone());
+    // Every write of the controller goes through this client: refused unless leading.
+    let client = leader::gated_client(kube_config, leadership.clone())
+        .map_err(kube_err("building the Kubernetes client"))?;
     let config = ControllerConfig {
         legacy_configmap,
         secret_name: args.secret_name.clone(),
@@ -121,9 +220,34 @@ pub async fn run(args: &RunArgs, err: &mut dyn Write) -> Result<ExitCode, CliErr
         resync: Duration::from_secs(args.resync_seconds.max(10)),
         object_selector: args.object_selector.clone(),
         reconcile_timeout: Duration::from_secs(args.reconcile_timeout_seconds),
+        leadership: leadership.clone(),
+        probe_address: Some(args.probe_address),
+        // A pass of the loop takes at most one retry period, and passes come one retry period
+        // apart; past the renew deadline something is wrong.
+        liveness_max_age: timings
+            .as_ref()
+            .map_or(Duration::from_secs(10), |t| t.renew_deadline),
         ..ControllerConfig::default()
     };
-    match controller::run(client, config, cloud, shutdown_signal()).await {
+    if !args.leader_elect {
+        tracing::info!(%identity, "leader election off: this replica writes");
+    }
+    let controller = controller::run(client, config, cloud, shutdown_signal());
+    let result = tokio::select! {
+        r = controller => r,
+        () = leadership.lost() => {
+            // Writes stopped when the loop gave up the lead; exit so nothing keeps running
+            // without the Lease, and the orchestrator restarts this replica as a standby.
+            tracing::error!(%identity, "leadership lost; exiting");
+            let _ = writeln!(err, "error: leadership lost");
+            return Ok(ExitCode::from(EXIT_FAILURE));
+        }
+    };
+    // In-flight reconciles have finished: hand the Lease over.
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
+    match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => {
             let _ = writeln!(err, "error: {e}");

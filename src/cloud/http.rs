@@ -172,6 +172,17 @@ impl Transport {
 
     /// Sends one request; non-2xx answers become errors.
     pub async fn send_once(&self, api: &'static str, req: Prepared) -> Result<Answer, CloudError> {
+        let started = std::time::Instant::now();
+        let result = self.send_uncounted(api, req).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) => e.reason(),
+        };
+        crate::metrics::cloud_request(api, outcome, started.elapsed());
+        result
+    }
+
+    async fn send_uncounted(&self, api: &'static str, req: Prepared) -> Result<Answer, CloudError> {
         let host = super::endpoints::host_header(&req.url);
         let timeout = req.timeout.unwrap_or(self.config.request_timeout);
         let mut builder = self

@@ -16,7 +16,7 @@ use kube::runtime::events::EventType;
 use super::context::Context;
 use super::error::{Error, Result};
 use super::finalizer;
-use super::guard::guarded;
+use super::guard::{self, guarded};
 use super::observe::{observation, tally};
 use super::resolve::{Resolved, resolve};
 use super::selection::select_namespaces;
@@ -35,7 +35,7 @@ const PARALLEL_NAMESPACES: usize = 8;
 /// either converges it (adding the finalizer in the same pass) or, when it is being deleted,
 /// cleans up after it and releases the finalizer.
 pub async fn reconcile(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<Action> {
-    guarded(&ctx.readiness, ctx.config.reconcile_timeout, async {
+    let work = guarded(&ctx.readiness, ctx.config.reconcile_timeout, async {
         let api: Api<AcrRegistryBinding> = Api::all(ctx.client.clone());
         if binding.metadata.deletion_timestamp.is_some() {
             if finalizer::has(&*binding) {
@@ -46,8 +46,8 @@ pub async fn reconcile(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> R
         }
         finalizer::add(&api, &binding).await?;
         apply(binding, ctx.clone()).await
-    })
-    .await
+    });
+    guard::leading(&ctx, "binding", work).await
 }
 
 async fn converge_all(

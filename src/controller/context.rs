@@ -10,6 +10,7 @@ use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 
 use super::caches::Readiness;
+use super::leader::Leadership;
 use super::tokens::TokenManager;
 use crate::api::{AcrCredentialPolicy, AcrRegistryBinding};
 use crate::cloud::clock::Clock;
@@ -40,6 +41,12 @@ pub struct ControllerConfig {
     pub reconcile_timeout: std::time::Duration,
     /// The legacy ConfigMap to translate live (`run --legacy-configmap`); `None`: off.
     pub legacy_configmap: Option<super::legacy_sync::LegacyConfigMap>,
+    /// Whether this replica leads and may write ([`Leadership::always`] without election).
+    pub leadership: Leadership,
+    /// Where to serve `/readyz`, `/livez` and `/metrics`; none without.
+    pub probe_address: Option<std::net::SocketAddr>,
+    /// How stale the election loop's last pass may be before `/livez` fails.
+    pub liveness_max_age: std::time::Duration,
 }
 
 impl Default for ControllerConfig {
@@ -53,6 +60,9 @@ impl Default for ControllerConfig {
             object_selector: None,
             reconcile_timeout: std::time::Duration::from_secs(120),
             legacy_configmap: None,
+            leadership: Leadership::always(),
+            probe_address: None,
+            liveness_max_age: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -142,13 +152,14 @@ impl Context {
         };
         let reference = object.object_ref(&());
         match self.recorder.publish(&event, &reference).await {
-            Ok(()) => {}
+            Ok(()) => crate::metrics::write("Event", "create"),
             // Kubernetes < 1.22 refuses events.k8s.io/v1 Events about cluster-scoped objects
             // (it wants the Event's namespace to equal the object's, which is empty); the core
             // v1 API accepts them in `default`.
             Err(e) if super::error::is_status(&e, 422) && reference.namespace.is_none() => {
-                if let Err(e) = self.core_event(&event, reference).await {
-                    tracing::warn!(error = %e, reason, "could not publish Event");
+                match self.core_event(&event, reference).await {
+                    Ok(()) => crate::metrics::write("Event", "create"),
+                    Err(e) => tracing::warn!(error = %e, reason, "could not publish Event"),
                 }
             }
             Err(e) => tracing::warn!(error = %e, reason, "could not publish Event"),

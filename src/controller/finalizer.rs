@@ -76,7 +76,10 @@ async fn send(api: &Api<AcrRegistryBinding>, name: &str, patch: JsonPatch) -> Re
         .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
     {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            crate::metrics::write("AcrRegistryBinding", "patch");
+            Ok(())
+        }
         // Gone already: nothing left to hold back.
         Err(e) if is_status(&e, 404) => Ok(()),
         Err(e) => Err(e.into()),

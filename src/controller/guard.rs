@@ -1,6 +1,6 @@
 //! The envelope of every reconcile: wait until the watch caches have synced (through the one
 //! shared [`Readiness`], never a store's own readiness), finish within a deadline, and one
-//! error policy for both controllers.
+//! error policy for both controllers. In front of it, [`leading`]: only the leader reconciles.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -30,6 +30,25 @@ where
             waiting_for: readiness.pending(),
         }),
     }
+}
+
+/// Runs a reconcile of `controller` only while this replica leads (a standby's reconcile does
+/// nothing; winning the election re-runs them all), counting its result and duration.
+pub async fn leading<F>(ctx: &Context, controller: &'static str, work: F) -> Result<Action>
+where
+    F: Future<Output = Result<Action>>,
+{
+    if !ctx.config.leadership.is_leader() {
+        return Ok(Action::await_change());
+    }
+    let started = std::time::Instant::now();
+    let result = work.await;
+    let label = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.reason(),
+    };
+    crate::metrics::reconcile(controller, label, started.elapsed());
+    result
 }
 
 /// What to do after a failed reconcile of a binding or a policy: log it and try again soon.

@@ -3,7 +3,10 @@
 //!
 //! - [`caches`]: the watch caches, their one shared readiness signal and re-list triggers.
 //! - [`context`]: the one `Context` (client, watch caches, token manager, recorder, clock).
-//! - [`guard`]: the envelope of every reconcile (caches synced, deadline, error policy).
+//! - [`guard`]: the envelope of every reconcile (caches synced, deadline, error policy) and the
+//!   leadership gate in front of it.
+//! - [`leader`]: leader election on a Lease; only the leader writes.
+//! - [`probes`]: `/readyz`, `/livez` and `/metrics` with the per-binding gauges.
 //! - [`finalizer`]: the binding finalizer, added in the pass that first converges a binding.
 //! - [`selection`]: which namespaces and ServiceAccounts a binding targets (pure).
 //! - [`resolve`]: from a binding and its policy to a token request (pure over the caches).
@@ -27,7 +30,9 @@ pub mod finalizer;
 pub mod guard;
 pub mod legacy_sync;
 pub mod observe;
+pub mod leader;
 pub mod policy;
+pub mod probes;
 pub mod resolve;
 pub mod secret;
 pub mod selection;
@@ -50,6 +55,7 @@ use kube::{Api, Client, ResourceExt};
 pub use caches::Readiness;
 pub use context::{Context, ControllerConfig, Stores};
 pub use error::Error;
+pub use leader::Leadership;
 
 use crate::api::{AcrCredentialPolicy, AcrRegistryBinding};
 use crate::cloud::clock::{Clock, SystemClock};
@@ -192,18 +198,22 @@ pub async fn run(
         cloud_client,
         Arc::new(KubeSecretReader::new(client.clone())),
     ));
-    run_with(client, config, fetcher, Arc::new(SystemClock), shutdown).await;
-    Ok(())
+    run_with(client, config, fetcher, Arc::new(SystemClock), shutdown)
+        .await
+        .map_err(|e| CloudError::Config {
+            message: format!("probe server: {e}"),
+        })
 }
 
-/// Runs the controller with any token fetcher and clock until `shutdown` completes.
+/// Runs the controller with any token fetcher and clock until `shutdown` completes. Fails only
+/// when the probe server cannot bind its address.
 pub async fn run_with(
     client: Client,
     config: ControllerConfig,
     fetcher: Arc<dyn TokenFetcher>,
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) {
+) -> std::io::Result<()> {
     let shutdown = shutdown.boxed().shared();
     let owned = || match &config.object_selector {
         Some(selector) => watcher::Config::default().labels(selector),
@@ -249,7 +259,25 @@ pub async fn run_with(
         &readiness,
         &relisted_tx,
     );
-    drop(relisted_tx);
+    // Becoming the leader re-runs every binding and policy: a standby's reconciles did nothing.
+    let leadership = config.leadership.clone();
+    let mut gained = leadership.subscribe();
+    let (policy_relist_tx, policy_relist) = futures::channel::mpsc::unbounded();
+    tokio::spawn(async move {
+        loop {
+            if gained.wait_for(|l| *l).await.is_err() {
+                break;
+            }
+            let binding_sent = relisted_tx.unbounded_send(()).is_ok();
+            let policy_sent = policy_relist_tx.unbounded_send(()).is_ok();
+            if !binding_sent && !policy_sent {
+                break;
+            }
+            if gained.wait_for(|l| !*l).await.is_err() {
+                break;
+            }
+        }
+    });
 
     let stores = Stores {
         bindings: bindings.clone(),
@@ -268,6 +296,16 @@ pub async fn run_with(
         stores: stores.clone(),
         secret_name: config.secret_name.clone(),
     };
+    let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    if let Some(address) = config.probe_address {
+        let health = probes::Health {
+            readiness: readiness.clone(),
+            leadership: leadership.clone(),
+            loop_max_age: config.liveness_max_age,
+            running: running.clone(),
+        };
+        probes::serve(address, health, probes::registry(stores.bindings.clone())).await?;
+    }
     let ctx = Arc::new(Context::new(
         client.clone(),
         config.clone(),
@@ -325,10 +363,13 @@ pub async fn run_with(
         }
     };
     let policy_controller = Controller::for_stream(policy_trigger, policies)
+        .reconcile_all_on(policy_relist)
         .graceful_shutdown_on(shutdown)
         .run(policy::reconcile, guard::error_policy, ctx)
         .for_each(|r| log_controller_event("policy", r));
     tracing::info!(secret = %config.secret_name, "controller started");
     futures::join!(binding_controller, policy_controller, translator);
+    running.store(false, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("controller stopped");
+    Ok(())
 }

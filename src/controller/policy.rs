@@ -12,7 +12,7 @@ use kube::runtime::events::EventType;
 
 use super::context::Context;
 use super::error::Result;
-use super::guard::guarded;
+use super::guard::{self, guarded};
 use super::status::{apply_status, time};
 use super::tokens::{TokenFailure, identity_of};
 use crate::api::conditions::{
@@ -117,12 +117,12 @@ pub fn policy_status(
 
 /// Reconciles one policy.
 pub async fn reconcile(policy: Arc<AcrCredentialPolicy>, ctx: Arc<Context>) -> Result<Action> {
-    guarded(
+    let work = guarded(
         &ctx.readiness,
         ctx.config.reconcile_timeout,
         refresh(policy, &ctx),
-    )
-    .await
+    );
+    guard::leading(&ctx, "policy", work).await
 }
 
 async fn refresh(policy: Arc<AcrCredentialPolicy>, ctx: &Context) -> Result<Action> {

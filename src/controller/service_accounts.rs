@@ -160,6 +160,7 @@ pub async fn converge(
         };
         match api.patch(&name, &params, &Patch::<()>::Json(patch)).await {
             Ok(_) => {
+                crate::metrics::write("ServiceAccount", "patch");
                 tracing::debug!(namespace = ?cached.metadata.namespace, serviceaccount = %name, want, attempt, "patched imagePullSecrets");
                 return Ok(true);
             }

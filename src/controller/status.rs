@@ -501,6 +501,7 @@ where
         &Patch::Apply(&patch),
     )
     .await?;
+    crate::metrics::write(&K::kind(&()), "status");
     Ok(())
 }
 

@@ -125,7 +125,15 @@ async fn write_secret(
             Some(cur) => api.replace(name, &params, &merge_into(cur, desired)).await,
         };
         match result {
-            Ok(_) => return Ok(()),
+            Ok(_) => {
+                let verb = if current.is_none() {
+                    "create"
+                } else {
+                    "update"
+                };
+                crate::metrics::write("Secret", verb);
+                return Ok(());
+            }
             // 422 on create: a same-named Secret of another type appeared (type is immutable).
             Err(e) if is_status(&e, 409) || (creating && is_status(&e, 422)) => {
                 // Changed or created meanwhile: read it again, and never write what is not ours.
@@ -261,10 +269,13 @@ pub async fn sync_namespace(
     if secret_state == SecretState::Absent && existing.is_some() && errors.is_empty() {
         let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
         match api.delete(&secret_name, &DeleteParams::default()).await {
-            Ok(_) => tracing::info!(
-                namespace,
-                "pull Secret deleted: no binding selects the namespace"
-            ),
+            Ok(_) => {
+                crate::metrics::write("Secret", "delete");
+                tracing::info!(
+                    namespace,
+                    "pull Secret deleted: no binding selects the namespace"
+                );
+            }
             Err(e) if is_status(&e, 404) => {}
             Err(e) => return Err(e.into()),
         }

@@ -1,0 +1,128 @@
+//! The process's Prometheus metrics that are counted as things happen: cloud calls by API and
+//! outcome (with latency), reconciles by controller and result (with duration), API writes by
+//! kind, and whether this replica leads.
+//!
+//! They live in one process-wide set ([`global`]) so the cloud client and the write paths can
+//! count without a handle threaded through; [`register`] adds them to a scrape registry. Label
+//! values are bounded: API names, error reasons, kinds, never error text. Per-binding gauges are
+//! computed at scrape time from the caches (`controller::probes`).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Label sets: fixed keys, bounded values.
+pub type Labels = Vec<(&'static str, String)>;
+type Histograms = Family<Labels, Histogram, fn() -> Histogram>;
+
+/// Prefix of every metric name.
+pub const PREFIX: &str = "acr_credential_controller";
+
+fn latency_histogram() -> Histogram {
+    // 5 ms … ~41 s.
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
+
+/// The counted metrics.
+pub struct Metrics {
+    pub cloud_requests: Family<Labels, Counter>,
+    pub cloud_request_duration: Histograms,
+    pub reconciles: Family<Labels, Counter>,
+    pub reconcile_duration: Histograms,
+    pub writes: Family<Labels, Counter>,
+    pub leader: Gauge,
+}
+
+/// The process-wide metrics.
+pub fn global() -> &'static Metrics {
+    static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
+        cloud_requests: Family::default(),
+        cloud_request_duration: Family::new_with_constructor(latency_histogram),
+        reconciles: Family::default(),
+        reconcile_duration: Family::new_with_constructor(latency_histogram),
+        writes: Family::default(),
+        leader: Gauge::default(),
+    });
+    &METRICS
+}
+
+/// Adds the counted metrics to `registry` (whose prefix is [`PREFIX`]).
+pub fn register(registry: &mut Registry) {
+    let m = global();
+    registry.register(
+        "cloud_requests",
+        "Alibaba Cloud API requests sent, by API and outcome (ok or an error reason)",
+        m.cloud_requests.clone(),
+    );
+    registry.register(
+        "cloud_request_duration_seconds",
+        "Latency of Alibaba Cloud API requests, by API",
+        m.cloud_request_duration.clone(),
+    );
+    registry.register(
+        "reconciles",
+        "Reconciles run, by controller and result (ok or an error reason)",
+        m.reconciles.clone(),
+    );
+    registry.register(
+        "reconcile_duration_seconds",
+        "Duration of reconciles, by controller",
+        m.reconcile_duration.clone(),
+    );
+    registry.register(
+        "api_writes",
+        "Writes to the Kubernetes API, by kind and verb",
+        m.writes.clone(),
+    );
+    registry.register(
+        "leader",
+        "1 while this replica holds the leader Lease (and may write), else 0",
+        m.leader.clone(),
+    );
+}
+
+/// Counts one cloud request to `api` that ended with `outcome` after `elapsed`.
+pub fn cloud_request(api: &'static str, outcome: &'static str, elapsed: Duration) {
+    let m = global();
+    m.cloud_requests
+        .get_or_create(&vec![
+            ("api", api.to_owned()),
+            ("outcome", outcome.to_owned()),
+        ])
+        .inc();
+    m.cloud_request_duration
+        .get_or_create(&vec![("api", api.to_owned())])
+        .observe(elapsed.as_secs_f64());
+}
+
+/// Counts one reconcile of `controller` with `result` after `elapsed`.
+pub fn reconcile(controller: &'static str, result: &'static str, elapsed: Duration) {
+    let m = global();
+    m.reconciles
+        .get_or_create(&vec![
+            ("controller", controller.to_owned()),
+            ("result", result.to_owned()),
+        ])
+        .inc();
+    m.reconcile_duration
+        .get_or_create(&vec![("controller", controller.to_owned())])
+        .observe(elapsed.as_secs_f64());
+}
+
+/// Counts one successful write of `kind` (`Secret`, `ServiceAccount`, ...) with `verb`.
+pub fn write(kind: &str, verb: &'static str) {
+    global()
+        .writes
+        .get_or_create(&vec![("kind", kind.to_owned()), ("verb", verb.to_owned())])
+        .inc();
+}
+
+/// Sets the leader gauge.
+pub fn set_leader(leading: bool) {
+    global().leader.set(i64::from(leading));
+}
