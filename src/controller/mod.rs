@@ -28,9 +28,9 @@ pub mod context;
 pub mod error;
 pub mod finalizer;
 pub mod guard;
+pub mod leader;
 pub mod legacy_sync;
 pub mod observe;
-pub mod leader;
 pub mod policy;
 pub mod probes;
 pub mod resolve;
@@ -350,15 +350,22 @@ pub async fn run_with(
         .graceful_shutdown_on(shutdown.clone())
         .run(binding::reconcile, guard::error_policy, ctx.clone())
         .for_each(|r| log_controller_event("binding", r));
+    // The translator writes too: it starts once this replica leads (a standby's writes would
+    // only be refused by the gated client).
     let translator = {
-        let (client, legacy, shutdown) = (
+        let (client, legacy, shutdown, leadership) = (
             client.clone(),
             config.legacy_configmap.clone(),
             shutdown.clone(),
+            leadership.clone(),
         );
         async move {
-            if let Some(legacy) = legacy {
-                legacy_sync::run_translator(client, legacy, shutdown).await;
+            let Some(legacy) = legacy else { return };
+            tokio::select! {
+                () = leadership.acquired() => {
+                    legacy_sync::run_translator(client, legacy, shutdown).await;
+                }
+                () = shutdown.clone() => {}
             }
         }
     };
