@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import secrets
+import socket
 import urllib.parse
 
 import helm_python as helm
@@ -30,8 +31,16 @@ TARGETS = [f"{RUN}-a", f"{RUN}-b", f"{RUN}-c"]
 SELECT = {"acrcredentials.io/chart-test": RUN}
 SA_USER = f"system:serviceaccount:{NS}:{RELEASE}"
 CRDS = ["acrcredentialpolicies.acrcredentials.io", "acrregistrybindings.acrcredentials.io"]
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 VALUES = {
     "objectSelector": f"acrcredentials.io/chart-test={RUN}",
+    # The chroot shares the host's network: a free port for /readyz, /livez and /metrics.
+    "probes": {"port": _free_port()},
     "accessKeySecrets": [{"namespace": OPS, "name": "alibaba-access-key"}],
     "resyncSeconds": 30,
     "logFormat": "text",
@@ -122,6 +131,8 @@ class Controller:
                 env[e["name"]] = e["value"]
             elif e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
                 env[e["name"]] = f"{RELEASE}-chroot"
+            elif e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.namespace":
+                env[e["name"]] = NS
             else:
                 raise AssertionError(f"the test does not know how to provide env {e}")
         url = urllib.parse.urlparse(cluster.server())

@@ -52,8 +52,18 @@ def test_defaults_render_a_hardened_deployment():
                                     "capabilities": {"drop": ["ALL"]}}
     assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
     assert c["args"] == ["run", "--secret-name=acr-credentials", "--region=cn-hangzhou",
-                         "--network=public", "--resync-seconds=300", "--log-format=json"]
-    assert {e["name"] for e in c["env"]} == {"RUST_LOG", "POD_NAME"}
+                         "--network=public", "--resync-seconds=300", "--log-format=json",
+                         "--legacy-configmap=kube-system/acr-configuration",
+                         "--leader-elect", "--lease-name=acr-credential-controller",
+                         "--lease-duration-seconds=15", "--renew-deadline-seconds=10",
+                         "--retry-period-seconds=2", "--probe-address=0.0.0.0:8080"]
+    assert {e["name"] for e in c["env"]} == {"RUST_LOG", "POD_NAME", "POD_NAMESPACE"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-metrics"}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http-metrics"}
+    assert c["ports"] == [{"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"}]
+    svc = one(docs, "Service", "acr-credential-controller-metrics")
+    assert svc["spec"]["ports"][0]["targetPort"] == "http-metrics"
+    assert not find(docs, "ServiceMonitor") and not find(docs, "PrometheusRule")
     assert "volumes" not in pod and "volumeMounts" not in c
     for key in ("priorityClassName", "tolerations", "affinity", "topologySpreadConstraints",
                 "imagePullSecrets"):
@@ -186,7 +196,7 @@ def test_scheduling_and_pod_toggles():
         "podAnnotations": {"a": "b"}, "imagePullSecrets": [{"name": "reg"}],
         "image": {"repository": "example.test/acr", "tag": "1.2.3", "pullPolicy": "Always"},
         "logLevel": "debug", "logFormat": "text", "objectSelector": "shard=a",
-        "extraArgs": ["--signature-v3"], "extraEnv": [{"name": "X", "value": "y"}],
+        "extraArgs": ["--signature=v3"], "extraEnv": [{"name": "X", "value": "y"}],
         "region": "cn-shanghai", "network": "vpc", "resyncSeconds": 60,
         "serviceAccount": {"name": "acc", "annotations": {"x": "y"}},
     }
@@ -205,7 +215,12 @@ def test_scheduling_and_pod_toggles():
     assert c["image"] == "example.test/acr:1.2.3" and c["imagePullPolicy"] == "Always"
     assert c["args"] == ["run", "--secret-name=acr-credentials", "--region=cn-shanghai",
                          "--network=vpc", "--resync-seconds=60", "--log-format=text",
-                         "--object-selector=shard=a", "--signature-v3"]
+                         "--object-selector=shard=a",
+                         "--legacy-configmap=kube-system/acr-configuration",
+                         "--leader-elect", "--lease-name=acr-credential-controller",
+                         "--lease-duration-seconds=15", "--renew-deadline-seconds=10",
+                         "--retry-period-seconds=2", "--probe-address=0.0.0.0:8080",
+                         "--signature=v3"]
     assert {"name": "RUST_LOG", "value": "debug"} in c["env"] and {"name": "X", "value": "y"} in c["env"]
     assert pod["serviceAccountName"] == "acc"
     assert one(docs, "ServiceAccount", "acc")["metadata"]["annotations"] == {"x": "y"}
@@ -263,3 +278,36 @@ def test_every_value_is_documented_in_the_schema_and_values_file():
     assert set(values) <= set(schema["properties"])
     text = (CHART / "values.yaml").read_text()
     assert yaml.safe_load(text) == values
+
+
+def test_leader_election_and_replicas():
+    # Two replicas without a leader would both write: the render refuses it.
+    with pytest.raises(helm.HelmError) as e:
+        chartlib.render({"replicaCount": 2, "leaderElection": {"enabled": False}})
+    assert "leaderElection.enabled" in str(e.value)
+    c = one(objects({"leaderElection": {"enabled": False}}), "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert not [a for a in c["args"] if a.startswith("--lease") or a == "--leader-elect"]
+    c = one(objects({"leaderElection": {"leaseName": "acr-lease", "leaseDurationSeconds": 30}}),
+            "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--lease-name=acr-lease" in c["args"] and "--lease-duration-seconds=30" in c["args"]
+    with pytest.raises(helm.HelmError) as e:
+        helm.Chart.load(CHART).validate_schema({"leaderElection": {"leaseDuration": 30}})
+    assert "leaseDuration" in str(e.value)
+
+
+def test_metrics_service_monitor_and_alerts():
+    docs = objects({"metrics": {"service": {"enabled": False}}})
+    assert not find(docs, "Service")
+    docs = objects({"probes": {"port": 9402},
+                    "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
+                                "prometheusRule": {"enabled": True}}})
+    sm = one(docs, "ServiceMonitor")
+    assert sm["metadata"]["labels"]["release"] == "prom"
+    assert sm["spec"]["endpoints"] == [{"port": "http-metrics", "path": "/metrics", "interval": "30s"}]
+    assert one(docs, "Service")["spec"]["ports"][0]["port"] == 9402
+    rule = one(docs, "PrometheusRule")
+    alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
+    with open(CHART.parent.parent / "deploy" / "prometheus" / "alerts.yaml") as f:
+        shipped = yaml.safe_load(f)
+    assert rule["spec"] == shipped, "the chart's alerts are the ones tests/operate_alerts.rs checks"
+    assert len(alerts) == 3
