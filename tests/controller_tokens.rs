@@ -183,7 +183,10 @@ async fn cloud_outage_keeps_the_secret_and_recovers() {
     let recovered_at = Instant::now();
     let after = wait_secret(&secrets, "a renewed Secret", |s| s.data != bytes).await;
     assert!(h.handle().registry_token_valid(&password(&after)));
-    let b = h.wait_ready(&name, "True", Duration::from_secs(15)).await;
+    // The Secret is written before the status: wait for the status to catch up.
+    let b = h
+        .wait_ready_reason(&name, "True", Some("Reconciled"), Duration::from_secs(15))
+        .await;
     let ready = b
         .status
         .unwrap()

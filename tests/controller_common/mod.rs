@@ -240,11 +240,25 @@ impl Harness {
         status: &str,
         timeout: Duration,
     ) -> AcrRegistryBinding {
+        self.wait_ready_reason(name, status, None, timeout).await
+    }
+
+    /// Waits until the binding's Ready condition has `status` (and `reason`, when given: a
+    /// degraded binding is Ready=True too, with another reason).
+    pub async fn wait_ready_reason(
+        &self,
+        name: &str,
+        status: &str,
+        reason: Option<&str>,
+        timeout: Duration,
+    ) -> AcrRegistryBinding {
         let api = self.bindings();
-        support::wait_until(timeout, &format!("binding {name} Ready={status}"), || {
+        let what = format!("binding {name} Ready={status} {}", reason.unwrap_or(""));
+        support::wait_until(timeout, &what, || {
             let api = api.clone();
             let name = name.to_owned();
             let status = status.to_owned();
+            let reason = reason.map(str::to_owned);
             async move {
                 let b = api.get(&name).await.map_err(|e| e.to_string())?;
                 let conds = b
@@ -253,7 +267,11 @@ impl Harness {
                     .map(|s| s.conditions.clone())
                     .unwrap_or_default();
                 match conds.iter().find(|c| c.type_ == "Ready") {
-                    Some(c) if c.status == status => Ok(b),
+                    Some(c)
+                        if c.status == status && reason.as_ref().is_none_or(|r| *r == c.reason) =>
+                    {
+                        Ok(b)
+                    }
                     other => Err(format!("{other:?}")),
                 }
             }
