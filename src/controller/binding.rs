@@ -78,14 +78,7 @@ async fn apply(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<Ac
         binding.metadata.generation,
         ctx.clock.now(),
     ) {
-        let api: Api<AcrRegistryBinding> = Api::all(ctx.client.clone());
-        apply_status(
-            &api,
-            &binding.name_any(),
-            &ctx.config.field_manager,
-            &status,
-        )
-        .await?;
+        send_status(&ctx, &binding, &status).await?;
     }
     let resolved = match resolve(&binding, &ctx.stores.policies, &ctx.config) {
         Ok(r) => r,
@@ -108,9 +101,10 @@ async fn apply(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<Ac
         &selection,
         &results,
     );
-    let obs = observation(&binding, &resolved, &outcome, &selection, tally.clone());
+    let retry_soon = tally.retry_soon;
+    let obs = observation(&binding, &resolved, &outcome, &selection, tally);
     write_status(&binding, &ctx, &obs).await?;
-    Ok(Action::requeue(next_look(&ctx, &outcome, tally.retry_soon)))
+    Ok(Action::requeue(next_look(&ctx, &outcome, retry_soon)))
 }
 
 /// The binding cannot be converged (invalid spec, missing or invalid policy): say so once, in
@@ -132,14 +126,7 @@ async fn blocked(binding: &AcrRegistryBinding, ctx: &Context, blocker: Blocker) 
             blocker.message.clone(),
         )
         .await;
-        let api: Api<AcrRegistryBinding> = Api::all(ctx.client.clone());
-        apply_status(
-            &api,
-            &binding.name_any(),
-            &ctx.config.field_manager,
-            &status,
-        )
-        .await?;
+        send_status(ctx, binding, &status).await?;
     }
     Ok(Action::requeue(ctx.config.resync))
 }
@@ -167,16 +154,19 @@ async fn write_status(
 ) -> Result<()> {
     let status = binding_status(binding.status.as_ref(), obs, ctx.clock.now());
     if binding.status.as_ref() != Some(&status) {
-        let api: Api<AcrRegistryBinding> = Api::all(ctx.client.clone());
-        apply_status(
-            &api,
-            &binding.name_any(),
-            &ctx.config.field_manager,
-            &status,
-        )
-        .await?;
+        send_status(ctx, binding, &status).await?;
     }
     Ok(())
+}
+
+/// Server-side-applies `status` on the binding's `/status` under our field manager.
+async fn send_status(
+    ctx: &Context,
+    binding: &AcrRegistryBinding,
+    status: &crate::api::AcrRegistryBindingStatus,
+) -> Result<()> {
+    let api: Api<AcrRegistryBinding> = Api::all(ctx.client.clone());
+    apply_status(&api, &binding.name_any(), &ctx.config.field_manager, status).await
 }
 
 /// When to reconcile again: when the token needs a look (renewal, retry, expiry), at the
