@@ -12,7 +12,7 @@ use clap::{Args, ValueEnum};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::CliError;
-use crate::cloud::credentials::DEFAULT_MANAGED_TOKEN_FILE;
+use crate::cloud::credentials::{DEFAULT_MANAGED_TOKEN_FILE, DEFAULT_RRSA_TOKEN_FILE, TokenFiles};
 use crate::cloud::endpoints::{Endpoints, Network, StsScope, parse_base};
 use crate::cloud::http::HttpConfig;
 use crate::cloud::{CloudConfig, SignatureStyle};
@@ -78,9 +78,21 @@ pub struct CloudArgs {
     /// Where the ACK managed add-on token file is (managedRole source).
     #[arg(long, env = "ACR_MANAGED_TOKEN_FILE", value_name = "PATH", default_value = DEFAULT_MANAGED_TOKEN_FILE)]
     pub managed_token_file: PathBuf,
+    /// Where the projected RRSA ServiceAccount token is (rrsa sources without their own
+    /// `tokenFile`); ACK's pod identity webhook sets the variable.
+    #[arg(long, env = "ALIBABA_CLOUD_OIDC_TOKEN_FILE", value_name = "PATH", default_value = DEFAULT_RRSA_TOKEN_FILE)]
+    pub rrsa_token_file: PathBuf,
 }
 
 impl CloudArgs {
+    /// Where the file-based credential sources read their tokens.
+    pub fn token_files(&self) -> TokenFiles {
+        TokenFiles {
+            managed: self.managed_token_file.clone(),
+            rrsa: self.rrsa_token_file.clone(),
+        }
+    }
+
     /// The cloud configuration the flags describe, for `region` (the flag's, or a binding's).
     pub fn cloud_config(&self, region: &str) -> Result<CloudConfig, String> {
         let network = match self.network {

@@ -231,14 +231,14 @@ pub async fn run(
         .region
         .clone()
         .unwrap_or_else(|| args.cloud.region.clone());
-    let provider =
-        match from_api::provider_config(&objects.policy.spec, &args.cloud.managed_token_file) {
-            Ok(p) => Some(p),
-            Err(e) => {
-                problems.push(format!("AcrCredentialPolicy/{policy_name}: {e}"));
-                None
-            }
-        };
+    let provider = match from_api::provider_config(&objects.policy.spec, &args.cloud.token_files())
+    {
+        Ok(p) => Some(p),
+        Err(e) => {
+            problems.push(format!("AcrCredentialPolicy/{policy_name}: {e}"));
+            None
+        }
+    };
     let client = match cloud_client(args, &region) {
         Ok(c) => Some(c),
         Err(e) => {

@@ -218,7 +218,7 @@ pub async fn run(args: &RunArgs, err: &mut dyn Write) -> Result<ExitCode, CliErr
         legacy_configmap,
         secret_name: args.secret_name.clone(),
         default_region: args.cloud.region.clone(),
-        managed_token_file: args.cloud.managed_token_file.clone(),
+        token_files: args.cloud.token_files(),
         resync: Duration::from_secs(args.resync_seconds.max(10)),
         object_selector: args.object_selector.clone(),
         reconcile_timeout: Duration::from_secs(args.reconcile_timeout_seconds),

@@ -5,31 +5,34 @@
 //! the two in agreement. Defaults (session name, Secret keys, durations) come from the API's
 //! own accessors, so they are the ones documented on the CRD.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::credentials::access_key::SecretRef;
-use super::credentials::{AssumeRoleConfig, DEFAULT_RRSA_TOKEN_FILE, ProviderConfig, SourceConfig};
+use super::credentials::{AssumeRoleConfig, ProviderConfig, SourceConfig, TokenFiles};
 use super::error::CloudError;
 use super::registry::Registry;
 use crate::api::defaults::DEFAULT_SESSION_NAME;
 use crate::api::{AcrCredentialPolicySpec, RegistrySpec};
 
-/// The provider configuration a policy describes. `managed_token_file` is where the ACK add-on
-/// token is mounted (a controller setting, not part of the policy).
+/// The provider configuration a policy describes. `files` says where the ACK add-on token and
+/// the RRSA token are mounted (controller settings; a policy's own `rrsa.tokenFile` wins).
 pub fn provider_config(
     spec: &AcrCredentialPolicySpec,
-    managed_token_file: &Path,
+    files: &TokenFiles,
 ) -> Result<ProviderConfig, CloudError> {
     let s = &spec.source;
     let source = match (&s.managed_role, &s.worker_role, &s.rrsa, &s.access_key) {
         (Some(_), None, None, None) => SourceConfig::ManagedRole {
-            token_file: managed_token_file.to_path_buf(),
+            token_file: files.managed.clone(),
         },
         (None, Some(_), None, None) => SourceConfig::WorkerRole { role_name: None },
         (None, None, Some(r), None) => SourceConfig::Rrsa {
             role_arn: r.role_arn.clone(),
             oidc_provider_arn: r.oidc_provider_arn.clone(),
-            token_file: PathBuf::from(r.token_file.as_deref().unwrap_or(DEFAULT_RRSA_TOKEN_FILE)),
+            token_file: r
+                .token_file
+                .as_deref()
+                .map_or_else(|| files.rrsa.clone(), PathBuf::from),
             session_name: DEFAULT_SESSION_NAME.to_string(),
         },
         (None, None, None, Some(a)) => SourceConfig::AccessKey(SecretRef {
@@ -75,6 +78,8 @@ pub fn registry(spec: &RegistrySpec, default_region: &str) -> Registry {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     fn policy(yaml: &str) -> AcrCredentialPolicySpec {
@@ -83,27 +88,38 @@ mod tests {
 
     #[test]
     fn every_source_and_the_hop() {
-        let file = Path::new("/var/addon/token-config");
-        let c = provider_config(&policy("source: {managedRole: {}}"), file).unwrap();
+        let files = &TokenFiles {
+            managed: "/var/addon/token-config".into(),
+            rrsa: "/run/rrsa/token".into(),
+        };
+        let c = provider_config(&policy("source: {managedRole: {}}"), files).unwrap();
         assert_eq!(
             c.source,
             SourceConfig::ManagedRole {
-                token_file: file.into()
+                token_file: files.managed.clone()
             }
         );
-        let c = provider_config(&policy("source: {workerRole: {}}"), file).unwrap();
+        let c = provider_config(&policy("source: {workerRole: {}}"), files).unwrap();
         assert_eq!(c.source, SourceConfig::WorkerRole { role_name: None });
         let c = provider_config(
             &policy("source: {rrsa: {roleArn: 'acs:ram::1:role/r', oidcProviderArn: 'acs:ram::1:oidc-provider/p'}}"),
-            file,
+            files,
         )
         .unwrap();
         assert!(
-            matches!(c.source, SourceConfig::Rrsa { ref token_file, .. } if token_file == Path::new(DEFAULT_RRSA_TOKEN_FILE))
+            matches!(c.source, SourceConfig::Rrsa { ref token_file, .. } if token_file == Path::new("/run/rrsa/token"))
+        );
+        let c = provider_config(
+            &policy("source: {rrsa: {roleArn: 'acs:ram::1:role/r', oidcProviderArn: 'acs:ram::1:oidc-provider/p', tokenFile: /own/token}}"),
+            files,
+        )
+        .unwrap();
+        assert!(
+            matches!(c.source, SourceConfig::Rrsa { ref token_file, .. } if token_file == Path::new("/own/token"))
         );
         let c = provider_config(
             &policy("source: {accessKey: {secretRef: {namespace: ops, name: ak}}}\nassumeRole: {roleArn: 'acs:ram::2:role/x', duration: 2h, externalId: e-1}"),
-            file,
+            files,
         )
         .unwrap();
         assert_eq!(
@@ -124,7 +140,7 @@ mod tests {
             ),
             (7200, "acr-credential-controller", Some("e-1"))
         );
-        assert!(provider_config(&policy("source: {}"), file).is_err());
+        assert!(provider_config(&policy("source: {}"), files).is_err());
     }
 
     #[test]

@@ -27,8 +27,9 @@ pub struct ControllerConfig {
     pub secret_name: String,
     /// Region of registries whose binding names none.
     pub default_region: String,
-    /// Where the ACK managed add-on token file is (policies with a managedRole source).
-    pub managed_token_file: std::path::PathBuf,
+    /// Where the ACK add-on token and the projected RRSA token are (managedRole and rrsa
+    /// sources).
+    pub token_files: crate::cloud::credentials::TokenFiles,
     /// Field manager for server-side apply.
     pub field_manager: String,
     /// Longest time between two reconciles of a binding, whatever happens.
@@ -54,7 +55,7 @@ impl Default for ControllerConfig {
         Self {
             secret_name: "acr-credentials".into(),
             default_region: crate::cli::args::DEFAULT_REGION.into(),
-            managed_token_file: crate::cloud::credentials::DEFAULT_MANAGED_TOKEN_FILE.into(),
+            token_files: Default::default(),
             field_manager: CONTROLLER_NAME.into(),
             resync: std::time::Duration::from_secs(300),
             object_selector: None,

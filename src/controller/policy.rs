@@ -126,7 +126,7 @@ pub async fn reconcile(policy: Arc<AcrCredentialPolicy>, ctx: Arc<Context>) -> R
 }
 
 async fn refresh(policy: Arc<AcrCredentialPolicy>, ctx: &Context) -> Result<Action> {
-    let health = from_api::provider_config(&policy.spec, &ctx.config.managed_token_file)
+    let health = from_api::provider_config(&policy.spec, &ctx.config.token_files)
         .map(|config| {
             let (failure, any_valid) = ctx.tokens.identity_health(&identity_of(&config));
             let expires_at = ctx.tokens.credentials_expire_at(&config);

@@ -80,11 +80,9 @@ pub fn resolve(
         ),
     })?;
     let provider =
-        from_api::provider_config(&policy.spec, &config.managed_token_file).map_err(|e| {
-            Blocker {
-                reason: reasons::POLICY_NOT_READY,
-                message: format!("AcrCredentialPolicy {policy_name}: {e}"),
-            }
+        from_api::provider_config(&policy.spec, &config.token_files).map_err(|e| Blocker {
+            reason: reasons::POLICY_NOT_READY,
+            message: format!("AcrCredentialPolicy {policy_name}: {e}"),
         })?;
     let registry = from_api::registry(&spec.registry, &config.default_region);
     if let Some(domains) = &spec.registry.domains {

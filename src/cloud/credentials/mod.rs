@@ -196,6 +196,25 @@ pub const DEFAULT_MANAGED_TOKEN_FILE: &str = "/var/addon/token-config";
 /// Default location of the RRSA projected token.
 pub const DEFAULT_RRSA_TOKEN_FILE: &str = "/var/run/secrets/ack.alibabacloud.com/rrsa-tokens/token";
 
+/// Where the token files of the file-based sources are mounted: settings of the process, not of
+/// a policy (a policy's own `rrsa.tokenFile` wins over `rrsa`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenFiles {
+    /// The ACK add-on token file (managedRole).
+    pub managed: PathBuf,
+    /// The projected ServiceAccount token (rrsa).
+    pub rrsa: PathBuf,
+}
+
+impl Default for TokenFiles {
+    fn default() -> Self {
+        Self {
+            managed: DEFAULT_MANAGED_TOKEN_FILE.into(),
+            rrsa: DEFAULT_RRSA_TOKEN_FILE.into(),
+        }
+    }
+}
+
 /// Builds the provider chain for `config`.
 pub fn build_provider(
     config: &ProviderConfig,
