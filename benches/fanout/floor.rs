@@ -12,6 +12,16 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
+/// How the floor client creates each Secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    /// A plain POST: the cheapest create, which RBAC cannot pin to a name.
+    Post,
+    /// Server-side apply of the whole Secret, as the controller creates it (RBAC authorizes it
+    /// as `create` of that very name, so the controller's `create` right is pinned to it).
+    Apply,
+}
+
 /// Writes one pull Secret and binds the `default` ServiceAccount in every namespace; returns
 /// the wall-clock time and how many patches had to be retried because another writer (the
 /// token controller) changed the ServiceAccount in between.
@@ -21,12 +31,13 @@ pub async fn run(
     secret_name: &str,
     payload: &[u8],
     concurrency: usize,
+    create: Create,
 ) -> Result<(Duration, usize), kube::Error> {
     let start = Instant::now();
     let results: Vec<Result<usize, kube::Error>> = stream::iter(namespaces.iter().cloned())
         .map(|ns| {
             let client = client.clone();
-            async move { one_namespace(&client, &ns, secret_name, payload).await }
+            async move { one_namespace(&client, &ns, secret_name, payload, create).await }
         })
         .buffer_unordered(concurrency)
         .collect()
@@ -43,6 +54,7 @@ async fn one_namespace(
     ns: &str,
     secret_name: &str,
     payload: &[u8],
+    create: Create,
 ) -> Result<usize, kube::Error> {
     let secret = Secret {
         metadata: ObjectMeta {
@@ -56,9 +68,21 @@ async fn one_namespace(
         )])),
         ..Default::default()
     };
-    Api::<Secret>::namespaced(client.clone(), ns)
-        .create(&PostParams::default(), &secret)
-        .await?;
+    let secrets = Api::<Secret>::namespaced(client.clone(), ns);
+    match create {
+        Create::Post => {
+            secrets.create(&PostParams::default(), &secret).await?;
+        }
+        Create::Apply => {
+            secrets
+                .patch(
+                    secret_name,
+                    &PatchParams::apply("acr-bench-floor"),
+                    &Patch::Apply(&secret),
+                )
+                .await?;
+        }
+    }
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let mut retries = 0;
     loop {

@@ -18,6 +18,9 @@ use crate::report::Memory;
 use crate::{Params, log};
 
 pub const SECRET_NAME: &str = "acr-credentials";
+/// The second floor's Secret (created by server-side apply) beside the first in each floor
+/// namespace.
+pub const APPLY_FLOOR_SECRET_NAME: &str = "acr-credentials-apply";
 const SYSTEM_NS: &str = "acc-bench-system";
 const UNRELATED_NS: &str = "acc-bench-unrelated";
 const LABEL: &str = "acc-bench";

@@ -109,7 +109,9 @@ where
 
 /// A watch cache of one kind: the store the reconcilers read, and the event stream that fills
 /// it (which must be polled, by a controller, for the store to fill), passed through
-/// [`observe`].
+/// [`observe`]. Cached objects carry no `managedFields`: nothing reads them from a cache (the
+/// legacy translator reads its objects from the API), and with server-side apply they are often
+/// the larger part of a small object.
 pub fn cache<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -125,7 +127,12 @@ where
 {
     let (store, writer) = reflector::store::<K>();
     let stream = observe(
-        reflector::reflector(writer, watcher::watcher(api, config).default_backoff()),
+        reflector::reflector(
+            writer,
+            watcher::watcher(api, config)
+                .default_backoff()
+                .modify(|o| o.meta_mut().managed_fields = None),
+        ),
         name,
         readiness.clone(),
         relisted.clone(),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 
 use super::caches::Readiness;
 use super::leader::Leadership;
@@ -77,12 +77,15 @@ pub struct Stores {
     pub service_accounts: Store<ServiceAccount>,
     /// Only Secrets named [`ControllerConfig::secret_name`].
     pub secrets: Store<Secret>,
+    /// Our writes of those Secrets that `secrets` has not shown yet.
+    pub written: Arc<super::written::Written>,
 }
 
 impl Stores {
-    /// The cached pull Secret of `namespace`.
-    pub fn secret(&self, namespace: &str, name: &str) -> Option<Arc<Secret>> {
-        self.secrets.get(&ObjectRef::new(name).within(namespace))
+    /// The pull Secret of `namespace`: our last write while the cache lags behind it, else the
+    /// cached copy.
+    pub fn secret(&self, namespace: &str) -> Option<Arc<Secret>> {
+        self.written.current(namespace)
     }
 }
 

@@ -40,6 +40,7 @@ pub mod service_accounts;
 pub mod status;
 pub mod sync;
 pub mod tokens;
+pub mod written;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -259,6 +260,19 @@ pub async fn run_with(
         &readiness,
         &relisted_tx,
     );
+    // Our own writes, in front of the Secret cache until it shows them.
+    let written = Arc::new(written::Written::new(
+        secrets.clone(),
+        config.secret_name.clone(),
+    ));
+    let secret_stream = secret_stream.inspect({
+        let written = written.clone();
+        move |event| {
+            if let Ok(event) = event {
+                written.observe(event);
+            }
+        }
+    });
     // Becoming the leader re-runs every binding and policy: a standby's reconciles did nothing.
     let leadership = config.leadership.clone();
     let mut gained = leadership.subscribe();
@@ -285,6 +299,7 @@ pub async fn run_with(
         namespaces,
         service_accounts,
         secrets,
+        written,
     };
     let reporter = Reporter {
         controller: context::CONTROLLER_NAME.into(),

@@ -2,7 +2,9 @@
 //! from every live binding at once (several bindings share one Secret per namespace).
 //!
 //! Runs under the namespace's lock. The desired Secret is built from the bindings that select
-//! the namespace and hold a valid token; it is written only when it differs from the cached one:
+//! the namespace and hold a valid token; it is written only when it differs from the current one
+//! (the cached copy, or our own last write while the cache has not shown it yet, see
+//! [`super::written`]):
 //! created by server-side apply (so RBAC can pin `create` to its name), updated in place with a
 //! version-checked replace (same object, same UID). A same-named Secret without our label is left
 //! alone. When no binding selects the namespace any more, our ServiceAccount entries are removed
@@ -125,13 +127,15 @@ async fn write_secret(
             Some(cur) => api.replace(name, &params, &merge_into(cur, desired)).await,
         };
         match result {
-            Ok(_) => {
+            Ok(written) => {
                 let verb = if current.is_none() {
                     "create"
                 } else {
                     "update"
                 };
                 crate::metrics::write("Secret", verb);
+                // Until the cache shows it, the next pass reads this copy instead.
+                ctx.stores.written.wrote(namespace, written);
                 return Ok(());
             }
             // 422 on create: a same-named Secret of another type appeared (type is immutable).
@@ -190,7 +194,7 @@ pub async fn sync_namespace(
         Some(l) => live.iter().filter(|b| b.selects(namespace, l)).collect(),
         None => Vec::new(),
     };
-    let existing = ctx.stores.secret(namespace, &secret_name);
+    let existing = ctx.stores.secret(namespace);
     let sa_api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
 
     if existing.as_ref().is_some_and(|s| !is_ours(s)) {
@@ -271,6 +275,7 @@ pub async fn sync_namespace(
         match api.delete(&secret_name, &DeleteParams::default()).await {
             Ok(_) => {
                 crate::metrics::write("Secret", "delete");
+                ctx.stores.written.deleted(namespace);
                 tracing::info!(
                     namespace,
                     "pull Secret deleted: no binding selects the namespace"

@@ -1,0 +1,153 @@
+//! The pull Secrets this controller wrote that its watch cache has not shown yet.
+//!
+//! A reconcile reads each namespace's Secret from the cache. Right after a write the cache still
+//! holds the old copy (or none) until the watch event arrives, and every write triggers another
+//! reconcile of the binding: at a few thousand namespaces the rerun starts while the cache lags by
+//! seconds, and would create again what it just created, or replace with a stale
+//! resourceVersion (a conflict, a re-read). So each write is remembered here, per namespace,
+//! until the cache has caught up with it, and [`Written::current`] answers with the freshest of
+//! the two.
+//!
+//! The cache has caught up when it holds the object at the resourceVersion we wrote (checked on
+//! every read and on every watch event), when the watch reports the Secret deleted (watch events
+//! come in order, so a later deletion is newer than our write), or after a re-list (which brings
+//! the current state and may skip our version). Resource versions are compared for equality only,
+//! never ordered. An entry older than [`MAX_AGE`] is dropped whatever happened, so a missed event
+//! cannot hide the cache's view for long.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+
+/// How long a write may stay ahead of the cache before the cache is believed again.
+pub const MAX_AGE: Duration = Duration::from_secs(30);
+
+/// What we last did to a namespace's Secret, not yet seen in the cache.
+#[derive(Clone, Debug)]
+struct Entry {
+    /// The Secret as the API server returned it; `None`: we deleted it.
+    secret: Option<Arc<Secret>>,
+    at: Instant,
+}
+
+/// Our recent writes of the Secret named `name`, in front of its cache.
+pub struct Written {
+    cache: Store<Secret>,
+    name: String,
+    pending: Mutex<HashMap<String, Entry>>,
+}
+
+impl Written {
+    pub fn new(cache: Store<Secret>, name: impl Into<String>) -> Self {
+        Self {
+            cache,
+            name: name.into(),
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The namespace's Secret as we know it best: our last write while the cache has not shown
+    /// it, else the cached copy.
+    pub fn current(&self, namespace: &str) -> Option<Arc<Secret>> {
+        let cached = self
+            .cache
+            .get(&ObjectRef::new(&self.name).within(namespace));
+        let mut pending = self.lock();
+        let Some(entry) = pending.get(namespace) else {
+            return cached;
+        };
+        if entry.at.elapsed() > MAX_AGE || caught_up(entry, cached.as_deref()) {
+            pending.remove(namespace);
+            return cached;
+        }
+        entry.secret.clone()
+    }
+
+    /// Records the Secret a create or an update returned.
+    pub fn wrote(&self, namespace: &str, secret: Secret) {
+        self.record(namespace, Some(Arc::new(secret)));
+    }
+
+    /// Records that we deleted the namespace's Secret.
+    pub fn deleted(&self, namespace: &str) {
+        self.record(namespace, None);
+    }
+
+    fn record(&self, namespace: &str, secret: Option<Arc<Secret>>) {
+        let entry = Entry {
+            secret,
+            at: Instant::now(),
+        };
+        let cached = self
+            .cache
+            .get(&ObjectRef::new(&self.name).within(namespace));
+        let mut pending = self.lock();
+        // The watch event may have come before the response.
+        if caught_up(&entry, cached.as_deref()) {
+            pending.remove(namespace);
+        } else {
+            pending.insert(namespace.to_owned(), entry);
+        }
+    }
+
+    /// Follows the cache's watch stream (after the cache has applied the event): forgets what
+    /// the cache now shows.
+    pub fn observe(&self, event: &watcher::Event<Secret>) {
+        let mut pending = self.lock();
+        if pending.is_empty() {
+            return;
+        }
+        match event {
+            watcher::Event::Apply(s) => {
+                let Some(ns) = s.namespace() else { return };
+                if pending
+                    .get(&ns)
+                    .is_some_and(|entry| caught_up(entry, Some(s)))
+                {
+                    pending.remove(&ns);
+                }
+            }
+            watcher::Event::Delete(s) => {
+                if let Some(ns) = s.namespace() {
+                    pending.remove(&ns);
+                }
+            }
+            watcher::Event::InitDone => pending.clear(),
+            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+        }
+    }
+
+    /// How many writes the cache has not shown yet.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether the cache has shown every write.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Whether `cached` shows the write: the same resourceVersion, or both absent.
+fn caught_up(entry: &Entry, cached: Option<&Secret>) -> bool {
+    match (&entry.secret, cached) {
+        (Some(ours), Some(cached)) => {
+            ours.resource_version().is_some()
+                && ours.resource_version() == cached.resource_version()
+        }
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+#![allow(clippy::unwrap_used)]
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ObjectMeta;
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher::Event;
+
+use super::*;
+
+fn secret(ns: &str, rv: &str, data: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some("acr-credentials".into()),
+            namespace: Some(ns.into()),
+            resource_version: Some(rv.into()),
+            ..ObjectMeta::default()
+        },
+        string_data: Some([("k".to_owned(), data.to_owned())].into()),
+        ..Secret::default()
+    }
+}
+
+fn written() -> (Writer<Secret>, Written) {
+    let (store, writer) = reflector::store::<Secret>();
+    (writer, Written::new(store, "acr-credentials"))
+}
+
+fn data(s: Option<Arc<Secret>>) -> Option<String> {
+    s.map(|s| s.string_data.as_ref().unwrap()["k"].clone())
+}
+
+/// The cache applies an event, then the stream hands it on (as `.inspect` after the reflector).
+fn deliver(writer: &mut Writer<Secret>, written: &Written, event: Event<Secret>) {
+    writer.apply_watcher_event(&event);
+    written.observe(&event);
+}
+
+#[test]
+fn a_create_is_seen_before_the_cache_shows_it() {
+    let (mut writer, written) = written();
+    assert_eq!(written.current("a"), None);
+    written.wrote("a", secret("a", "10", "ours"));
+    assert_eq!(data(written.current("a")).as_deref(), Some("ours"));
+    assert_eq!(written.len(), 1);
+    // An unrelated namespace is read from the cache as before.
+    deliver(&mut writer, &written, Event::Apply(secret("b", "11", "b")));
+    assert_eq!(data(written.current("b")).as_deref(), Some("b"));
+    // Our own event: the cache has caught up, the entry is gone.
+    deliver(
+        &mut writer,
+        &written,
+        Event::Apply(secret("a", "10", "ours")),
+    );
+    assert!(written.is_empty());
+    assert_eq!(data(written.current("a")).as_deref(), Some("ours"));
+}
+
+#[test]
+fn an_update_hides_the_stale_cached_copy_until_its_event() {
+    let (mut writer, written) = written();
+    deliver(&mut writer, &written, Event::Apply(secret("a", "5", "old")));
+    written.wrote("a", secret("a", "9", "new"));
+    assert_eq!(data(written.current("a")).as_deref(), Some("new"));
+    // An older event still in flight does not count as caught up.
+    deliver(
+        &mut writer,
+        &written,
+        Event::Apply(secret("a", "7", "older")),
+    );
+    assert_eq!(data(written.current("a")).as_deref(), Some("new"));
+    // Ours, then someone else's edit: from then on the cache is right again.
+    deliver(&mut writer, &written, Event::Apply(secret("a", "9", "new")));
+    deliver(
+        &mut writer,
+        &written,
+        Event::Apply(secret("a", "12", "edited")),
+    );
+    assert_eq!(data(written.current("a")).as_deref(), Some("edited"));
+}
+
+#[test]
+fn the_event_may_come_before_the_response() {
+    let (mut writer, written) = written();
+    deliver(&mut writer, &written, Event::Apply(secret("a", "9", "new")));
+    written.wrote("a", secret("a", "9", "new"));
+    assert!(written.is_empty());
+}
+
+#[test]
+fn a_deletion_reads_as_absent_until_the_cache_drops_it() {
+    let (mut writer, written) = written();
+    deliver(&mut writer, &written, Event::Apply(secret("a", "5", "old")));
+    written.deleted("a");
+    assert_eq!(written.current("a"), None);
+    deliver(
+        &mut writer,
+        &written,
+        Event::Delete(secret("a", "5", "old")),
+    );
+    assert!(written.is_empty());
+    assert_eq!(written.current("a"), None);
+}
+
+#[test]
+fn a_relist_makes_the_cache_right_again() {
+    let (mut writer, written) = written();
+    written.wrote("a", secret("a", "9", "new"));
+    // A re-list that shows a later version only (ours was superseded during the gap).
+    deliver(&mut writer, &written, Event::Init);
+    deliver(
+        &mut writer,
+        &written,
+        Event::InitApply(secret("a", "15", "later")),
+    );
+    assert_eq!(data(written.current("a")).as_deref(), Some("new"));
+    deliver(&mut writer, &written, Event::InitDone);
+    assert!(written.is_empty());
+    assert_eq!(data(written.current("a")).as_deref(), Some("later"));
+}
