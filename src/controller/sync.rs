@@ -114,6 +114,7 @@ async fn write_secret(
     };
     let apply_params = PatchParams::apply(&ctx.config.field_manager);
     let mut current = existing.cloned();
+    let mut before = ctx.stores.written.before_write(namespace);
     for _ in 0..MAX_SECRET_ATTEMPTS {
         let creating = current.is_none();
         let result = match &current {
@@ -135,13 +136,15 @@ async fn write_secret(
                 };
                 crate::metrics::write("Secret", verb);
                 // Until the cache shows it, the next pass reads this copy instead.
-                ctx.stores.written.wrote(namespace, written);
+                ctx.stores.written.wrote(before, written);
                 return Ok(());
             }
             // 422 on create: a same-named Secret of another type appeared (type is immutable).
             Err(e) if is_status(&e, 409) || (creating && is_status(&e, 422)) => {
                 // Changed or created meanwhile: read it again, and never write what is not ours.
-                match api.get_opt(name).await? {
+                let fresh = api.get_opt(name).await?;
+                before.read(fresh.as_ref());
+                match fresh {
                     Some(fresh) if !is_ours(&fresh) => return Ok(()),
                     Some(fresh) if !needs_update(&fresh, desired) => return Ok(()),
                     fresh => current = fresh,
@@ -272,10 +275,11 @@ pub async fn sync_namespace(
     // Nothing selects the namespace any more: our entries are gone, now the Secret goes too.
     if secret_state == SecretState::Absent && existing.is_some() && errors.is_empty() {
         let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+        let before = ctx.stores.written.before_write(namespace);
         match api.delete(&secret_name, &DeleteParams::default()).await {
             Ok(_) => {
                 crate::metrics::write("Secret", "delete");
-                ctx.stores.written.deleted(namespace);
+                ctx.stores.written.deleted(before);
                 tracing::info!(
                     namespace,
                     "pull Secret deleted: no binding selects the namespace"

@@ -8,12 +8,13 @@
 //! until the cache has caught up with it, and [`Written::current`] answers with the freshest of
 //! the two.
 //!
-//! The cache has caught up when it holds the object at the resourceVersion we wrote (checked on
-//! every read and on every watch event), when the watch reports the Secret deleted (watch events
-//! come in order, so a later deletion is newer than our write), or after a re-list (which brings
-//! the current state and may skip our version). Resource versions are compared for equality only,
-//! never ordered. An entry older than [`MAX_AGE`] is dropped whatever happened, so a missed event
-//! cannot hide the cache's view for long.
+//! The cache has caught up once it shows any version other than those our write replaced: the
+//! version the cache held before the write, the versions we read or wrote on the way. Updates
+//! are version-checked, so nothing lies between those and ours, and the cache only moves
+//! forward (watch events come in order). That is checked on every read and on every watch
+//! event; a re-list clears everything (it brings the current state). Resource versions are
+//! compared for equality only, never ordered. An entry older than [`MAX_AGE`] is dropped
+//! whatever happened, as a last resort.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -24,15 +25,39 @@ use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
-/// How long a write may stay ahead of the cache before the cache is believed again.
-pub const MAX_AGE: Duration = Duration::from_secs(30);
+/// How long a write may stay ahead of the cache before the cache is believed again (a last
+/// resort: the cache shows a write within moments, or a re-list clears everything).
+pub const MAX_AGE: Duration = Duration::from_secs(300);
+
+/// A version of the namespace's Secret: its resourceVersion, `None` when there is none.
+type Version = Option<String>;
+
+fn version(secret: Option<&Secret>) -> Version {
+    secret.and_then(|s| s.metadata.resource_version.clone())
+}
 
 /// What we last did to a namespace's Secret, not yet seen in the cache.
 #[derive(Clone, Debug)]
 struct Entry {
     /// The Secret as the API server returned it; `None`: we deleted it.
     secret: Option<Arc<Secret>>,
+    /// Versions older than ours: while the cache shows one of them, it lags.
+    stale: Vec<Version>,
     at: Instant,
+}
+
+/// What a write replaces, noted before it is sent (under the namespace's lock).
+#[derive(Debug)]
+pub struct Before {
+    namespace: String,
+    stale: Vec<Version>,
+}
+
+impl Before {
+    /// A version read from the API server on the way (after a conflict): older than ours too.
+    pub fn read(&mut self, secret: Option<&Secret>) {
+        self.stale.push(version(secret));
+    }
 }
 
 /// Our recent writes of the Secret named `name`, in front of its cache.
@@ -68,19 +93,39 @@ impl Written {
         entry.secret.clone()
     }
 
+    /// Notes, before a write to the namespace's Secret, the versions it replaces: the cached
+    /// one, and our earlier writes the cache has not shown yet.
+    pub fn before_write(&self, namespace: &str) -> Before {
+        let cached = self
+            .cache
+            .get(&ObjectRef::new(&self.name).within(namespace));
+        let mut stale = vec![version(cached.as_deref())];
+        if let Some(entry) = self.lock().get(namespace) {
+            stale.extend(entry.stale.iter().cloned());
+            stale.push(version(entry.secret.as_deref()));
+        }
+        Before {
+            namespace: namespace.to_owned(),
+            stale,
+        }
+    }
+
     /// Records the Secret a create or an update returned.
-    pub fn wrote(&self, namespace: &str, secret: Secret) {
-        self.record(namespace, Some(Arc::new(secret)));
+    pub fn wrote(&self, before: Before, secret: Secret) {
+        self.record(before, Some(Arc::new(secret)));
     }
 
     /// Records that we deleted the namespace's Secret.
-    pub fn deleted(&self, namespace: &str) {
-        self.record(namespace, None);
+    pub fn deleted(&self, before: Before) {
+        self.record(before, None);
     }
 
-    fn record(&self, namespace: &str, secret: Option<Arc<Secret>>) {
+    fn record(&self, before: Before, secret: Option<Arc<Secret>>) {
+        let Before { namespace, stale } = before;
+        let namespace = namespace.as_str();
         let entry = Entry {
             secret,
+            stale,
             at: Instant::now(),
         };
         let cached = self
@@ -112,6 +157,7 @@ impl Written {
                     pending.remove(&ns);
                 }
             }
+            // Ours or a later deletion: either way the cache is right about it.
             watcher::Event::Delete(s) => {
                 if let Some(ns) = s.namespace() {
                     pending.remove(&ns);
@@ -137,16 +183,9 @@ impl Written {
     }
 }
 
-/// Whether `cached` shows the write: the same resourceVersion, or both absent.
+/// Whether `cached` shows the write or something later: none of the versions it replaced.
 fn caught_up(entry: &Entry, cached: Option<&Secret>) -> bool {
-    match (&entry.secret, cached) {
-        (Some(ours), Some(cached)) => {
-            ours.resource_version().is_some()
-                && ours.resource_version() == cached.resource_version()
-        }
-        (None, None) => true,
-        _ => false,
-    }
+    !entry.stale.contains(&version(cached))
 }
 
 #[cfg(test)]

@@ -39,7 +39,7 @@ fn deliver(writer: &mut Writer<Secret>, written: &Written, event: Event<Secret>)
 fn a_create_is_seen_before_the_cache_shows_it() {
     let (mut writer, written) = written();
     assert_eq!(written.current("a"), None);
-    written.wrote("a", secret("a", "10", "ours"));
+    written.wrote(written.before_write("a"), secret("a", "10", "ours"));
     assert_eq!(data(written.current("a")).as_deref(), Some("ours"));
     assert_eq!(written.len(), 1);
     // An unrelated namespace is read from the cache as before.
@@ -59,14 +59,10 @@ fn a_create_is_seen_before_the_cache_shows_it() {
 fn an_update_hides_the_stale_cached_copy_until_its_event() {
     let (mut writer, written) = written();
     deliver(&mut writer, &written, Event::Apply(secret("a", "5", "old")));
-    written.wrote("a", secret("a", "9", "new"));
+    written.wrote(written.before_write("a"), secret("a", "9", "new"));
     assert_eq!(data(written.current("a")).as_deref(), Some("new"));
-    // An older event still in flight does not count as caught up.
-    deliver(
-        &mut writer,
-        &written,
-        Event::Apply(secret("a", "7", "older")),
-    );
+    // The old version again (a re-delivery) does not count as caught up.
+    deliver(&mut writer, &written, Event::Apply(secret("a", "5", "old")));
     assert_eq!(data(written.current("a")).as_deref(), Some("new"));
     // Ours, then someone else's edit: from then on the cache is right again.
     deliver(&mut writer, &written, Event::Apply(secret("a", "9", "new")));
@@ -81,8 +77,9 @@ fn an_update_hides_the_stale_cached_copy_until_its_event() {
 #[test]
 fn the_event_may_come_before_the_response() {
     let (mut writer, written) = written();
+    let before = written.before_write("a");
     deliver(&mut writer, &written, Event::Apply(secret("a", "9", "new")));
-    written.wrote("a", secret("a", "9", "new"));
+    written.wrote(before, secret("a", "9", "new"));
     assert!(written.is_empty());
 }
 
@@ -90,7 +87,7 @@ fn the_event_may_come_before_the_response() {
 fn a_deletion_reads_as_absent_until_the_cache_drops_it() {
     let (mut writer, written) = written();
     deliver(&mut writer, &written, Event::Apply(secret("a", "5", "old")));
-    written.deleted("a");
+    written.deleted(written.before_write("a"));
     assert_eq!(written.current("a"), None);
     deliver(
         &mut writer,
@@ -104,7 +101,7 @@ fn a_deletion_reads_as_absent_until_the_cache_drops_it() {
 #[test]
 fn a_relist_makes_the_cache_right_again() {
     let (mut writer, written) = written();
-    written.wrote("a", secret("a", "9", "new"));
+    written.wrote(written.before_write("a"), secret("a", "9", "new"));
     // A re-list that shows a later version only (ours was superseded during the gap).
     deliver(&mut writer, &written, Event::Init);
     deliver(
@@ -116,4 +113,68 @@ fn a_relist_makes_the_cache_right_again() {
     deliver(&mut writer, &written, Event::InitDone);
     assert!(written.is_empty());
     assert_eq!(data(written.current("a")).as_deref(), Some("later"));
+}
+
+#[test]
+fn writes_on_top_of_writes_wait_for_the_last_one() {
+    let (mut writer, written) = written();
+    deliver(&mut writer, &written, Event::Apply(secret("a", "5", "old")));
+    written.wrote(written.before_write("a"), secret("a", "9", "first"));
+    written.wrote(written.before_write("a"), secret("a", "12", "second"));
+    // The first write reaching the cache is still behind the second.
+    deliver(
+        &mut writer,
+        &written,
+        Event::Apply(secret("a", "9", "first")),
+    );
+    assert_eq!(data(written.current("a")).as_deref(), Some("second"));
+    deliver(
+        &mut writer,
+        &written,
+        Event::Apply(secret("a", "12", "second")),
+    );
+    assert!(written.is_empty());
+}
+
+#[test]
+fn a_later_edit_before_the_response_is_believed() {
+    let (mut writer, written) = written();
+    deliver(&mut writer, &written, Event::Apply(secret("a", "5", "old")));
+    let before = written.before_write("a");
+    // Our write and someone's edit on top of it both reach the cache before our response.
+    deliver(
+        &mut writer,
+        &written,
+        Event::Apply(secret("a", "9", "ours")),
+    );
+    deliver(
+        &mut writer,
+        &written,
+        Event::Apply(secret("a", "11", "theirs")),
+    );
+    written.wrote(before, secret("a", "9", "ours"));
+    assert!(written.is_empty());
+    assert_eq!(data(written.current("a")).as_deref(), Some("theirs"));
+}
+
+#[test]
+fn a_version_read_after_a_conflict_is_older_than_the_write() {
+    let (mut writer, written) = written();
+    deliver(&mut writer, &written, Event::Apply(secret("a", "5", "old")));
+    let mut before = written.before_write("a");
+    // A conflict: someone wrote 7 meanwhile; we read it and write 9 over it.
+    before.read(Some(&secret("a", "7", "theirs")));
+    written.wrote(before, secret("a", "9", "ours"));
+    deliver(
+        &mut writer,
+        &written,
+        Event::Apply(secret("a", "7", "theirs")),
+    );
+    assert_eq!(data(written.current("a")).as_deref(), Some("ours"));
+    deliver(
+        &mut writer,
+        &written,
+        Event::Apply(secret("a", "9", "ours")),
+    );
+    assert!(written.is_empty());
 }
