@@ -475,6 +475,10 @@ impl TokenManager {
             }
             Err(err) => {
                 e.failures = e.failures.saturating_add(1);
+                // The backoff counts from the failure, not from the start of the attempt: the
+                // cloud client's inline retries (and a throttled answer's retry-after) may have
+                // taken longer than the delay itself.
+                let now = self.clock.now().max(now);
                 let left = e
                     .current
                     .as_ref()

@@ -16,6 +16,8 @@ struct Fake {
     lifetime: SignedDuration,
     /// What the last `retain` kept: the credential chains still in use.
     retained: Mutex<Option<Vec<ProviderConfig>>>,
+    /// How far the clock moves during a call (the cloud client's inline retries).
+    call_time: Mutex<SignedDuration>,
 }
 
 impl TokenFetcher for Fake {
@@ -26,6 +28,7 @@ impl TokenFetcher for Fake {
         Box::pin(async move {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
+            self.clock.advance(*self.call_time.lock().unwrap());
             if *self.fail.lock().unwrap() {
                 return Err(CloudError::ServerError {
                     detail: CloudDetail {
@@ -84,6 +87,7 @@ fn setup() -> (Arc<ManualClock>, Arc<Fake>, TokenManager) {
         fail: Mutex::new(false),
         lifetime: SignedDuration::from_hours(1),
         retained: Mutex::new(None),
+        call_time: Mutex::new(SignedDuration::ZERO),
     });
     let manager = TokenManager::new(fake.clone(), clock.clone()).without_jitter();
     (clock, fake, manager)
@@ -200,6 +204,22 @@ async fn failures_back_off_serve_the_last_token_and_recover() {
     assert_eq!(recovered.activity, Activity::Recovered);
     assert!(recovered.failure.is_none());
     assert_eq!(recovered.token.unwrap().password.expose(), "pw-3");
+}
+
+#[tokio::test]
+async fn the_backoff_counts_from_the_failure_not_from_the_start_of_the_call() {
+    let (clock, fake, manager) = setup();
+    let req = request();
+    *fake.fail.lock().unwrap() = true;
+    // The call (with the client's inline retries) takes 4 s of the 5 s first backoff.
+    *fake.call_time.lock().unwrap() = SignedDuration::from_secs(4);
+    let failed = manager.get(&req).await;
+    assert_eq!(failed.activity, Activity::Failed);
+    assert_eq!(failed.next_check, t("2024-01-01T00:00:09Z"));
+    *fake.call_time.lock().unwrap() = SignedDuration::ZERO;
+    clock.advance(SignedDuration::from_secs(1));
+    assert_eq!(manager.get(&req).await.activity, Activity::None);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
