@@ -223,6 +223,35 @@ async fn the_backoff_counts_from_the_failure_not_from_the_start_of_the_call() {
 }
 
 #[tokio::test]
+async fn once_the_token_expired_the_backoff_starts_again_from_the_base() {
+    let (clock, fake, manager) = setup();
+    let req = request();
+    manager.get(&req).await;
+    *fake.fail.lock().unwrap() = true;
+    // Failing renewals until the 1 h token expires: the retries come ever faster (a quarter of
+    // what is left), so the failures pile up.
+    clock.advance(SignedDuration::from_mins(45));
+    let mut last = manager.get(&req).await;
+    while clock.now() < t("2024-01-01T01:00:00Z") {
+        clock.set(last.next_check);
+        last = manager.get(&req).await;
+    }
+    assert!(last.failures > 8, "{}", last.failures);
+    // The attempt at expiry was the first without a valid token: 5 s, then 10 s, then 20 s
+    // apart, not the 300 s cap the earlier failures would give.
+    let mut steps = Vec::new();
+    while steps.len() < 3 {
+        let step = last.next_check.duration_since(clock.now()).as_secs();
+        if step > 0 {
+            steps.push(step);
+        }
+        clock.set(last.next_check);
+        last = manager.get(&req).await;
+    }
+    assert_eq!(steps, vec![5, 10, 20]);
+}
+
+#[tokio::test]
 async fn expired_token_is_reported_as_such() {
     let (clock, fake, manager) = setup();
     let req = request();
