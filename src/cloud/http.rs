@@ -334,7 +334,10 @@ mod tests {
         let body = br#"{"Code":"InvalidSecurityToken.Malformed","Message":"bad: CAIS+tok/en= CAIS%2Btok%2Fen%3D CAIS+tok\/en= CAIShead","RequestId":"R"}"#;
         let err = error_from_answer("cr:GetAuthorizationToken", 400, None, &scrub(body, &sent));
         let text = err.to_string();
-        assert!(!text.contains("CAIS+") && !text.contains("CAIS%") && !text.contains("CAIShead"), "{text}");
+        assert!(
+            !text.contains("CAIS+") && !text.contains("CAIS%") && !text.contains("CAIShead"),
+            "{text}"
+        );
         assert_eq!(text.matches("<redacted>").count(), 4, "{text}");
     }
 
