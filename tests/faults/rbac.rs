@@ -250,8 +250,19 @@ async fn rbac_revoked_then_restored() {
     row.check(in_event.is_some(), || {
         "no Event said Forbidden with the resource".into()
     });
+    let final_ready = crate::common::ready_of(&h, &name).await;
+    let final_secret = secrets
+        .get_opt(SECRET_NAME)
+        .await
+        .ok()
+        .flatten()
+        .map(|s| s.data == before);
     row.check(restored.is_some(), || {
-        "not restored within 2 minutes of the right returning".into()
+        let warnings = controller.lines_at("WARN");
+        let last: Vec<&String> = warnings.iter().rev().take(3).collect();
+        format!(
+            "not restored within 2 minutes of the right returning: Ready {final_ready:?}, Secret (same data) {final_secret:?}, last warnings {last:?}"
+        )
     });
     let _ = event_text;
     row.finish();
