@@ -85,8 +85,10 @@ fn generated(cases: u32) -> Result<u32, String> {
     ];
     runner
         .run(&docker, |bytes| {
-            let mut s = Secret::default();
-            s.data = Some([(DOCKER_CONFIG_KEY.to_owned(), ByteString(bytes))].into());
+            let s = Secret {
+                data: Some([(DOCKER_CONFIG_KEY.to_owned(), ByteString(bytes))].into()),
+                ..Secret::default()
+            };
             let _ = domains_in(&s);
             Ok(())
         })
