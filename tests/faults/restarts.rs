@@ -102,7 +102,7 @@ async fn restart_scenario(order: u32, scenario: &'static str, component: &str, d
         )
     };
     row.figure = format!(
-        "converged {} after the return in steady state, {} mid fan-out ({done_when_stopped}/{n} done when stopped); controller ran throughout: {}",
+        "converged after the return: steady state {}, mid fan-out {} ({done_when_stopped}/{n} done when stopped); controller ran throughout: {}",
         secs(&steady_time),
         secs(&fanout_time),
         alive_steady && alive && controller.running()
@@ -113,6 +113,22 @@ async fn restart_scenario(order: u32, scenario: &'static str, component: &str, d
     row.check(fanout_time.as_ref().is_ok_and(|d| *d <= GOAL), || {
         format!("mid fan-out: {}", secs(&fanout_time))
     });
+    if !(steady_time.is_ok() && fanout_time.is_ok()) {
+        let warnings = controller.lines_at("WARN");
+        let errors = controller.lines_at("ERROR");
+        let tail: Vec<String> = warnings
+            .iter()
+            .chain(&errors)
+            .rev()
+            .take(4)
+            .map(|l| l.chars().take(400).collect())
+            .collect();
+        row.problems.push(format!(
+            "controller: {} warnings, {} errors; last: {tail:?}",
+            warnings.len(),
+            errors.len()
+        ));
+    }
     row.check(done_when_stopped < n, || {
         "the fan-out was complete before the stop: not mid fan-out".into()
     });
