@@ -7,6 +7,11 @@
 #   scripts/cluster.sh down     stop the processes this script started and remove their data
 #   scripts/cluster.sh status   say whether it runs; exit 0 when it does, 3 when it does not
 #   scripts/cluster.sh env      print `export KUBECONFIG=...` for the running control plane
+#   scripts/cluster.sh stop COMPONENT    stop one component (etcd, kube-apiserver, kube-controller-manager)
+#   scripts/cluster.sh start COMPONENT   start it again with the same flags and data; waits until it serves
+#
+# stop/start are for fault tests: the stopped component's data stays, `status` says not running
+# meanwhile, and `down` still stops everything.
 #
 # The binaries are built from Debian's Kubernetes source package with Debian's Go 1.15 and cached
 # under ${XDG_CACHE_HOME:-~/.cache}/acr-credential-controller/k8s-<version>-r<recipe>/ (override: ACC_CACHE_DIR).
@@ -205,8 +210,10 @@ return_fail() { say "error: $1"; stop_rundir "$RUNDIR"; exit 1; }
 start_bg() { # start_bg NAME LOG ARGS...
   local name=$1 log=$2; shift 2
   # The lock descriptors (8, 9) must not leak into the daemons, or they would hold the lock forever.
-  setsid nohup "$@" >"$log" 2>&1 </dev/null 8>&- 9>&- &
+  setsid nohup "$@" >>"$log" 2>&1 </dev/null 8>&- 9>&- &
   echo $! >"$RUNDIR/$name.pid"
+  # The command line, for `start COMPONENT` after a `stop COMPONENT`.
+  printf '%q ' "$@" >"$RUNDIR/$name.cmd"
 }
 
 # Serialises up/down of this state folder; waits at most 5 minutes (a build may be under way).
@@ -364,11 +371,61 @@ cmd_status() {
   return 3
 }
 
+component_rundir() { # component_rundir NAME: checks NAME, prints the run directory
+  case $1 in etcd | kube-apiserver | kube-controller-manager) ;; *) die "unknown component '$1' (etcd, kube-apiserver, kube-controller-manager)" ;; esac
+  [ -f "$STATE/run" ] || die "not running: start it with scripts/cluster.sh up"
+  cat "$STATE/run"
+}
+
+cmd_stop_component() {
+  local name=$1 rundir pid
+  rundir=$(component_rundir "$name")
+  pid=$(cat "$rundir/$name.pid" 2>/dev/null || true)
+  pid_is_ours "$pid" "$rundir" || { say "$name is not running"; return 0; }
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  kill -9 "$pid" 2>/dev/null || true
+  say "stopped $name (data kept in $rundir)"
+}
+
+cmd_start_component() {
+  local name=$1 pid
+  RUNDIR=$(component_rundir "$name")
+  pid=$(cat "$RUNDIR/$name.pid" 2>/dev/null || true)
+  if pid_is_ours "$pid" "$RUNDIR"; then say "$name already runs"; return 0; fi
+  [ -f "$RUNDIR/$name.cmd" ] || die "no recorded command line for $name in $RUNDIR (started by an older cluster.sh?)"
+  local -a argv probe
+  eval "argv=($(cat "$RUNDIR/$name.cmd"))"
+  start_bg "$name" "$RUNDIR/$name.log" "${argv[@]}"
+  case $name in
+    etcd)
+      local url
+      url=$(awk '{ for (i = 1; i < NF; i++) if ($i == "--advertise-client-urls") print $(i + 1) }' "$RUNDIR/etcd.cmd")
+      probe=(curl -fsS "$url/health") ;;
+    kube-apiserver)
+      local server token
+      server=$(awk '/server:/ { print $2; exit }' "$RUNDIR/kubeconfig")
+      token=$(cut -d, -f1 "$RUNDIR/tokens.csv")
+      probe=(curl -fsS --cacert "$RUNDIR/pki/ca.crt" -H "Authorization: Bearer $token" "$server/readyz") ;;
+    *) probe=(kill -0 "$(cat "$RUNDIR/$name.pid")") ;;
+  esac
+  # Unlike `up`, a failed start leaves the other components running: the caller decides.
+  local deadline=$((SECONDS + READY_TIMEOUT))
+  until "${probe[@]}" >/dev/null 2>&1; do
+    kill -0 "$(cat "$RUNDIR/$name.pid")" 2>/dev/null || { tail -25 "$RUNDIR/$name.log" >&2; die "$name exited during start-up"; }
+    [ $SECONDS -lt $deadline ] || { tail -25 "$RUNDIR/$name.log" >&2; die "$name was not ready within ${READY_TIMEOUT}s"; }
+    sleep 0.2
+  done
+  say "started $name"
+}
+
 case "${1:-}" in
   build) cmd_build ;;
+  stop) cmd_stop_component "${2:-}" ;;
+  start) cmd_start_component "${2:-}" ;;
   up) cmd_up ;;
   down) cmd_down ;;
   status) cmd_status ;;
   env) running || die "not running: start it with scripts/cluster.sh up"; echo "export KUBECONFIG=$STATE/kubeconfig" ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

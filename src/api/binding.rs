@@ -262,7 +262,10 @@ pub struct NamespacesStatus {
     pub summary: Option<String>,
 
     /// Namespaces that could not be synced, at most 20; the rest are only counted.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    // Always written, `[]` included: a server-side apply that leaves the list out removes the
+    // items this manager owned, and Kubernetes 1.20 leaves `null` behind, which the schema
+    // refuses (422), so no later status could be written once a namespace had failed.
+    #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     #[schemars(length(max = 20))]
     pub failed: Vec<NamespaceFailure>,

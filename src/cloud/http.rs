@@ -117,6 +117,45 @@ pub fn safe_message(message: &str) -> String {
         .collect()
 }
 
+/// The security tokens a request carries (query, form body or `x-acs-security-token`): an
+/// error body may echo them in a wording [`safe_message`] does not know.
+fn sent_secrets(req: &Prepared) -> Vec<String> {
+    let mut out: Vec<String> = req
+        .url
+        .query_pairs()
+        .chain(url::form_urlencoded::parse(&req.body))
+        .filter(|(k, _)| k == "SecurityToken")
+        .map(|(_, v)| v.into_owned())
+        .collect();
+    out.extend(
+        req.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("x-acs-security-token"))
+            .map(|(_, v)| v.clone()),
+    );
+    out.retain(|s| !s.is_empty());
+    out
+}
+
+/// `body` with every value of `secrets` replaced by `<redacted>`: as sent, percent-encoded and
+/// JSON-escaped.
+pub fn scrub(body: &[u8], secrets: &[String]) -> Vec<u8> {
+    if secrets.is_empty() {
+        return body.to_vec();
+    }
+    let mut text = String::from_utf8_lossy(body).into_owned();
+    for secret in secrets {
+        for form in [
+            secret.clone(),
+            super::percent::encode(secret),
+            secret.replace('/', "\\/"),
+        ] {
+            text = text.replace(&form, "<redacted>");
+        }
+    }
+    text.into_bytes()
+}
+
 /// How long to wait before attempt `attempt + 1` after `err`, or `None` to give up.
 /// `jitter` is a random number in `[0, 1)`.
 pub fn retry_delay(
@@ -184,6 +223,7 @@ impl Transport {
 
     async fn send_uncounted(&self, api: &'static str, req: Prepared) -> Result<Answer, CloudError> {
         let host = super::endpoints::host_header(&req.url);
+        let sent = sent_secrets(&req);
         let timeout = req.timeout.unwrap_or(self.config.request_timeout);
         let mut builder = self
             .client
@@ -223,7 +263,7 @@ impl Transport {
                 api,
                 status,
                 retry_after.as_deref(),
-                &body,
+                &scrub(&body, &sent),
             ))
         }
     }
@@ -278,6 +318,28 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_echoed_security_token_is_scrubbed_in_every_form() {
+        let token = "CAIS+tok/en=";
+        let req = Prepared {
+            method: reqwest::Method::POST,
+            url: Url::parse("http://x/?SecurityToken=CAIS%2Btok%2Fen%3D&Action=A").unwrap(),
+            headers: vec![("x-acs-security-token".into(), "CAIShead".into())],
+            body: Vec::new(),
+            timeout: None,
+        };
+        let sent = sent_secrets(&req);
+        assert_eq!(sent, vec![token.to_owned(), "CAIShead".to_owned()]);
+        let body = br#"{"Code":"InvalidSecurityToken.Malformed","Message":"bad: CAIS+tok/en= CAIS%2Btok%2Fen%3D CAIS+tok\/en= CAIShead","RequestId":"R"}"#;
+        let err = error_from_answer("cr:GetAuthorizationToken", 400, None, &scrub(body, &sent));
+        let text = err.to_string();
+        assert!(
+            !text.contains("CAIS+") && !text.contains("CAIS%") && !text.contains("CAIShead"),
+            "{text}"
+        );
+        assert_eq!(text.matches("<redacted>").count(), 4, "{text}");
+    }
 
     fn throttled(after_ms: Option<u64>) -> CloudError {
         error_from_answer(

@@ -154,9 +154,40 @@ async fn write_status(
 ) -> Result<()> {
     let status = binding_status(binding.status.as_ref(), obs, ctx.clock.now());
     if binding.status.as_ref() != Some(&status) {
+        // Token failures have Events of their own (`emit_token_event`).
+        if obs.token_failure.is_none() {
+            warn_new_failure(ctx, binding, &status).await;
+        }
         send_status(ctx, binding, &status).await?;
     }
     Ok(())
+}
+
+/// A Warning Event when writing Secrets or ServiceAccounts fails in a new way (e.g. Forbidden
+/// after an RBAC change), once per distinct failure, as `status.lastFailure` records it.
+async fn warn_new_failure(
+    ctx: &Context,
+    binding: &AcrRegistryBinding,
+    status: &crate::api::AcrRegistryBindingStatus,
+) {
+    let Some(new) = &status.last_failure else {
+        return;
+    };
+    let old = binding
+        .status
+        .as_ref()
+        .and_then(|s| s.last_failure.as_ref());
+    if old.is_some_and(|o| o.reason == new.reason && o.message == new.message) {
+        return;
+    }
+    ctx.event(
+        binding,
+        EventType::Warning,
+        &new.reason,
+        "Sync",
+        new.message.clone(),
+    )
+    .await;
 }
 
 /// Server-side-applies `status` on the binding's `/status` under our field manager.

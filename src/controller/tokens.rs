@@ -7,7 +7,9 @@
 //!   `renewBefore` is not shorter than the token's life, halfway through it.
 //! - A failure schedules the next attempt with exponential backoff, capped well below the time
 //!   the current token has left ([`retry_delay`]); until then callers get the last good token
-//!   (while it is valid) and the failure.
+//!   (while it is valid) and the failure. Once no valid token is held the doubling starts again
+//!   from [`BASE_RETRY`]: the quick attempts before expiry say little about how long the cloud
+//!   will stay down, and without a token every minute counts.
 //! - Time comes from the injected [`Clock`]; unit tests drive it by hand.
 //!
 //! The cloud is reached through [`TokenFetcher`], so the manager is tested without a network;
@@ -215,6 +217,8 @@ struct Entry {
     current: Option<HeldToken>,
     failure: Option<TokenFailure>,
     failures: u32,
+    /// Consecutive failures while no valid token was held (they set the backoff then).
+    failures_without_token: u32,
     next_attempt: Option<Timestamp>,
     domains: Option<Vec<String>>,
 }
@@ -470,17 +474,30 @@ impl TokenManager {
                 e.current = Some(held);
                 e.failure = None;
                 e.failures = 0;
+                e.failures_without_token = 0;
                 e.next_attempt = None;
                 activity
             }
             Err(err) => {
                 e.failures = e.failures.saturating_add(1);
+                // The backoff counts from the failure, not from the start of the attempt: the
+                // cloud client's inline retries (and a throttled answer's retry-after) may have
+                // taken longer than the delay itself.
+                let now = self.clock.now().max(now);
                 let left = e
                     .current
                     .as_ref()
                     .map(|t| t.expires_at.duration_since(now))
-                    .and_then(|d| Duration::try_from(d).ok());
-                let mut delay = retry_delay(e.failures, left);
+                    .and_then(|d| Duration::try_from(d).ok())
+                    .filter(|d| !d.is_zero());
+                let backoff_failures = match left {
+                    Some(_) => e.failures,
+                    None => {
+                        e.failures_without_token = e.failures_without_token.saturating_add(1);
+                        e.failures_without_token
+                    }
+                };
+                let mut delay = retry_delay(backoff_failures, left);
                 if let CloudError::Throttled {
                     retry_after: Some(after),
                     ..

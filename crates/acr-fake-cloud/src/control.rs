@@ -12,6 +12,7 @@
 //! | `POST /__fake/credentials` `{account, role, seconds, session?}` | issue STS credentials (e.g. for a managedRole token file) |
 //! | `POST /__fake/access-keys` `{id, enabled}` | enable or disable an AccessKey |
 //! | `POST /__fake/lifetimes` `{stsSeconds?, registrySeconds?, metadataSeconds?}` | change lifetimes |
+//! | `POST /__fake/marker` `{text}` | put `text` inside every secret issued from now on |
 //!
 //! The same operations are methods of [`crate::FakeHandle`].
 
@@ -46,6 +47,12 @@ struct CredentialsRequest {
     seconds: u64,
     #[serde(default)]
     session: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarkerRequest {
+    text: String,
 }
 
 #[derive(Deserialize)]
@@ -133,6 +140,10 @@ pub async fn handle(state: &std::sync::Arc<State>, inc: &Incoming) -> Response {
             handle
                 .set_access_key_enabled(&a.id, a.enabled)
                 .map(|()| ok())
+        }),
+        ("POST", "/marker") => parse::<MarkerRequest>(inc).map(|m| {
+            handle.set_marker(&m.text);
+            ok()
         }),
         ("POST", "/lifetimes") => parse::<Lifetimes>(inc).map(|l| {
             handle.set_lifetimes(l);

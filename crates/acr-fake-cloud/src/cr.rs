@@ -81,7 +81,11 @@ fn issue_token(inner: &mut Inner, caller: &Caller, instance_id: &str) -> (String
         "userId": caller.principal.account(),
     });
     let head = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string());
-    let password = format!("{head}:{}", hex::encode(rand::random::<[u8; 20]>()));
+    let password = format!(
+        "{head}:{}{}",
+        inner.marker,
+        hex::encode(rand::random::<[u8; 20]>())
+    );
     inner.registry_tokens.insert(password.clone(), expires);
     (password, expires)
 }

@@ -251,6 +251,12 @@ impl FakeHandle {
         .unwrap_or_else(|| Err("fake state poisoned".into()))
     }
 
+    /// Puts `text` inside every STS secret, security token and registry password issued from
+    /// now on (a canary to search the controller's outputs for).
+    pub fn set_marker(&self, text: &str) {
+        self.with(|i| i.marker = text.to_owned());
+    }
+
     /// Changes the lifetimes of what is issued from now on.
     pub fn set_lifetimes(&self, lifetimes: scenario::Lifetimes) {
         self.with(|i| i.scenario.lifetimes = lifetimes);

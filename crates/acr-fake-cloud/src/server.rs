@@ -135,8 +135,28 @@ pub fn error_response(err: &ApiError, host: &str, product: &str) -> Response {
     response
 }
 
+/// The request's parameters (query and form) and `x-acs-security-token`, as `k=v&...`: what
+/// the real service's string to sign shows when it echoes one back.
+fn echoed(inc: &Incoming) -> String {
+    let mut parts: Vec<String> = inc
+        .query
+        .iter()
+        .chain(inc.form.iter())
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    if let Some(t) = inc.header("x-acs-security-token") {
+        parts.push(format!("x-acs-security-token={t}"));
+    }
+    parts.join("&")
+}
+
 /// Applies outage and faults for `api`; returns an error to answer with, or the latency to add.
-async fn apply_faults(state: &State, api: &str, caller: &str) -> Result<(), ApiError> {
+async fn apply_faults(
+    state: &State,
+    api: &str,
+    caller: &str,
+    inc: &Incoming,
+) -> Result<(), ApiError> {
     let (outage, latency, failure) = {
         let Ok(mut inner) = state.inner.lock() else {
             return Err(ApiError::new(500, "InternalError", "fake state poisoned"));
@@ -161,9 +181,10 @@ async fn apply_faults(state: &State, api: &str, caller: &str) -> Result<(), ApiE
                     failure = Some(ApiError::new(
                         *status,
                         code,
-                        message
-                            .clone()
-                            .unwrap_or_else(|| format!("Injected fault {code}.")),
+                        message.as_ref().map_or_else(
+                            || format!("Injected fault {code}."),
+                            |m| m.replace("{request}", &echoed(inc)),
+                        ),
                     ));
                 }
                 FaultKind::Throttle { retry_after_ms } if failure.is_none() => {
@@ -238,7 +259,7 @@ async fn handle(
         return control::handle(&state, &inc).await;
     }
     if inc.path.starts_with("/latest/") {
-        let result = match apply_faults(&state, "ecs:metadata", "metadata").await {
+        let result = match apply_faults(&state, "ecs:metadata", "metadata", &inc).await {
             Ok(()) => metadata::handle(&state, &inc),
             Err(e) => Err(e),
         };
@@ -262,7 +283,7 @@ async fn handle(
     };
     let api = format!("{product}:{action}");
     let caller = inc.claimed_key().unwrap_or_else(|| "anonymous".into());
-    let result = match apply_faults(&state, &api, &caller).await {
+    let result = match apply_faults(&state, &api, &caller, &inc).await {
         Err(e) => Err((e, None)),
         Ok(()) => dispatch(&state, product, &action, &inc),
     };

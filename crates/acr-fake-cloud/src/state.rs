@@ -77,7 +77,9 @@ pub struct Fault {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum FaultKind {
-    /// Answer with this error envelope.
+    /// Answer with this error envelope. `{request}` in `message` is replaced by the request's
+    /// parameters and security token header (`k=v&...`), as the real service echoes its string
+    /// to sign (SecurityToken included) in `SignatureDoesNotMatch`.
     #[serde(rename_all = "camelCase")]
     Error {
         status: u16,
@@ -138,6 +140,9 @@ pub struct Inner {
     pub outage: Option<Outage>,
     pub log: Vec<LogEntry>,
     pub clock_offset: jiff::SignedDuration,
+    /// Text put inside every secret issued from now on (STS AccessKeySecret and SecurityToken,
+    /// registry passwords), so a test can search everything the controller emits for it.
+    pub marker: String,
 }
 
 /// Shared state.
@@ -202,8 +207,8 @@ impl Inner {
         let now = self.now();
         let issued = Issued {
             access_key_id: format!("STS.{}", random_token(20)),
-            secret: random_token(40),
-            security_token: format!("CAIS{}", random_token(120)),
+            secret: format!("{}{}", self.marker, random_token(40)),
+            security_token: format!("CAIS{}{}", self.marker, random_token(120)),
             expires_at: now.checked_add(lifetime).unwrap_or(now),
             account: account.into(),
             role: role.into(),

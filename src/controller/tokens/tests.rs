@@ -16,6 +16,8 @@ struct Fake {
     lifetime: SignedDuration,
     /// What the last `retain` kept: the credential chains still in use.
     retained: Mutex<Option<Vec<ProviderConfig>>>,
+    /// How far the clock moves during a call (the cloud client's inline retries).
+    call_time: Mutex<SignedDuration>,
 }
 
 impl TokenFetcher for Fake {
@@ -26,6 +28,7 @@ impl TokenFetcher for Fake {
         Box::pin(async move {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(20)).await;
+            self.clock.advance(*self.call_time.lock().unwrap());
             if *self.fail.lock().unwrap() {
                 return Err(CloudError::ServerError {
                     detail: CloudDetail {
@@ -84,6 +87,7 @@ fn setup() -> (Arc<ManualClock>, Arc<Fake>, TokenManager) {
         fail: Mutex::new(false),
         lifetime: SignedDuration::from_hours(1),
         retained: Mutex::new(None),
+        call_time: Mutex::new(SignedDuration::ZERO),
     });
     let manager = TokenManager::new(fake.clone(), clock.clone()).without_jitter();
     (clock, fake, manager)
@@ -200,6 +204,51 @@ async fn failures_back_off_serve_the_last_token_and_recover() {
     assert_eq!(recovered.activity, Activity::Recovered);
     assert!(recovered.failure.is_none());
     assert_eq!(recovered.token.unwrap().password.expose(), "pw-3");
+}
+
+#[tokio::test]
+async fn the_backoff_counts_from_the_failure_not_from_the_start_of_the_call() {
+    let (clock, fake, manager) = setup();
+    let req = request();
+    *fake.fail.lock().unwrap() = true;
+    // The call (with the client's inline retries) takes 4 s of the 5 s first backoff.
+    *fake.call_time.lock().unwrap() = SignedDuration::from_secs(4);
+    let failed = manager.get(&req).await;
+    assert_eq!(failed.activity, Activity::Failed);
+    assert_eq!(failed.next_check, t("2024-01-01T00:00:09Z"));
+    *fake.call_time.lock().unwrap() = SignedDuration::ZERO;
+    clock.advance(SignedDuration::from_secs(1));
+    assert_eq!(manager.get(&req).await.activity, Activity::None);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn once_the_token_expired_the_backoff_starts_again_from_the_base() {
+    let (clock, fake, manager) = setup();
+    let req = request();
+    manager.get(&req).await;
+    *fake.fail.lock().unwrap() = true;
+    // Failing renewals until the 1 h token expires: the retries come ever faster (a quarter of
+    // what is left), so the failures pile up.
+    clock.advance(SignedDuration::from_mins(45));
+    let mut last = manager.get(&req).await;
+    while clock.now() < t("2024-01-01T01:00:00Z") {
+        clock.set(last.next_check);
+        last = manager.get(&req).await;
+    }
+    assert!(last.failures > 8, "{}", last.failures);
+    // The attempt at expiry was the first without a valid token: 5 s, then 10 s, then 20 s
+    // apart, not the 300 s cap the earlier failures would give.
+    let mut steps = Vec::new();
+    while steps.len() < 3 {
+        let step = last.next_check.duration_since(clock.now()).as_secs();
+        if step > 0 {
+            steps.push(step);
+        }
+        clock.set(last.next_check);
+        last = manager.get(&req).await;
+    }
+    assert_eq!(steps, vec![5, 10, 20]);
 }
 
 #[tokio::test]

@@ -1,0 +1,269 @@
+//! RBAC revoked: the controller runs as a ServiceAccount with the chart's RBAC (rendered from
+//! `charts/`, names made unique); its right to create, update and patch Secrets is taken away
+//! for 60 s while a user deletes its pull Secret. No crash; the status and an Event say
+//! Forbidden and name the resource; once the right returns the Secret is back.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::ApiResource;
+
+use crate::common::{Controller, Row, Start, binding_spec, scale};
+use crate::controller_common::{Harness, SECRET_NAME, wait_secret};
+use crate::support;
+
+const CHART_NAME: &str = "acr-acr-credential-controller";
+const CHART_NAMESPACE: &str = "acr-system";
+
+/// The chart's ServiceAccount and RBAC objects, renamed `<prefix>…` and moved to `ns`.
+fn chart_rbac(ns: &str, prefix: &str) -> Vec<serde_yaml::Value> {
+    let values = serde_json::json!({
+        "accessKeySecrets": [{"namespace": ns, "name": "alibaba-ak"}],
+        "legacyConfigMap": {"enabled": false},
+    });
+    let out = std::process::Command::new("python3")
+        .arg(support::repo_root().join("tests/chart/chartlib.py"))
+        .args(["render", "--values", &values.to_string()])
+        .output()
+        .expect("running tests/chart/chartlib.py");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let kinds = [
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+    ];
+    let rename = |text: String| {
+        text.replace(CHART_NAME, prefix)
+            .replace(CHART_NAMESPACE, ns)
+    };
+    serde_yaml::Deserializer::from_str(&text)
+        .filter_map(|d| serde_yaml::Value::deserialize(d).ok())
+        .filter(|d| d["kind"].as_str().is_some_and(|k| kinds.contains(&k)))
+        .map(|d| serde_yaml::from_str(&rename(serde_yaml::to_string(&d).unwrap())).unwrap())
+        .collect()
+}
+use serde::Deserialize as _;
+
+/// A kubeconfig for the ServiceAccount `sa` in `ns` (its token Secret; Kubernetes 1.20).
+async fn kubeconfig_for(h: &Harness, ns: &str, sa: &str) -> std::path::PathBuf {
+    let admin_path = support::cluster().kubeconfig.clone().unwrap();
+    let admin: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&admin_path).unwrap()).unwrap();
+    let cluster = &admin["clusters"][0]["cluster"];
+    let sas: Api<ServiceAccount> = Api::namespaced(h.client(), ns);
+    let secret_name = support::wait_until(Duration::from_secs(60), "token Secret", || {
+        let sas = sas.clone();
+        async move {
+            sas.get(sa)
+                .await
+                .ok()
+                .and_then(|s| s.secrets)
+                .and_then(|s| s.first().and_then(|r| r.name.clone()))
+        }
+    })
+    .await;
+    let secret = h.secrets(ns).get(&secret_name).await.unwrap();
+    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
+    let config = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {
+            "server": cluster["server"].as_str().unwrap(),
+            "certificate-authority-data": cluster["certificate-authority-data"].as_str().unwrap(),
+        }}],
+        "users": [{"name": "u", "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "c",
+    });
+    let path = std::env::temp_dir().join(format!("{}-{sa}.kubeconfig", h.id));
+    std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+fn forbidden(text: &str) -> bool {
+    let lower = text.to_ascii_lowercase();
+    lower.contains("forbidden") && lower.contains("secrets")
+}
+
+#[tokio::test]
+#[ignore = "runs for over a minute: run by scripts/faults.sh"]
+async fn rbac_revoked_then_restored() {
+    let revoked_for = Duration::from_secs(scale(20, 60));
+    let h = Harness::new("faults-rbac", 3600, "15m").await;
+    let ns = h.env.namespace().to_owned();
+    let prefix = format!("{}-ctl", h.id);
+    let objects = chart_rbac(&ns, &prefix);
+    for o in &objects {
+        h.env.apply(&serde_yaml::to_string(o).unwrap()).await;
+        if o["metadata"]["namespace"].as_str() == Some("default") {
+            let name = o["metadata"]["name"].as_str().unwrap();
+            let resource = match o["kind"].as_str() {
+                Some("Role") => ApiResource::erase::<Role>(&()),
+                _ => ApiResource::erase::<RoleBinding>(&()),
+            };
+            h.env.track(resource, Some("default"), name);
+        }
+    }
+    let role: serde_yaml::Value = objects
+        .iter()
+        .find(|o| o["kind"] == "ClusterRole")
+        .cloned()
+        .expect("the chart's ClusterRole");
+    let kubeconfig = kubeconfig_for(&h, &ns, &prefix).await;
+    let mut controller = Controller::start(
+        &h,
+        Start {
+            kubeconfig: Some(&kubeconfig),
+            ..Start::default()
+        },
+    )
+    .await;
+    let name = format!("{}-rbac", h.id);
+    h.binding(&name, &binding_spec(&h, &format!("{{names: [{ns}]}}")))
+        .await;
+    h.wait_ready(&name, "True", Duration::from_secs(60)).await;
+    let secrets: Api<Secret> = h.secrets(&ns);
+    let before = wait_secret(&secrets, "the pull Secret", |_| true)
+        .await
+        .data;
+
+    // Revoke create/update/patch on Secrets, then a user deletes the pull Secret.
+    let roles: Api<ClusterRole> = Api::all(h.client());
+    let mut revoked: serde_json::Value = serde_json::to_value(&role).unwrap();
+    for rule in revoked["rules"].as_array_mut().unwrap() {
+        if rule["resources"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|x| x == "secrets"))
+        {
+            rule["verbs"] = serde_json::json!(["get", "list", "watch", "delete"]);
+        }
+    }
+    let pp = PatchParams::default();
+    let rules = serde_json::json!({"rules": revoked["rules"]});
+    roles
+        .patch(&prefix, &pp, &Patch::Merge(&rules))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let t0 = Instant::now();
+    secrets
+        .delete(SECRET_NAME, &DeleteParams::default())
+        .await
+        .unwrap();
+    let events: Api<Event> = Api::namespaced(h.client(), "default");
+    let (mut in_status, mut in_event, mut status_text, mut event_text) =
+        (None, None, String::new(), String::new());
+    let mut alive = true;
+    while t0.elapsed() < revoked_for {
+        alive &= controller.running();
+        if in_status.is_none()
+            && let Ok(b) = h.bindings().get(&name).await
+        {
+            let text = serde_json::to_string(&b.status).unwrap();
+            if let Some(c) = b
+                .status
+                .iter()
+                .flat_map(|s| &s.conditions)
+                .find(|c| forbidden(&c.message))
+            {
+                in_status = Some(t0.elapsed());
+                status_text = format!("{}={} {}: {}", c.type_, c.status, c.reason, c.message);
+            } else if forbidden(&text) {
+                in_status = Some(t0.elapsed());
+                status_text = text;
+            }
+        }
+        if in_event.is_none()
+            && let Ok(list) = events.list(&ListParams::default()).await
+            && let Some(e) = list.items.iter().find(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name.as_str())
+                    && e.note.as_deref().is_some_and(forbidden)
+            })
+        {
+            in_event = Some(t0.elapsed());
+            event_text = e.note.clone().unwrap_or_default();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // The right returns.
+    let original = serde_json::json!({"rules": serde_json::to_value(&role).unwrap()["rules"]});
+    roles
+        .patch(&prefix, &pp, &Patch::Merge(&original))
+        .await
+        .unwrap();
+    let back = Instant::now();
+    let mut restored = None;
+    while back.elapsed() < Duration::from_secs(120) {
+        let secret_ok = secrets
+            .get_opt(SECRET_NAME)
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.data == before);
+        let ready = crate::common::ready_of(&h, &name).await;
+        if secret_ok
+            && ready
+                .as_ref()
+                .is_some_and(|r| r.0 == "True" && r.1 == "Reconciled")
+        {
+            restored = Some(back.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let mut row = Row::new(
+        8,
+        "RBAC revoked",
+        format!(
+            "create/update/patch on Secrets removed from the chart's ClusterRole for {} s; the pull Secret deleted",
+            revoked_for.as_secs()
+        ),
+    );
+    let secs =
+        |d: Option<Duration>| d.map_or("never".into(), |d| format!("{:.1} s", d.as_secs_f64()));
+    let excerpt = |t: &str| t.chars().take(220).collect::<String>();
+    row.figure = format!(
+        "Forbidden in status after {}, in an Event after {}; restored {} after the right returned; controller ran throughout: {}; status: \"{}\"",
+        secs(in_status),
+        secs(in_event),
+        secs(restored),
+        alive && controller.running(),
+        excerpt(&status_text)
+    );
+    row.check(alive && controller.running(), || {
+        "the controller exited".into()
+    });
+    row.check(in_status.is_some(), || {
+        "no status said Forbidden with the resource".into()
+    });
+    row.check(in_event.is_some(), || {
+        "no Event said Forbidden with the resource".into()
+    });
+    let final_ready = crate::common::ready_of(&h, &name).await;
+    let final_secret = secrets
+        .get_opt(SECRET_NAME)
+        .await
+        .ok()
+        .flatten()
+        .map(|s| s.data == before);
+    row.check(restored.is_some(), || {
+        let warnings = controller.lines_at("WARN");
+        let last: Vec<&String> = warnings.iter().rev().take(3).collect();
+        format!(
+            "not restored within 2 minutes of the right returning: Ready {final_ready:?}, Secret (same data) {final_secret:?}, last warnings {last:?}"
+        )
+    });
+    let _ = event_text;
+    row.finish();
+}
