@@ -208,7 +208,7 @@ mod tests {
             v
         };
         let run = flags("run");
-        assert_eq!(run.len(), 10, "{run:?}");
+        assert_eq!(run.len(), 11, "{run:?}");
         assert_eq!(run, flags("doctor"));
     }
 
