@@ -15,7 +15,8 @@
 //! - [`service_accounts`]: version-checked `imagePullSecrets` patches.
 //! - [`sync`]: converging one namespace from every live binding.
 //! - [`observe`]: folds one reconcile's namespace outcomes into the binding's view (pure).
-//! - [`status`]: status builder and SSA on `/status`.
+//! - [`status`]: the binding status builder (one function per condition) and SSA on `/status`.
+//! - [`events`]: Event reasons and actions, and the token Event builder (pure).
 //! - [`binding`], [`policy`]: the reconcilers.
 //! - [`legacy_sync`]: live translation of the legacy ConfigMap (optional).
 //! - [`error`]: the layer's error type.
@@ -26,6 +27,7 @@ pub mod binding;
 pub mod caches;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod finalizer;
 pub mod guard;
 pub mod leader;
