@@ -26,8 +26,6 @@ use futures::future::BoxFuture;
 use super::client::CloudClient;
 use super::clock::Clock;
 use super::error::CloudError;
-use crate::sensitive::Sensitive;
-
 pub use super::keypair::Credentials;
 
 /// Something that can produce credentials.
@@ -227,6 +225,7 @@ pub fn build_provider(
 mod tests {
     use super::*;
     use crate::cloud::clock::ManualClock;
+    use crate::sensitive::Sensitive;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn t(s: &str) -> jiff::Timestamp {
