@@ -18,14 +18,8 @@ use super::status::{Verdict, apply_status, time};
 use super::tokens::{TokenFailure, identity_of};
 use crate::api::conditions::{reasons, remove_condition, set_condition, status as st, types};
 use crate::api::{AcrCredentialPolicy, AcrCredentialPolicyStatus, validate_policy};
+use crate::cloud::error::reasons as cloud_reasons;
 use crate::cloud::from_api;
-
-/// Failure reasons that say something about the credentials themselves (not the registry).
-const CREDENTIAL_REASONS: [&str; 3] = [
-    "CredentialSourceFailed",
-    "AuthenticationFailed",
-    "PermissionDenied",
-];
 
 /// What the token manager knows about the credentials of a policy.
 #[derive(Clone, Debug, Default)]
@@ -76,7 +70,7 @@ pub fn policy_status(
 pub fn policy_ready(policy: &AcrCredentialPolicy, health: &CredentialHealth) -> Verdict {
     match validate_policy(&policy.spec) {
         Ok(()) => match &health.failure {
-            Some(f) if CREDENTIAL_REASONS.contains(&f.reason) => Verdict::new(
+            Some(f) if cloud_reasons::about_credentials(f.reason) => Verdict::new(
                 false,
                 reasons::CREDENTIALS_FAILED,
                 format!(
