@@ -13,7 +13,8 @@
 //! - [`tokens`]: the shared token manager (coalescing, renewal, backoff).
 //! - [`secret`]: the dockerconfigjson Secret builder and change detection (pure).
 //! - [`service_accounts`]: version-checked `imagePullSecrets` patches.
-//! - [`sync`]: converging one namespace from every live binding.
+//! - [`sync`]: converging one namespace from every live binding (selection, a pure plan of the
+//!   Secret, then the writes).
 //! - [`observe`]: folds one reconcile's namespace outcomes into the binding's view (pure).
 //! - [`status`]: the binding status builder (one function per condition) and SSA on `/status`.
 //! - [`events`]: Event reasons and actions, and the token Event builder (pure).

@@ -1,6 +1,8 @@
-//! The `AcrCredentialPolicy` reconciler: validates the policy and reports it in status
-//! (`Ready`, the source kind, `observedGeneration`). Bindings that use the policy are
-//! reconciled by the binding controller when the policy changes.
+//! The `AcrCredentialPolicy` reconciler: validates the policy, asks the token manager how its
+//! credentials fare, and reports both in status (`Ready` from [`policy_ready`], `Stalled` for an
+//! invalid spec, the source kind, the credentials' expiry, `observedGeneration`) with a Warning
+//! Event when it is not Ready. Bindings that use the policy are reconciled by the binding
+//! controller when the policy changes.
 
 use std::sync::Arc;
 use std::time::Duration;

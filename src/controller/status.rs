@@ -1,5 +1,11 @@
-//! Binding and policy status: a pure builder from what one reconcile observed, and the
-//! server-side apply of `/status` with our field manager.
+//! Binding status: a pure builder from what one reconcile observed, and the server-side apply
+//! of `/status` with our field manager (used by both kinds; the policy's builder is in
+//! [`super::policy`]).
+//!
+//! [`binding_status`] is a short sequence of steps: a blocked binding reports its [`Blocker`];
+//! otherwise [`token_issued`], [`secrets_synced`] and [`service_accounts_bound`] each give a
+//! [`Verdict`], [`ready`], [`stalled`] and [`reconciling`] are derived from those, and
+//! [`latest_failure`] is recorded. Each step is a plain function with its own unit test.
 //!
 //! Conditions keep their `lastTransitionTime` unless their status changes (see
 //! [`set_condition`]); times are whole seconds, so an unchanged status compares equal and is
