@@ -11,8 +11,8 @@ use std::time::Duration;
 use acr_credential_controller::controller::ControllerConfig;
 use base64::Engine;
 use controller_common::{
-    ACCOUNT, DOMAINS, Harness, ROLE, SECRET_NAME, TestBinding, auths, pull_secret_names, wait_sa,
-    wait_secret,
+    ACCOUNT, DOMAINS, Harness, ROLE, SECRET_NAME, TestBinding, auths, pull_secret_names,
+    ready_condition, wait_sa, wait_secret,
 };
 use kube::api::{DeleteParams, Patch, PatchParams};
 
@@ -327,13 +327,7 @@ async fn invalid_binding_is_not_ready_with_the_validation_message_and_touches_no
         let missing = TestBinding::new(&h.named("missing")).names(&[&ns]);
         h.bind(&other, &missing).await;
         let b = h.wait_ready(&other, "False", Duration::from_secs(60)).await;
-        let ready = b
-            .status
-            .unwrap()
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
+        let ready = ready_condition(&b);
         assert_eq!(ready.reason, "PolicyNotFound");
     })
     .await;
@@ -403,13 +397,7 @@ async fn invalid_policy_is_reported_on_the_policy_and_its_bindings() {
         let name = format!("{}-bp", h.id);
         h.bind(&name, &ready_binding(&[&ns], &h.policy)).await;
         let b = h.wait_ready(&name, "False", Duration::from_secs(60)).await;
-        let ready = b
-            .status
-            .unwrap()
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
+        let ready = ready_condition(&b);
         assert_eq!(ready.reason, "PolicyNotReady");
         assert!(ready.message.contains("renewBefore"), "{}", ready.message);
         support::wait_until(Duration::from_secs(30), "policy Ready=False", || {

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 
 use acr_fake_cloud::OutageMode;
 use controller_common::{
-    DOMAINS, Harness, OTHER_INSTANCE, SECRET_NAME, auths, pull_secret_names, wait_sa, wait_secret,
+    DOMAINS, Harness, OTHER_INSTANCE, SECRET_NAME, auths, pull_secret_names, ready_condition,
+    wait_sa, wait_secret,
 };
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
@@ -124,13 +125,7 @@ async fn cloud_outage_keeps_the_secret_and_recovers() {
             let name = name.clone();
             async move {
                 let b = api.get(&name).await.map_err(|e| e.to_string())?;
-                let c = b
-                    .status
-                    .unwrap()
-                    .conditions
-                    .into_iter()
-                    .find(|c| c.type_ == "Ready")
-                    .unwrap();
+                let c = ready_condition(&b);
                 (c.reason == "RenewalFailing")
                     .then_some(c.clone())
                     .ok_or(format!("{c:?}"))
@@ -178,13 +173,7 @@ async fn cloud_outage_keeps_the_secret_and_recovers() {
         let b = h
             .wait_ready_reason(&name, "True", Some("Reconciled"), Duration::from_secs(15))
             .await;
-        let ready = b
-            .status
-            .unwrap()
-            .conditions
-            .into_iter()
-            .find(|c| c.type_ == "Ready")
-            .unwrap();
+        let ready = ready_condition(&b);
         assert_eq!(ready.reason, "Reconciled", "{ready:?}");
         assert!(
             recovered_at.elapsed() < Duration::from_secs(15),

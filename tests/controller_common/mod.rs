@@ -14,8 +14,9 @@ use acr_credential_controller::cloud::{CloudConfig, SignatureStyle};
 use acr_credential_controller::controller::{self, ControllerConfig};
 use acr_fake_cloud::{FakeCloud, FakeHandle, Scenario};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::Client;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::Api;
+use kube::{Client, ResourceExt};
 
 use crate::support::{self, TestEnv, install_crds};
 
@@ -302,6 +303,16 @@ impl Harness {
         })
         .await
     }
+}
+
+/// The binding's `Ready` condition (it must have one).
+pub fn ready_condition(binding: &AcrRegistryBinding) -> Condition {
+    binding
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .cloned()
+        .unwrap_or_else(|| panic!("binding {} has no Ready condition", binding.name_any()))
 }
 
 /// The `auths` of a pull Secret: domain → (username, password, auth).
