@@ -11,16 +11,14 @@ use std::time::Duration;
 use acr_credential_controller::controller::ControllerConfig;
 use base64::Engine;
 use controller_common::{
-    ACCOUNT, DOMAINS, Harness, INSTANCE, ROLE, SECRET_NAME, auths, pull_secret_names, wait_sa,
-    wait_secret,
+    ACCOUNT, DOMAINS, Harness, ROLE, SECRET_NAME, TestBinding, auths, pull_secret_names,
+    ready_condition, wait_sa, wait_secret,
 };
 use kube::api::{DeleteParams, Patch, PatchParams};
 
-fn ready_binding(names: &[&str], policy: &str) -> String {
-    format!(
-        "  registry: {{instanceId: {INSTANCE}, region: cn-hangzhou}}\n  policyRef: {{name: {policy}}}\n  namespaces:\n    names: [{}]\n",
-        names.join(", ")
-    )
+/// A binding of `policy` to the test instance in cn-hangzhou, for the namespaces `names`.
+fn ready_binding(names: &[&str], policy: &str) -> TestBinding {
+    TestBinding::new(policy).region("cn-hangzhou").names(names)
 }
 
 #[tokio::test]
@@ -29,96 +27,97 @@ async fn one_binding_several_namespaces_default_service_account_ready() {
     let ns1 = h.env.namespace().to_owned();
     let ns2 = h.env.extra_namespace("ctrl-basic-b").await;
     let ns3 = h.env.extra_namespace("ctrl-basic-c").await;
-    let running = h.start();
-    let name = format!("{}-one", h.id);
-    h.binding(&name, &ready_binding(&[&ns1, &ns2, &ns3], &h.policy))
-        .await;
+    h.with_controller(async |h| {
+        let name = format!("{}-one", h.id);
+        h.bind(&name, &ready_binding(&[&ns1, &ns2, &ns3], &h.policy))
+            .await;
 
-    let b = h.wait_ready(&name, "True", Duration::from_secs(60)).await;
-    let status = b.status.unwrap();
-    assert_eq!(status.observed_generation, b.metadata.generation);
-    let token = status.token.unwrap();
-    let (issued, expires, renew) = (
-        token.issued_at.unwrap().0,
-        token.expires_at.unwrap().0,
-        token.renew_at.unwrap().0,
-    );
-    assert!(
-        issued < renew && renew < expires,
-        "{issued} {renew} {expires}"
-    );
-    assert_eq!(
-        status.namespaces.as_ref().unwrap().summary.as_deref(),
-        Some("3/3")
-    );
-    assert_eq!(status.service_accounts.as_ref().unwrap().bound, 3);
-    let mut domains = status.domains.clone();
-    domains.sort();
-    let mut expected: Vec<String> = DOMAINS.iter().map(|d| (*d).to_owned()).collect();
-    expected.sort();
-    assert_eq!(domains, expected);
-    for t in [
-        "Ready",
-        "TokenIssued",
-        "SecretsSynced",
-        "ServiceAccountsBound",
-    ] {
-        let c = status.conditions.iter().find(|c| c.type_ == t).unwrap();
-        assert_eq!(c.status, "True", "{c:?}");
-    }
-
-    for ns in [&ns1, &ns2, &ns3] {
-        let secret = wait_secret(&h.secrets(ns), "pull Secret", |_| true).await;
-        assert_eq!(
-            secret.type_.as_deref(),
-            Some("kubernetes.io/dockerconfigjson")
+        let b = h.wait_ready(&name, "True", Duration::from_secs(60)).await;
+        let status = b.status.unwrap();
+        assert_eq!(status.observed_generation, b.metadata.generation);
+        let token = status.token.unwrap();
+        let (issued, expires, renew) = (
+            token.issued_at.unwrap().0,
+            token.expires_at.unwrap().0,
+            token.renew_at.unwrap().0,
         );
-        let a = auths(&secret);
-        assert_eq!(a.len(), 2, "{:?}", a.keys());
-        for d in DOMAINS {
-            let (user, password, auth) = &a[d];
-            assert!(
-                h.handle().registry_token_valid(password),
-                "token in {ns} not valid"
-            );
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(auth)
-                .unwrap();
-            assert_eq!(decoded, format!("{user}:{password}").as_bytes());
+        assert!(
+            issued < renew && renew < expires,
+            "{issued} {renew} {expires}"
+        );
+        assert_eq!(
+            status.namespaces.as_ref().unwrap().summary.as_deref(),
+            Some("3/3")
+        );
+        assert_eq!(status.service_accounts.as_ref().unwrap().bound, 3);
+        let mut domains = status.domains.clone();
+        domains.sort();
+        let mut expected: Vec<String> = DOMAINS.iter().map(|d| (*d).to_owned()).collect();
+        expected.sort();
+        assert_eq!(domains, expected);
+        for t in [
+            "Ready",
+            "TokenIssued",
+            "SecretsSynced",
+            "ServiceAccountsBound",
+        ] {
+            let c = status.conditions.iter().find(|c| c.type_ == t).unwrap();
+            assert_eq!(c.status, "True", "{c:?}");
         }
-        let owners = secret.metadata.owner_references.unwrap();
-        assert_eq!(owners.len(), 1);
-        assert_eq!(owners[0].name, name);
-        let sa = wait_sa(
-            &h.service_accounts(ns),
-            "default",
-            "default SA bound",
-            |sa| pull_secret_names(sa).contains(&SECRET_NAME.to_owned()),
-        )
-        .await;
-        assert_eq!(
-            pull_secret_names(&sa)
-                .iter()
-                .filter(|n| *n == SECRET_NAME)
-                .count(),
-            1
-        );
-    }
-    // One token for all namespaces.
-    assert_eq!(h.handle().count_ok("cr:GetAuthorizationToken"), 1);
 
-    let out = support::kubectl(&[
-        "wait",
-        "--for=condition=Ready",
-        &format!("arb/{name}"),
-        "--timeout=30s",
-    ]);
-    assert!(
-        out.status.success(),
-        "kubectl wait: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    running.stop().await;
+        for ns in [&ns1, &ns2, &ns3] {
+            let secret = wait_secret(&h.secrets(ns), "pull Secret", |_| true).await;
+            assert_eq!(
+                secret.type_.as_deref(),
+                Some("kubernetes.io/dockerconfigjson")
+            );
+            let a = auths(&secret);
+            assert_eq!(a.len(), 2, "{:?}", a.keys());
+            for d in DOMAINS {
+                let (user, password, auth) = &a[d];
+                assert!(
+                    h.handle().registry_token_valid(password),
+                    "token in {ns} not valid"
+                );
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(auth)
+                    .unwrap();
+                assert_eq!(decoded, format!("{user}:{password}").as_bytes());
+            }
+            let owners = secret.metadata.owner_references.unwrap();
+            assert_eq!(owners.len(), 1);
+            assert_eq!(owners[0].name, name);
+            let sa = wait_sa(
+                &h.service_accounts(ns),
+                "default",
+                "default SA bound",
+                |sa| pull_secret_names(sa).contains(&SECRET_NAME.to_owned()),
+            )
+            .await;
+            assert_eq!(
+                pull_secret_names(&sa)
+                    .iter()
+                    .filter(|n| *n == SECRET_NAME)
+                    .count(),
+                1
+            );
+        }
+        // One token for all namespaces.
+        assert_eq!(h.handle().count_ok("cr:GetAuthorizationToken"), 1);
+
+        let out = support::kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            &format!("arb/{name}"),
+            "--timeout=30s",
+        ]);
+        assert!(
+            out.status.success(),
+            "kubectl wait: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -130,16 +129,10 @@ async fn service_accounts_keep_entries_others_added_and_concurrent_writers_win_t
     h.env
         .apply("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: builder}\nimagePullSecrets: [{name: theirs-1}, {name: theirs-2}]\n")
         .await;
-    let running = h.start();
+    h.with_controller(async |h| {
     let name = format!("{}-sa", h.id);
-    h.binding(
-        &name,
-        &format!(
-            "  registry: {{instanceId: {INSTANCE}}}\n  policyRef: {{name: {}}}\n  namespaces: {{names: [{ns}]}}\n  serviceAccounts: {{all: true}}\n",
-            h.policy
-        ),
-    )
-    .await;
+    h.bind(&name, &h.test_binding().names(&[&ns]).all_service_accounts())
+        .await;
     // A concurrent writer adds its own entry while the controller reconciles, many times.
     let writer = {
         let sas = sas.clone();
@@ -214,7 +207,8 @@ async fn service_accounts_keep_entries_others_added_and_concurrent_writers_win_t
         pull_secret_names(sa).contains(&SECRET_NAME.to_owned())
     })
     .await;
-    running.stop().await;
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -225,39 +219,26 @@ async fn deleting_the_binding_removes_secrets_and_only_our_entries() {
     h.env
         .apply("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: default}\nimagePullSecrets: [{name: keep-me}]\n")
         .await;
-    let running = h.start();
-    let name = format!("{}-del", h.id);
-    h.binding(&name, &ready_binding(&[&ns1, &ns2], &h.policy))
+    h.with_controller(async |h| {
+        let name = format!("{}-del", h.id);
+        h.bind(&name, &ready_binding(&[&ns1, &ns2], &h.policy))
+            .await;
+        h.wait_ready(&name, "True", Duration::from_secs(60)).await;
+        let sa = wait_sa(&h.service_accounts(&ns1), "default", "bound", |sa| {
+            pull_secret_names(sa).contains(&SECRET_NAME.to_owned())
+        })
         .await;
-    h.wait_ready(&name, "True", Duration::from_secs(60)).await;
-    let sa = wait_sa(&h.service_accounts(&ns1), "default", "bound", |sa| {
-        pull_secret_names(sa).contains(&SECRET_NAME.to_owned())
-    })
-    .await;
-    assert_eq!(pull_secret_names(&sa), ["keep-me", SECRET_NAME]);
+        assert_eq!(pull_secret_names(&sa), ["keep-me", SECRET_NAME]);
 
-    h.bindings()
-        .delete(&name, &DeleteParams::default())
-        .await
-        .unwrap();
-    support::wait_until(Duration::from_secs(60), "binding gone", || {
-        let api = h.bindings();
-        let name = name.clone();
-        async move {
-            api.get_opt(&name)
-                .await
-                .ok()
-                .flatten()
-                .is_none()
-                .then_some(())
-        }
-    })
-    .await;
-    for ns in [&ns1, &ns2] {
-        support::wait_until(Duration::from_secs(30), "Secret deleted", || {
-            let api = h.secrets(ns);
+        h.bindings()
+            .delete(&name, &DeleteParams::default())
+            .await
+            .unwrap();
+        support::wait_until(Duration::from_secs(60), "binding gone", || {
+            let api = h.bindings();
+            let name = name.clone();
             async move {
-                api.get_opt(SECRET_NAME)
+                api.get_opt(&name)
                     .await
                     .ok()
                     .flatten()
@@ -266,85 +247,90 @@ async fn deleting_the_binding_removes_secrets_and_only_our_entries() {
             }
         })
         .await;
-    }
-    let sa = h.service_accounts(&ns1).get("default").await.unwrap();
-    assert_eq!(pull_secret_names(&sa), ["keep-me"]);
-    assert!(
-        sa.metadata
-            .annotations
-            .unwrap_or_default()
-            .contains_key("acrcredentials.io/added-image-pull-secrets")
-            .then_some(())
-            .is_none()
-    );
-    let sa2 = h.service_accounts(&ns2).get("default").await.unwrap();
-    assert!(
-        pull_secret_names(&sa2).is_empty(),
-        "{:?}",
-        pull_secret_names(&sa2)
-    );
-    running.stop().await;
+        for ns in [&ns1, &ns2] {
+            support::wait_until(Duration::from_secs(30), "Secret deleted", || {
+                let api = h.secrets(ns);
+                async move {
+                    api.get_opt(SECRET_NAME)
+                        .await
+                        .ok()
+                        .flatten()
+                        .is_none()
+                        .then_some(())
+                }
+            })
+            .await;
+        }
+        let sa = h.service_accounts(&ns1).get("default").await.unwrap();
+        assert_eq!(pull_secret_names(&sa), ["keep-me"]);
+        assert!(
+            sa.metadata
+                .annotations
+                .unwrap_or_default()
+                .contains_key("acrcredentials.io/added-image-pull-secrets")
+                .then_some(())
+                .is_none()
+        );
+        let sa2 = h.service_accounts(&ns2).get("default").await.unwrap();
+        assert!(
+            pull_secret_names(&sa2).is_empty(),
+            "{:?}",
+            pull_secret_names(&sa2)
+        );
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn invalid_binding_is_not_ready_with_the_validation_message_and_touches_nothing() {
     let h = Harness::new("ctrl-invalid", 3600, "15m").await;
     let ns = h.env.namespace().to_owned();
-    let running = h.start();
-    let name = format!("{}-bad", h.id);
-    // Both names and all: the schema's CEL rule is missing on 1.20, the code rule catches it.
-    h.binding(
-        &name,
-        &format!(
-            "  registry: {{instanceId: {INSTANCE}}}\n  policyRef: {{name: {}}}\n  namespaces: {{names: [{ns}], all: true}}\n",
-            h.policy
-        ),
-    )
-    .await;
-    let b = h.wait_ready(&name, "False", Duration::from_secs(60)).await;
-    let status = b.status.unwrap();
-    let ready = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
-    assert_eq!(ready.reason, "InvalidSpec");
-    assert!(
-        ready
-            .message
-            .contains("exactly one of names, all or selector"),
-        "{}",
-        ready.message
-    );
-    assert_eq!(status.observed_generation, b.metadata.generation);
-    // Nothing else touched: no token requested, no Secret, no ServiceAccount entry.
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(h.handle().count("cr:GetAuthorizationToken"), 0);
-    assert!(h.secrets(&ns).get_opt(SECRET_NAME).await.unwrap().is_none());
-    let out = support::kubectl(&[
-        "get",
-        "events",
-        "-A",
-        "--field-selector",
-        &format!("regarding.name={name}"),
-        "-o",
-        "name",
-    ]);
-    let _ = out; // Events are best effort on 1.20's events.k8s.io/v1 field selectors.
+    h.with_controller(async |h| {
+        let name = format!("{}-bad", h.id);
+        // Both names and all: the schema's CEL rule is missing on 1.20, the code rule catches it.
+        let both = format!("{{names: [{ns}], all: true}}");
+        h.bind(&name, &h.test_binding().namespaces_as_written(&both))
+            .await;
+        let b = h.wait_ready(&name, "False", Duration::from_secs(60)).await;
+        let status = b.status.unwrap();
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(ready.reason, "InvalidSpec");
+        assert!(
+            ready
+                .message
+                .contains("exactly one of names, all or selector"),
+            "{}",
+            ready.message
+        );
+        assert_eq!(status.observed_generation, b.metadata.generation);
+        // Nothing else touched: no token requested, no Secret, no ServiceAccount entry.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(h.handle().count("cr:GetAuthorizationToken"), 0);
+        assert!(h.secrets(&ns).get_opt(SECRET_NAME).await.unwrap().is_none());
+        let out = support::kubectl(&[
+            "get",
+            "events",
+            "-A",
+            "--field-selector",
+            &format!("regarding.name={name}"),
+            "-o",
+            "name",
+        ]);
+        let _ = out; // Events are best effort on 1.20's events.k8s.io/v1 field selectors.
 
-    // A missing policy is reported too.
-    let other = format!("{}-nopolicy", h.id);
-    h.binding(&other, &format!("  registry: {{instanceId: {INSTANCE}}}\n  policyRef: {{name: {}-missing}}\n  namespaces: {{names: [{ns}]}}\n", h.id)).await;
-    let b = h.wait_ready(&other, "False", Duration::from_secs(60)).await;
-    let ready = b
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
-    assert_eq!(ready.reason, "PolicyNotFound");
-    running.stop().await;
+        // A missing policy is reported too.
+        let other = format!("{}-nopolicy", h.id);
+        let missing = TestBinding::new(&h.named("missing")).names(&[&ns]);
+        h.bind(&other, &missing).await;
+        let b = h.wait_ready(&other, "False", Duration::from_secs(60)).await;
+        let ready = ready_condition(&b);
+        assert_eq!(ready.reason, "PolicyNotFound");
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -358,91 +344,87 @@ async fn a_same_named_secret_we_do_not_own_is_left_alone_and_reported() {
         ))
         .await;
     let foreign = h.secrets(&ns2).get(SECRET_NAME).await.unwrap();
-    let running = h.start();
-    let name = format!("{}-foreign", h.id);
-    h.binding(&name, &ready_binding(&[&ns1, &ns2], &h.policy))
-        .await;
-    h.wait_ready(&name, "False", Duration::from_secs(60)).await;
-    wait_secret(&h.secrets(&ns1), "our Secret in ns1", |_| true).await;
-    support::wait_until(
-        Duration::from_secs(30),
-        "SecretOwnedByOthers reported",
-        || {
-            let api = h.bindings();
-            let name = name.clone();
-            async move {
-                let b = api.get(&name).await.map_err(|e| e.to_string())?;
-                let s = b.status.clone().unwrap_or_default();
-                let c = s
-                    .conditions
-                    .iter()
-                    .find(|c| c.type_ == "SecretsSynced")
-                    .cloned();
-                match c {
-                    Some(c) if c.reason == "SecretOwnedByOthers" => Ok(()),
-                    other => Err(format!("{other:?}")),
+    h.with_controller(async |h| {
+        let name = format!("{}-foreign", h.id);
+        h.bind(&name, &ready_binding(&[&ns1, &ns2], &h.policy))
+            .await;
+        h.wait_ready(&name, "False", Duration::from_secs(60)).await;
+        wait_secret(&h.secrets(&ns1), "our Secret in ns1", |_| true).await;
+        support::wait_until(
+            Duration::from_secs(30),
+            "SecretOwnedByOthers reported",
+            || {
+                let api = h.bindings();
+                let name = name.clone();
+                async move {
+                    let b = api.get(&name).await.map_err(|e| e.to_string())?;
+                    let s = b.status.clone().unwrap_or_default();
+                    let c = s
+                        .conditions
+                        .iter()
+                        .find(|c| c.type_ == "SecretsSynced")
+                        .cloned();
+                    match c {
+                        Some(c) if c.reason == "SecretOwnedByOthers" => Ok(()),
+                        other => Err(format!("{other:?}")),
+                    }
                 }
-            }
-        },
-    )
+            },
+        )
+        .await;
+        let after = h.secrets(&ns2).get(SECRET_NAME).await.unwrap();
+        assert_eq!(
+            after.metadata.resource_version, foreign.metadata.resource_version,
+            "foreign Secret touched"
+        );
+        let status = h.bindings().get(&name).await.unwrap().status.unwrap();
+        let ns = status.namespaces.unwrap();
+        assert_eq!(ns.summary.as_deref(), Some("1/2"));
+        assert_eq!(ns.failed[0].name, ns2);
+        assert_eq!(ns.failed[0].reason, "SecretOwnedByOthers");
+        // No ServiceAccount there points at a Secret that is not ours.
+        let sa = h.service_accounts(&ns2).get("default").await.unwrap();
+        assert!(!pull_secret_names(&sa).contains(&SECRET_NAME.to_owned()));
+    })
     .await;
-    let after = h.secrets(&ns2).get(SECRET_NAME).await.unwrap();
-    assert_eq!(
-        after.metadata.resource_version, foreign.metadata.resource_version,
-        "foreign Secret touched"
-    );
-    let status = h.bindings().get(&name).await.unwrap().status.unwrap();
-    let ns = status.namespaces.unwrap();
-    assert_eq!(ns.summary.as_deref(), Some("1/2"));
-    assert_eq!(ns.failed[0].name, ns2);
-    assert_eq!(ns.failed[0].reason, "SecretOwnedByOthers");
-    // No ServiceAccount there points at a Secret that is not ours.
-    let sa = h.service_accounts(&ns2).get("default").await.unwrap();
-    assert!(!pull_secret_names(&sa).contains(&SECRET_NAME.to_owned()));
-    running.stop().await;
 }
 
 #[tokio::test]
 async fn invalid_policy_is_reported_on_the_policy_and_its_bindings() {
     let h = Harness::new("ctrl-badpolicy", 3600, "2h").await;
     let ns = h.env.namespace().to_owned();
-    let running = h.start();
-    let name = format!("{}-bp", h.id);
-    h.binding(&name, &ready_binding(&[&ns], &h.policy)).await;
-    let b = h.wait_ready(&name, "False", Duration::from_secs(60)).await;
-    let ready = b
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
-    assert_eq!(ready.reason, "PolicyNotReady");
-    assert!(ready.message.contains("renewBefore"), "{}", ready.message);
-    support::wait_until(Duration::from_secs(30), "policy Ready=False", || {
-        let api = h.policies();
-        let policy = h.policy.clone();
-        async move {
-            let p = api.get(&policy).await.map_err(|e| e.to_string())?;
-            let c = p
-                .status
-                .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"));
-            match c {
-                Some(c)
-                    if c.status == "False"
-                        && c.reason == "InvalidSpec"
-                        && c.message.contains("renewBefore") =>
-                {
-                    Ok(())
+    h.with_controller(async |h| {
+        let name = format!("{}-bp", h.id);
+        h.bind(&name, &ready_binding(&[&ns], &h.policy)).await;
+        let b = h.wait_ready(&name, "False", Duration::from_secs(60)).await;
+        let ready = ready_condition(&b);
+        assert_eq!(ready.reason, "PolicyNotReady");
+        assert!(ready.message.contains("renewBefore"), "{}", ready.message);
+        support::wait_until(Duration::from_secs(30), "policy Ready=False", || {
+            let api = h.policies();
+            let policy = h.policy.clone();
+            async move {
+                let p = api.get(&policy).await.map_err(|e| e.to_string())?;
+                let c = p
+                    .status
+                    .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"));
+                match c {
+                    Some(c)
+                        if c.status == "False"
+                            && c.reason == "InvalidSpec"
+                            && c.message.contains("renewBefore") =>
+                    {
+                        Ok(())
+                    }
+                    other => Err(format!("{other:?}")),
                 }
-                other => Err(format!("{other:?}")),
             }
-        }
+        })
+        .await;
+        assert_eq!(h.handle().count("cr:GetAuthorizationToken"), 0);
+        assert!(h.secrets(&ns).get_opt(SECRET_NAME).await.unwrap().is_none());
     })
     .await;
-    assert_eq!(h.handle().count("cr:GetAuthorizationToken"), 0);
-    assert!(h.secrets(&ns).get_opt(SECRET_NAME).await.unwrap().is_none());
-    running.stop().await;
 }
 
 #[tokio::test]
@@ -461,7 +443,7 @@ async fn policy_reports_when_its_assumed_role_credentials_expire() {
         ..h.config()
     });
     let name = format!("{}-hop", h.id);
-    h.binding(&name, &ready_binding(&[&ns], &hop)).await;
+    h.bind(&name, &ready_binding(&[&ns], &hop)).await;
     h.wait_ready(&name, "True", Duration::from_secs(60)).await;
     let issued = jiff::Timestamp::now();
 

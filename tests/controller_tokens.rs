@@ -9,18 +9,11 @@ use std::time::{Duration, Instant};
 
 use acr_fake_cloud::OutageMode;
 use controller_common::{
-    DOMAINS, Harness, INSTANCE, OTHER_INSTANCE, SECRET_NAME, auths, pull_secret_names, wait_sa,
-    wait_secret,
+    DOMAINS, Harness, OTHER_INSTANCE, SECRET_NAME, auths, pull_secret_names, ready_condition,
+    wait_sa, wait_secret,
 };
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams};
-
-fn binding_spec(h: &Harness, namespaces: &str) -> String {
-    format!(
-        "  registry: {{instanceId: {INSTANCE}}}\n  policyRef: {{name: {}}}\n  namespaces: {namespaces}\n",
-        h.policy
-    )
-}
 
 async fn events_for(h: &Harness, binding: &str) -> Vec<(String, String, String)> {
     let api: Api<Event> = Api::namespaced(h.client(), "default");
@@ -49,166 +42,154 @@ async fn renewal_updates_the_secret_in_place_without_a_gap() {
     // 60 s tokens renewed 40 s before expiry: a renewal about 20 s after issue.
     let h = Harness::new("ctrl-renew", 60, "40s").await;
     let ns = h.env.namespace().to_owned();
-    let running = h.start();
-    let name = format!("{}-renew", h.id);
-    h.binding(&name, &binding_spec(&h, &format!("{{names: [{ns}]}}")))
-        .await;
-    let first = h.wait_ready(&name, "True", Duration::from_secs(60)).await;
-    let first_token = first.status.unwrap().token.unwrap();
-    let secrets = h.secrets(&ns);
-    let before = wait_secret(&secrets, "Secret", |_| true).await;
-    let uid = before.metadata.uid.clone().unwrap();
-    let old = password(&before);
+    h.with_controller(async |h| {
+        let name = format!("{}-renew", h.id);
+        h.bind(&name, &h.test_binding().names(&[&ns])).await;
+        let first = h.wait_ready(&name, "True", Duration::from_secs(60)).await;
+        let first_token = first.status.unwrap().token.unwrap();
+        let secrets = h.secrets(&ns);
+        let before = wait_secret(&secrets, "Secret", |_| true).await;
+        let uid = before.metadata.uid.clone().unwrap();
+        let old = password(&before);
 
-    // Poll until the data changes; every Secret seen holds a token the cloud accepts.
-    let start = Instant::now();
-    let renewed = loop {
+        // Poll until the data changes; every Secret seen holds a token the cloud accepts.
+        let start = Instant::now();
+        let renewed = loop {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no renewal within 60 s"
+            );
+            let s = secrets.get(SECRET_NAME).await.unwrap();
+            assert_eq!(
+                s.metadata.uid.as_deref(),
+                Some(uid.as_str()),
+                "Secret was recreated"
+            );
+            let pw = password(&s);
+            assert!(
+                h.handle().registry_token_valid(&pw),
+                "the Secret held an invalid token"
+            );
+            if pw != old {
+                break s;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert_eq!(auths(&renewed).len(), DOMAINS.len());
+        let b = h.wait_ready(&name, "True", Duration::from_secs(10)).await;
+        let token = b.status.unwrap().token.unwrap();
         assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no renewal within 60 s"
+            token.expires_at > first_token.expires_at,
+            "status token times did not move"
         );
-        let s = secrets.get(SECRET_NAME).await.unwrap();
-        assert_eq!(
-            s.metadata.uid.as_deref(),
-            Some(uid.as_str()),
-            "Secret was recreated"
-        );
-        let pw = password(&s);
-        assert!(
-            h.handle().registry_token_valid(&pw),
-            "the Secret held an invalid token"
-        );
-        if pw != old {
-            break s;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
-    assert_eq!(auths(&renewed).len(), DOMAINS.len());
-    let b = h.wait_ready(&name, "True", Duration::from_secs(10)).await;
-    let token = b.status.unwrap().token.unwrap();
-    assert!(
-        token.expires_at > first_token.expires_at,
-        "status token times did not move"
-    );
-    // Events: issued, then renewed.
-    support::wait_until(
-        Duration::from_secs(10),
-        "TokenIssued and TokenRenewed Events",
-        || async {
-            let reasons: Vec<String> = events_for(&h, &name)
-                .await
-                .into_iter()
-                .map(|e| e.1)
-                .collect();
-            (reasons.contains(&"TokenIssued".to_owned())
-                && reasons.contains(&"TokenRenewed".to_owned()))
-            .then_some(())
-            .ok_or(format!("{reasons:?}"))
-        },
-    )
+        // Events: issued, then renewed.
+        support::wait_until(
+            Duration::from_secs(10),
+            "TokenIssued and TokenRenewed Events",
+            || async {
+                let reasons: Vec<String> = events_for(h, &name)
+                    .await
+                    .into_iter()
+                    .map(|e| e.1)
+                    .collect();
+                (reasons.contains(&"TokenIssued".to_owned())
+                    && reasons.contains(&"TokenRenewed".to_owned()))
+                .then_some(())
+                .ok_or(format!("{reasons:?}"))
+            },
+        )
+        .await;
+    })
     .await;
-    running.stop().await;
 }
 
 #[tokio::test]
 async fn cloud_outage_keeps_the_secret_and_recovers() {
     let h = Harness::new("ctrl-outage", 60, "40s").await;
     let ns = h.env.namespace().to_owned();
-    let running = h.start();
-    let name = format!("{}-outage", h.id);
-    h.binding(&name, &binding_spec(&h, &format!("{{names: [{ns}]}}")))
-        .await;
-    h.wait_ready(&name, "True", Duration::from_secs(60)).await;
-    let secrets = h.secrets(&ns);
-    let before = wait_secret(&secrets, "Secret", |_| true).await;
-    let bytes = before.data.clone();
-    // The cloud is down for longer than the ~20 s renewal period.
-    let outage = Duration::from_secs(32);
-    h.handle().outage(outage, OutageMode::Unavailable);
-    let outage_end = Instant::now() + outage;
+    h.with_controller(async |h| {
+        let name = format!("{}-outage", h.id);
+        h.bind(&name, &h.test_binding().names(&[&ns])).await;
+        h.wait_ready(&name, "True", Duration::from_secs(60)).await;
+        let secrets = h.secrets(&ns);
+        let before = wait_secret(&secrets, "Secret", |_| true).await;
+        let bytes = before.data.clone();
+        // The cloud is down for longer than the ~20 s renewal period.
+        let outage = Duration::from_secs(32);
+        h.handle().outage(outage, OutageMode::Unavailable);
+        let outage_end = Instant::now() + outage;
 
-    // Degraded: still Ready (the token is valid), reason RenewalFailing with the cloud's error.
-    let degraded = support::wait_until(Duration::from_secs(40), "Degraded condition", || {
-        let api = h.bindings();
-        let name = name.clone();
-        async move {
-            let b = api.get(&name).await.map_err(|e| e.to_string())?;
-            let c = b
-                .status
-                .unwrap()
-                .conditions
-                .into_iter()
-                .find(|c| c.type_ == "Ready")
-                .unwrap();
-            (c.reason == "RenewalFailing")
-                .then_some(c.clone())
-                .ok_or(format!("{c:?}"))
+        // Degraded: still Ready (the token is valid), reason RenewalFailing with the cloud's error.
+        let degraded = support::wait_until(Duration::from_secs(40), "Degraded condition", || {
+            let api = h.bindings();
+            let name = name.clone();
+            async move {
+                let b = api.get(&name).await.map_err(|e| e.to_string())?;
+                let c = ready_condition(&b);
+                (c.reason == "RenewalFailing")
+                    .then_some(c.clone())
+                    .ok_or(format!("{c:?}"))
+            }
+        })
+        .await;
+        assert_eq!(degraded.status, "True");
+        assert!(
+            degraded.message.contains("Degraded"),
+            "{}",
+            degraded.message
+        );
+        assert!(
+            degraded.message.contains("ServiceUnavailable"),
+            "{}",
+            degraded.message
+        );
+        assert!(
+            degraded.message.contains("RequestId"),
+            "{}",
+            degraded.message
+        );
+        // While the old token is valid the Secret stays byte-identical.
+        while Instant::now() < outage_end {
+            let s = secrets.get(SECRET_NAME).await.unwrap();
+            assert_eq!(s.data, bytes, "Secret changed during the outage");
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
-    })
-    .await;
-    assert_eq!(degraded.status, "True");
-    assert!(
-        degraded.message.contains("Degraded"),
-        "{}",
-        degraded.message
-    );
-    assert!(
-        degraded.message.contains("ServiceUnavailable"),
-        "{}",
-        degraded.message
-    );
-    assert!(
-        degraded.message.contains("RequestId"),
-        "{}",
-        degraded.message
-    );
-    // While the old token is valid the Secret stays byte-identical.
-    while Instant::now() < outage_end {
-        let s = secrets.get(SECRET_NAME).await.unwrap();
-        assert_eq!(s.data, bytes, "Secret changed during the outage");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    let warnings: Vec<_> = events_for(&h, &name)
-        .await
-        .into_iter()
-        .filter(|e| e.0 == "Warning")
-        .collect();
-    assert!(!warnings.is_empty(), "no Warning Event");
-    assert!(
-        warnings.iter().any(|e| e.2.contains("ServiceUnavailable")),
-        "{warnings:?}"
-    );
-
-    // Recovery within one backoff step (capped at a quarter of the ~28 s left, so < 10 s).
-    let recovered_at = Instant::now();
-    let after = wait_secret(&secrets, "a renewed Secret", |s| s.data != bytes).await;
-    assert!(h.handle().registry_token_valid(&password(&after)));
-    // The Secret is written before the status: wait for the status to catch up.
-    let b = h
-        .wait_ready_reason(&name, "True", Some("Reconciled"), Duration::from_secs(15))
-        .await;
-    let ready = b
-        .status
-        .unwrap()
-        .conditions
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
-        .unwrap();
-    assert_eq!(ready.reason, "Reconciled", "{ready:?}");
-    assert!(
-        recovered_at.elapsed() < Duration::from_secs(15),
-        "recovery took {:?}",
-        recovered_at.elapsed()
-    );
-    support::wait_until(Duration::from_secs(10), "TokenRecovered Event", || async {
-        events_for(&h, &name)
+        let warnings: Vec<_> = events_for(h, &name)
             .await
-            .iter()
-            .any(|e| e.1 == "TokenRecovered")
-            .then_some(())
+            .into_iter()
+            .filter(|e| e.0 == "Warning")
+            .collect();
+        assert!(!warnings.is_empty(), "no Warning Event");
+        assert!(
+            warnings.iter().any(|e| e.2.contains("ServiceUnavailable")),
+            "{warnings:?}"
+        );
+
+        // Recovery within one backoff step (capped at a quarter of the ~28 s left, so < 10 s).
+        let recovered_at = Instant::now();
+        let after = wait_secret(&secrets, "a renewed Secret", |s| s.data != bytes).await;
+        assert!(h.handle().registry_token_valid(&password(&after)));
+        // The Secret is written before the status: wait for the status to catch up.
+        let b = h
+            .wait_ready_reason(&name, "True", Some("Reconciled"), Duration::from_secs(15))
+            .await;
+        let ready = ready_condition(&b);
+        assert_eq!(ready.reason, "Reconciled", "{ready:?}");
+        assert!(
+            recovered_at.elapsed() < Duration::from_secs(15),
+            "recovery took {:?}",
+            recovered_at.elapsed()
+        );
+        support::wait_until(Duration::from_secs(10), "TokenRecovered Event", || async {
+            events_for(h, &name)
+                .await
+                .iter()
+                .any(|e| e.1 == "TokenRecovered")
+                .then_some(())
+        })
+        .await;
     })
     .await;
-    running.stop().await;
 }
 
 #[tokio::test]
@@ -221,24 +202,12 @@ async fn restart_converges_without_duplicates_and_one_call_per_token() {
         .await;
     let running = h.start();
     let name = format!("{}-restart", h.id);
-    h.binding(
-        &name,
-        &binding_spec(
-            &h,
-            &format!("{{selector: {{matchLabels: {{acr-test: {label}}}}}}}"),
-        ),
-    )
-    .await;
+    h.bind(&name, &h.test_binding().labelled("acr-test", &label))
+        .await;
     // A second binding shares ns1's Secret.
     let other = format!("{}-restart2", h.id);
-    h.binding(
-        &other,
-        &format!(
-            "  registry: {{instanceId: {OTHER_INSTANCE}}}\n  policyRef: {{name: {}}}\n  namespaces: {{names: [{ns1}]}}\n",
-            h.policy
-        ),
-    )
-    .await;
+    let other_instance = h.test_binding().instance(OTHER_INSTANCE).names(&[&ns1]);
+    h.bind(&other, &other_instance).await;
     h.wait_ready(&name, "True", Duration::from_secs(60)).await;
     h.wait_ready(&other, "True", Duration::from_secs(60)).await;
     wait_secret(&h.secrets(&ns1), "both registries", |s| {

@@ -12,7 +12,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, T
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{patterns, selector, validation::msg};
+use super::patterns::{self, msg};
+use super::selector;
 
 /// Most entries `status.namespaces.failed` holds; the rest are only counted.
 pub const MAX_FAILED_NAMESPACES: usize = 20;

@@ -13,7 +13,8 @@ use kube::core::Rule;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{patterns, selector, validation::msg};
+use super::patterns::{self, msg};
+use super::selector;
 
 /// Lifetime of a registry token when no assume-role hop sets one (ACR issues 1h tokens).
 /// Kept here because the CEL rule on `renewBefore` and the code rule both use it.

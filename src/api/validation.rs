@@ -14,47 +14,10 @@ use regex::Regex;
 use super::{
     binding::{AcrRegistryBindingSpec, NamespaceSelection, RegistrySpec, ServiceAccountSelection},
     duration,
-    patterns::{self as p},
+    patterns::{self as p, msg},
     policy::{AcrCredentialPolicySpec, AssumeRole, CredentialSource},
     selector::{OPERATORS, OPERATORS_WITH_VALUES, OPERATORS_WITHOUT_VALUES},
 };
-
-/// Messages shared by the CEL rules on the types and by this module, so both say the same.
-pub mod msg {
-    /// CredentialSource: exactly one of.
-    pub const SOURCE_EXACTLY_ONE: &str =
-        "source must set exactly one of managedRole, workerRole, rrsa or accessKey";
-    /// AccessKeySecretRef: the two keys differ.
-    pub const ACCESS_KEY_KEYS_DIFFER: &str =
-        "accessKeyIdKey and accessKeySecretKey must name different keys of the Secret";
-    /// renewBefore > 0.
-    pub const RENEW_BEFORE_POSITIVE: &str = "renewBefore must be longer than 0s, for example 15m";
-    /// renewBefore < lifetime.
-    pub const RENEW_BEFORE_BELOW_LIFETIME: &str = "renewBefore must be shorter than the credential lifetime: assumeRole.duration when it is set, otherwise 1h";
-    /// assumeRole.duration range.
-    pub const ASSUME_ROLE_DURATION_RANGE: &str = "assumeRole.duration must be between 1h and 12h";
-    /// NamespaceSelection: exactly one of.
-    pub const NAMESPACES_EXACTLY_ONE: &str =
-        "namespaces must set exactly one of names, all or selector";
-    /// NamespaceSelection: all is true.
-    pub const NAMESPACES_ALL_TRUE: &str =
-        "namespaces.all may only be true; leave it out and use names or selector instead";
-    /// NamespaceSelection: exclude ∩ names = ∅.
-    pub const NAMESPACES_EXCLUDE_OVERLAP: &str =
-        "namespaces.exclude must not repeat a namespace listed in namespaces.names";
-    /// ServiceAccountSelection: exactly one of.
-    pub const SERVICE_ACCOUNTS_EXACTLY_ONE: &str =
-        "serviceAccounts must set exactly one of names, all or selector";
-    /// ServiceAccountSelection: all is true.
-    pub const SERVICE_ACCOUNTS_ALL_TRUE: &str =
-        "serviceAccounts.all may only be true; leave it out and use names or selector instead";
-    /// Label selectors: `In` and `NotIn` need values.
-    pub const SELECTOR_VALUES_REQUIRED: &str =
-        "a matchExpressions entry with operator In or NotIn must list at least one value";
-    /// Label selectors: `Exists` and `DoesNotExist` take none.
-    pub const SELECTOR_VALUES_FORBIDDEN: &str =
-        "a matchExpressions entry with operator Exists or DoesNotExist must not list values";
-}
 
 /// One problem with one field.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]

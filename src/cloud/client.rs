@@ -11,10 +11,10 @@ use std::time::Duration;
 use url::Url;
 
 use super::clock::{Clock, Nonces, RandomNonces, SystemClock};
-use super::credentials::Credentials;
 use super::endpoints::Endpoints;
 use super::error::CloudError;
 use super::http::{HttpConfig, Prepared, Transport};
+use super::keypair::Credentials;
 pub use super::request::RpcCall;
 use super::request::{prepare_roa_get, prepare_rpc_anonymous, prepare_rpc_v2, prepare_rpc_v3};
 

@@ -198,211 +198,237 @@ fn skipped(name: &'static str, subject: String) -> Step {
     }
 }
 
-/// Walks the chain and reports every step.
+/// Walks the chain and reports every step: credentials → assume role (when there is a hop) →
+/// registry token → domains. A failed step ends the walk; the steps after it are skipped.
 pub async fn walk(
     client: Arc<CloudClient>,
     secrets: Arc<dyn SecretReader>,
     plan: &DoctorPlan,
 ) -> DoctorReport {
-    let now = || client.now();
-    let mut steps = Vec::new();
-    let base = build_provider(
-        &ProviderConfig {
-            source: plan.source.clone(),
-            assume_role: None,
-        },
-        client.clone(),
-        secrets,
-    );
-    let subject = base.describe();
-    let endpoint = ("endpoint", source_endpoint(&client, &plan.source));
-    let registry_subject = match &plan.registry {
+    let mut walk = Walk {
+        registry_subject: registry_subject(&plan.registry),
+        client,
+        plan,
+        steps: Vec::new(),
+    };
+    let _finished = walk.run(secrets).await;
+    walk.report()
+}
+
+/// `cri-… (Enterprise Edition, region)` or `Personal Edition, region`.
+fn registry_subject(registry: &Registry) -> String {
+    match registry {
         Registry::Enterprise {
             region,
             instance_id,
         } => format!("{instance_id} (Enterprise Edition, {region})"),
         Registry::Personal { region } => format!("Personal Edition, {region}"),
-    };
-    let hop_subject = plan.assume_role.as_ref().map(|h| h.role_arn.clone());
+    }
+}
 
-    let base_creds = match base.credentials().await {
-        Ok(c) => c,
-        Err(e) => {
-            steps.push(failed("credentials", subject, vec![endpoint], &e));
-            if let Some(s) = hop_subject {
-                steps.push(skipped("assume role", s));
-            }
-            steps.push(skipped("registry token", registry_subject.clone()));
-            steps.push(skipped("domains", registry_subject));
-            return DoctorReport {
-                context: plan.context.clone(),
-                steps,
-                now: now(),
-            };
+/// A walk in progress: the steps recorded so far. Each step records exactly one [`Step`] and
+/// returns `None` when it failed, which ends the walk.
+struct Walk<'a> {
+    client: Arc<CloudClient>,
+    plan: &'a DoctorPlan,
+    registry_subject: String,
+    steps: Vec<Step>,
+}
+
+impl Walk<'_> {
+    async fn run(&mut self, secrets: Arc<dyn SecretReader>) -> Option<()> {
+        let base = self.credentials(secrets).await?;
+        let provider = self.assume_role(base).await?;
+        self.token_api_of_domains()?;
+        self.registry_token(&provider).await?;
+        self.domains(&provider).await
+    }
+
+    /// The report: the steps taken, then the steps after a failure as skipped.
+    fn report(mut self) -> DoctorReport {
+        let mut planned = vec![];
+        if let Some(hop) = &self.plan.assume_role {
+            planned.push(("assume role", hop.role_arn.clone()));
         }
-    };
-    steps.push(Step {
-        name: "credentials",
-        subject,
-        status: StepStatus::Ok,
-        details: vec![
-            endpoint,
-            ("identity", base_creds.identity.clone()),
-            ("access key", base_creds.access_key_id.clone()),
-            ("expires", describe_expiry(base_creds.expires_at, now())),
-        ],
-        error: None,
-    });
+        planned.push(("registry token", self.registry_subject.clone()));
+        planned.push(("domains", self.registry_subject.clone()));
+        // The first step (credentials) is always taken.
+        let taken_after_first = self.steps.len().saturating_sub(1);
+        for (name, subject) in planned.into_iter().skip(taken_after_first) {
+            self.steps.push(skipped(name, subject));
+        }
+        DoctorReport {
+            context: self.plan.context.clone(),
+            steps: self.steps,
+            now: self.client.now(),
+        }
+    }
 
-    let provider: Arc<CredentialProvider> = match &plan.assume_role {
-        None => base,
-        Some(hop) => {
-            let source = AssumeRoleSource::new(client.clone(), base, hop.clone());
-            let hop_provider = Arc::new(CredentialProvider::new(
-                Box::new(source),
-                client.clock().clone(),
-            ));
-            let sts = client
-                .endpoints()
-                .sts()
-                .map(|u| u.to_string())
-                .unwrap_or_default();
-            let mut details = vec![
-                ("endpoint", sts),
-                ("session", hop.session_name.clone()),
-                ("duration", format!("{}s", hop.duration.as_secs())),
-            ];
-            if hop.external_id.is_some() {
-                details.push(("external id", "set".into()));
+    fn ok(&mut self, name: &'static str, subject: String, details: Vec<(&'static str, String)>) {
+        self.steps.push(Step {
+            name,
+            subject,
+            status: StepStatus::Ok,
+            details,
+            error: None,
+        });
+    }
+
+    /// Records a failed step; `None`, to end the walk with `?`.
+    fn fail<T>(
+        &mut self,
+        name: &'static str,
+        subject: String,
+        details: Vec<(&'static str, String)>,
+        e: &CloudError,
+    ) -> Option<T> {
+        self.steps.push(failed(name, subject, details, e));
+        None
+    }
+
+    /// The source's own credentials.
+    async fn credentials(
+        &mut self,
+        secrets: Arc<dyn SecretReader>,
+    ) -> Option<Arc<CredentialProvider>> {
+        let client = self.client.clone();
+        let config = ProviderConfig {
+            source: self.plan.source.clone(),
+            assume_role: None,
+        };
+        let base = build_provider(&config, client.clone(), secrets);
+        let subject = base.describe();
+        let endpoint = ("endpoint", source_endpoint(&client, &self.plan.source));
+        match base.credentials().await {
+            Ok(c) => {
+                let details = vec![
+                    endpoint,
+                    ("identity", c.identity.clone()),
+                    ("access key", c.access_key_id.clone()),
+                    ("expires", describe_expiry(c.expires_at, client.now())),
+                ];
+                self.ok("credentials", subject, details);
+                Some(base)
             }
-            match hop_provider.credentials().await {
-                Ok(c) => {
-                    details.push(("identity", c.identity.clone()));
-                    details.push(("access key", c.access_key_id.clone()));
-                    details.push(("expires", describe_expiry(c.expires_at, now())));
-                    steps.push(Step {
-                        name: "assume role",
-                        subject: hop.role_arn.clone(),
-                        status: StepStatus::Ok,
-                        details,
-                        error: None,
-                    });
-                    hop_provider
+            Err(e) => self.fail("credentials", subject, vec![endpoint], &e),
+        }
+    }
+
+    /// The assume-role hop on top of the source, when there is one.
+    async fn assume_role(
+        &mut self,
+        base: Arc<CredentialProvider>,
+    ) -> Option<Arc<CredentialProvider>> {
+        let Some(hop) = &self.plan.assume_role else {
+            return Some(base);
+        };
+        let client = self.client.clone();
+        let source = AssumeRoleSource::new(client.clone(), base, hop.clone());
+        let hop_provider = Arc::new(CredentialProvider::new(
+            Box::new(source),
+            client.clock().clone(),
+        ));
+        let sts = client
+            .endpoints()
+            .sts()
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        let mut details = vec![
+            ("endpoint", sts),
+            ("session", hop.session_name.clone()),
+            ("duration", format!("{}s", hop.duration.as_secs())),
+        ];
+        if hop.external_id.is_some() {
+            details.push(("external id", "set".into()));
+        }
+        match hop_provider.credentials().await {
+            Ok(c) => {
+                details.push(("identity", c.identity.clone()));
+                details.push(("access key", c.access_key_id.clone()));
+                details.push(("expires", describe_expiry(c.expires_at, client.now())));
+                self.ok("assume role", hop.role_arn.clone(), details);
+                Some(hop_provider)
+            }
+            Err(e) => self.fail("assume role", hop.role_arn.clone(), details, &e),
+        }
+    }
+
+    /// New-style Personal instances have no token API: say so before calling anything.
+    fn token_api_of_domains(&mut self) -> Option<()> {
+        for d in self.plan.domains.iter().flatten() {
+            if let Err(e) = registry::ensure_token_api(d) {
+                let subject = self.registry_subject.clone();
+                return self.fail("registry token", subject, vec![("domain", d.clone())], &e);
+            }
+        }
+        Some(())
+    }
+
+    fn cr_endpoint(&self) -> String {
+        self.client
+            .endpoints()
+            .cr(self.plan.registry.region())
+            .map(|u| u.to_string())
+            .unwrap_or_default()
+    }
+
+    /// A registry token, from the API of the registry's edition.
+    async fn registry_token(&mut self, provider: &CredentialProvider) -> Option<()> {
+        let api = match &self.plan.registry {
+            Registry::Enterprise { .. } => "GetAuthorizationToken (2018-12-01)",
+            Registry::Personal { .. } => "GET /tokens (2016-06-07)",
+        };
+        let mut details = vec![("endpoint", self.cr_endpoint()), ("api", api.to_string())];
+        let subject = self.registry_subject.clone();
+        match registry::fetch_token(&self.client, provider, &self.plan.registry).await {
+            Ok(token) => {
+                details.push(("username", token.username.clone()));
+                let expires = describe_expiry(Some(token.expires_at), self.client.now());
+                details.push(("expires", expires));
+                if let Some(id) = token.request_id {
+                    details.push(("request id", id));
                 }
-                Err(e) => {
-                    steps.push(failed("assume role", hop.role_arn.clone(), details, &e));
-                    steps.push(skipped("registry token", registry_subject.clone()));
-                    steps.push(skipped("domains", registry_subject));
-                    return DoctorReport {
-                        context: plan.context.clone(),
-                        steps,
-                        now: now(),
-                    };
+                self.ok("registry token", subject, details);
+                Some(())
+            }
+            Err(e) => self.fail("registry token", subject, details, &e),
+        }
+    }
+
+    /// The registry's domains: configured, the Personal Edition defaults, or discovered.
+    async fn domains(&mut self, provider: &CredentialProvider) -> Option<()> {
+        let cr = self.cr_endpoint();
+        let found = match (&self.plan.domains, &self.plan.registry) {
+            (Some(configured), _) => {
+                Ok(("configured in the binding".to_string(), configured.clone()))
+            }
+            (None, Registry::Personal { region }) => Ok((
+                "default Personal Edition domains".to_string(),
+                registry::personal_domains(region),
+            )),
+            (
+                None,
+                Registry::Enterprise {
+                    region,
+                    instance_id,
+                },
+            ) => registry::discover_domains(&self.client, provider, region, instance_id)
+                .await
+                .map(|d| (format!("ListInstanceEndpoint at {cr}"), d)),
+        };
+        let subject = self.registry_subject.clone();
+        match found {
+            Ok((origin, domains)) => {
+                let mut details = vec![("source", origin)];
+                if domains.is_empty() {
+                    details.push(("domains", "none: no enabled endpoint has a domain".into()));
                 }
+                details.extend(domains.into_iter().map(|d| ("domain", d)));
+                self.ok("domains", subject, details);
+                Some(())
             }
+            Err(e) => self.fail("domains", subject, vec![("endpoint", cr)], &e),
         }
-    };
-
-    // New-style Personal instances have no token API: say so before calling anything.
-    for d in plan.domains.iter().flatten() {
-        if let Err(e) = registry::ensure_token_api(d) {
-            steps.push(failed(
-                "registry token",
-                registry_subject.clone(),
-                vec![("domain", d.clone())],
-                &e,
-            ));
-            steps.push(skipped("domains", registry_subject));
-            return DoctorReport {
-                context: plan.context.clone(),
-                steps,
-                now: now(),
-            };
-        }
-    }
-    let cr = client
-        .endpoints()
-        .cr(plan.registry.region())
-        .map(|u| u.to_string())
-        .unwrap_or_default();
-    let api = match &plan.registry {
-        Registry::Enterprise { .. } => "GetAuthorizationToken (2018-12-01)",
-        Registry::Personal { .. } => "GET /tokens (2016-06-07)",
-    };
-    let mut details = vec![("endpoint", cr.clone()), ("api", api.to_string())];
-    match registry::fetch_token(&client, &provider, &plan.registry).await {
-        Ok(token) => {
-            details.push(("username", token.username.clone()));
-            details.push(("expires", describe_expiry(Some(token.expires_at), now())));
-            if let Some(id) = token.request_id {
-                details.push(("request id", id));
-            }
-            steps.push(Step {
-                name: "registry token",
-                subject: registry_subject.clone(),
-                status: StepStatus::Ok,
-                details,
-                error: None,
-            });
-        }
-        Err(e) => {
-            steps.push(failed(
-                "registry token",
-                registry_subject.clone(),
-                details,
-                &e,
-            ));
-            steps.push(skipped("domains", registry_subject));
-            return DoctorReport {
-                context: plan.context.clone(),
-                steps,
-                now: now(),
-            };
-        }
-    }
-
-    let domains_step = match (&plan.domains, &plan.registry) {
-        (Some(configured), _) => Ok(("configured in the binding".to_string(), configured.clone())),
-        (None, Registry::Personal { region }) => Ok((
-            "default Personal Edition domains".to_string(),
-            registry::personal_domains(region),
-        )),
-        (
-            None,
-            Registry::Enterprise {
-                region,
-                instance_id,
-            },
-        ) => registry::discover_domains(&client, &provider, region, instance_id)
-            .await
-            .map(|d| (format!("ListInstanceEndpoint at {cr}"), d)),
-    };
-    match domains_step {
-        Ok((origin, domains)) => {
-            let mut details = vec![("source", origin)];
-            if domains.is_empty() {
-                details.push(("domains", "none: no enabled endpoint has a domain".into()));
-            }
-            details.extend(domains.into_iter().map(|d| ("domain", d)));
-            steps.push(Step {
-                name: "domains",
-                subject: registry_subject,
-                status: StepStatus::Ok,
-                details,
-                error: None,
-            });
-        }
-        Err(e) => steps.push(failed(
-            "domains",
-            registry_subject,
-            vec![("endpoint", cr)],
-            &e,
-        )),
-    }
-    DoctorReport {
-        context: plan.context.clone(),
-        steps,
-        now: now(),
     }
 }
 

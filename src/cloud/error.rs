@@ -92,22 +92,62 @@ pub enum CloudError {
     Config { message: String },
 }
 
+/// The reasons [`CloudError::reason`] gives (CamelCase, stable: metric labels, condition and
+/// Event reasons).
+pub mod reasons {
+    /// The cloud throttled the request.
+    pub const THROTTLED: &str = "Throttled";
+    /// The cloud refused the credentials (signature, key, token).
+    pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
+    /// The credentials may not do this.
+    pub const PERMISSION_DENIED: &str = "PermissionDenied";
+    /// The instance, role or endpoint does not exist.
+    pub const NOT_FOUND: &str = "NotFound";
+    /// The cloud refused a parameter.
+    pub const INVALID_PARAMETER: &str = "InvalidParameter";
+    /// The cloud failed (5xx).
+    pub const SERVER_ERROR: &str = "CloudServerError";
+    /// The endpoint could not be reached.
+    pub const NETWORK_ERROR: &str = "NetworkError";
+    /// The request timed out.
+    pub const TIMEOUT: &str = "Timeout";
+    /// The cloud does not support what was asked.
+    pub const UNSUPPORTED: &str = "Unsupported";
+    /// The answer could not be read.
+    pub const BAD_RESPONSE: &str = "BadResponse";
+    /// The credential source (metadata service, token file, Secret) failed.
+    pub const CREDENTIAL_SOURCE_FAILED: &str = "CredentialSourceFailed";
+    /// Endpoint or client configuration is unusable.
+    pub const INVALID_CONFIGURATION: &str = "InvalidConfiguration";
+
+    /// Whether a failure with this reason says something about the credentials themselves
+    /// (not the registry): the source failed, or the cloud refused or restricted them.
+    pub fn about_credentials(reason: &str) -> bool {
+        [
+            CREDENTIAL_SOURCE_FAILED,
+            AUTHENTICATION_FAILED,
+            PERMISSION_DENIED,
+        ]
+        .contains(&reason)
+    }
+}
+
 impl CloudError {
     /// A fixed, bounded reason for metrics, conditions and Events.
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Throttled { .. } => "Throttled",
-            Self::AuthenticationFailed { .. } => "AuthenticationFailed",
-            Self::PermissionDenied { .. } => "PermissionDenied",
-            Self::NotFound { .. } => "NotFound",
-            Self::InvalidParameter { .. } => "InvalidParameter",
-            Self::ServerError { .. } => "CloudServerError",
-            Self::Network { .. } => "NetworkError",
-            Self::Timeout { .. } => "Timeout",
-            Self::Unsupported { .. } => "Unsupported",
-            Self::BadResponse { .. } => "BadResponse",
-            Self::CredentialSource { .. } => "CredentialSourceFailed",
-            Self::Config { .. } => "InvalidConfiguration",
+            Self::Throttled { .. } => reasons::THROTTLED,
+            Self::AuthenticationFailed { .. } => reasons::AUTHENTICATION_FAILED,
+            Self::PermissionDenied { .. } => reasons::PERMISSION_DENIED,
+            Self::NotFound { .. } => reasons::NOT_FOUND,
+            Self::InvalidParameter { .. } => reasons::INVALID_PARAMETER,
+            Self::ServerError { .. } => reasons::SERVER_ERROR,
+            Self::Network { .. } => reasons::NETWORK_ERROR,
+            Self::Timeout { .. } => reasons::TIMEOUT,
+            Self::Unsupported { .. } => reasons::UNSUPPORTED,
+            Self::BadResponse { .. } => reasons::BAD_RESPONSE,
+            Self::CredentialSource { .. } => reasons::CREDENTIAL_SOURCE_FAILED,
+            Self::Config { .. } => reasons::INVALID_CONFIGURATION,
         }
     }
 

@@ -3,6 +3,7 @@
 //! - [`percent`], [`sign`]: the exact encodings and the three signature schemes (pure).
 //! - [`endpoints`]: region/network → hosts, with per-service override URLs.
 //! - [`http`]: transport with timeouts and bounded, jittered retries; error envelopes.
+//! - [`keypair`]: [`keypair::Credentials`], the plain credential data every part signs with.
 //! - [`request`]: building and signing requests (pure).
 //! - [`client`]: [`CloudClient`], which signs with the injected clock and nonces and sends.
 //! - [`sts`]: `AssumeRole`, `AssumeRoleWithOIDC`.
@@ -21,6 +22,7 @@ pub mod endpoints;
 pub mod error;
 pub mod from_api;
 pub mod http;
+pub mod keypair;
 pub mod percent;
 pub mod registry;
 pub mod request;

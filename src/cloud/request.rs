@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use url::Url;
 
-use super::credentials::Credentials;
 use super::endpoints::host_header;
 use super::http::Prepared;
+use super::keypair::Credentials;
 use super::sign::{self, roa, rpc, v3};
 
 /// One RPC API call.

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::client::{CloudClient, RpcCall};
-use super::credentials::Credentials;
 use super::error::CloudError;
+use super::keypair::Credentials;
 use super::sign::parse_iso8601;
 use crate::sensitive::Sensitive;
 

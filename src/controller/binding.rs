@@ -15,6 +15,7 @@ use kube::runtime::events::EventType;
 
 use super::context::Context;
 use super::error::{Error, Result};
+use super::events;
 use super::finalizer;
 use super::guard::{self, guarded};
 use super::observe::{observation, tally};
@@ -25,7 +26,7 @@ use super::sync::{
     NamespaceOutcome, live_bindings, namespaces_owned_by, service_accounts_by_namespace,
     sync_namespace,
 };
-use super::tokens::{Activity, TokenOutcome};
+use super::tokens::TokenOutcome;
 use crate::api::AcrRegistryBinding;
 
 /// How many namespaces one reconcile converges at once.
@@ -122,7 +123,7 @@ async fn blocked(binding: &AcrRegistryBinding, ctx: &Context, blocker: Blocker) 
             binding,
             EventType::Warning,
             blocker.reason,
-            "Validate",
+            events::actions::VALIDATE,
             blocker.message.clone(),
         )
         .await;
@@ -219,90 +220,17 @@ fn live_requests(live: &[Resolved]) -> Vec<super::tokens::TokenRequest> {
     live.iter().map(|r| r.request.clone()).collect()
 }
 
+/// Publishes the Event that says what the token manager did, if anything.
 async fn emit_token_event(
     ctx: &Context,
     binding: &AcrRegistryBinding,
     resolved: &Resolved,
-    outcome: &super::tokens::TokenOutcome,
+    outcome: &TokenOutcome,
 ) {
     let registry = resolved.request.registry.key();
-    let times = outcome
-        .token
-        .as_ref()
-        .map(|t| {
-            format!(
-                "valid until {}, renewal at {}",
-                super::status::time(t.expires_at).0,
-                super::status::time(t.renew_at).0
-            )
-        })
-        .unwrap_or_default();
-    match outcome.activity {
-        Activity::None => {}
-        Activity::Issued => {
-            ctx.event(
-                binding,
-                EventType::Normal,
-                "TokenIssued",
-                "IssueToken",
-                format!("registry token for {registry} issued, {times}"),
-            )
+    if let Some(e) = events::token_event(&registry, outcome, ctx.clock.now()) {
+        ctx.event(binding, e.type_, e.reason, e.action, e.note)
             .await;
-        }
-        Activity::Renewed => {
-            ctx.event(
-                binding,
-                EventType::Normal,
-                "TokenRenewed",
-                "RenewToken",
-                format!("registry token for {registry} renewed, {times}"),
-            )
-            .await;
-        }
-        Activity::Recovered => {
-            ctx.event(
-                binding,
-                EventType::Normal,
-                "TokenRecovered",
-                "RenewToken",
-                format!("registry token for {registry} obtained again after failures, {times}"),
-            )
-            .await;
-        }
-        Activity::Failed => {
-            let failure = outcome
-                .failure
-                .as_ref()
-                .map(|f| f.message.clone())
-                .unwrap_or_default();
-            let still = outcome
-                .token
-                .as_ref()
-                .filter(|t| t.valid_at(ctx.clock.now()))
-                .map(|t| {
-                    format!(
-                        "Degraded: the current token stays valid until {}. ",
-                        super::status::time(t.expires_at).0
-                    )
-                })
-                .unwrap_or_default();
-            let reason = outcome
-                .failure
-                .as_ref()
-                .map(|f| f.reason)
-                .unwrap_or("TokenRequestFailed");
-            ctx.event(
-                binding,
-                EventType::Warning,
-                reason,
-                "RenewToken",
-                format!(
-                    "{still}registry token request for {registry} failed ({} in a row): {failure}",
-                    outcome.failures
-                ),
-            )
-            .await;
-        }
     }
 }
 

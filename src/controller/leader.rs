@@ -309,14 +309,7 @@ async fn run_loop(
             }
         };
         if now_leading != was_leading {
-            // Publish first: writers stop before anyone reads the log line.
-            let _ = leading.send(now_leading);
-            crate::metrics::set_leader(now_leading);
-            if now_leading {
-                tracing::info!(identity = %config.identity, lease = %config.name, "became the leader");
-            } else {
-                tracing::error!(identity = %config.identity, lease = %config.name, "lost the leadership; stopped writing");
-            }
+            publish(&leading, &config, now_leading);
         }
         if !now_leading {
             observed.last_renewal = None;
@@ -327,15 +320,32 @@ async fn run_loop(
     if *leading.borrow() {
         // Stop writing before the Lease can pass on.
         let _ = leading.send(false);
-        match tokio::time::timeout(t.retry_period, release(&api, &config)).await {
-            Ok(Ok(())) => {
-                tracing::info!(identity = %config.identity, lease = %config.name, "released the Lease");
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(identity = %config.identity, error = %e, "could not release the Lease")
-            }
-            Err(_) => tracing::warn!(identity = %config.identity, "releasing the Lease timed out"),
+        release_in_time(&api, &config).await;
+    }
+}
+
+/// Says that this replica now leads or no longer does. Publishes first: writers stop before
+/// anyone reads the log line.
+fn publish(leading: &watch::Sender<bool>, config: &LeaseConfig, now_leading: bool) {
+    let _ = leading.send(now_leading);
+    crate::metrics::set_leader(now_leading);
+    if now_leading {
+        tracing::info!(identity = %config.identity, lease = %config.name, "became the leader");
+    } else {
+        tracing::error!(identity = %config.identity, lease = %config.name, "lost the leadership; stopped writing");
+    }
+}
+
+/// [`release`] within one retry period, logging how it went.
+async fn release_in_time(api: &Api<Lease>, config: &LeaseConfig) {
+    match tokio::time::timeout(config.timings.retry_period, release(api, config)).await {
+        Ok(Ok(())) => {
+            tracing::info!(identity = %config.identity, lease = %config.name, "released the Lease");
         }
+        Ok(Err(e)) => {
+            tracing::warn!(identity = %config.identity, error = %e, "could not release the Lease")
+        }
+        Err(_) => tracing::warn!(identity = %config.identity, "releasing the Lease timed out"),
     }
 }
 
@@ -377,22 +387,7 @@ async fn try_once(
             Ok(false)
         }
         Decision::Create => {
-            let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(config.name.clone()),
-                    namespace: Some(config.namespace.clone()),
-                    ..ObjectMeta::default()
-                },
-                spec: Some(LeaseSpec {
-                    holder_identity: Some(config.identity.clone()),
-                    lease_duration_seconds: Some(seconds),
-                    acquire_time: Some(now()),
-                    renew_time: Some(now()),
-                    lease_transitions: Some(0),
-                    ..LeaseSpec::default()
-                }),
-            };
-            api.create(&PostParams::default(), &lease)
+            api.create(&PostParams::default(), &new_lease(config, seconds))
                 .await
                 .map_err(|e| format!("creating the Lease: {e}"))?;
             observed.followed = None;
@@ -402,15 +397,7 @@ async fn try_once(
             let Some(mut lease) = lease else {
                 return Err("the Lease vanished".into());
             };
-            let mut spec = spec.unwrap_or_default();
-            if decision == Decision::Acquire {
-                spec.acquire_time = Some(now());
-                spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
-            }
-            spec.holder_identity = Some(config.identity.clone());
-            spec.lease_duration_seconds = Some(seconds);
-            spec.renew_time = Some(now());
-            lease.spec = Some(spec);
+            lease.spec = Some(claimed(spec.unwrap_or_default(), decision, config, seconds));
             // The resourceVersion read above makes this a compare-and-swap: of two replicas
             // acquiring at once, one gets a conflict.
             let name = lease.name_any();
@@ -421,6 +408,42 @@ async fn try_once(
             Ok(true)
         }
     }
+}
+
+/// A new Lease held by this replica.
+fn new_lease(config: &LeaseConfig, seconds: i32) -> Lease {
+    Lease {
+        metadata: ObjectMeta {
+            name: Some(config.name.clone()),
+            namespace: Some(config.namespace.clone()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some(config.identity.clone()),
+            lease_duration_seconds: Some(seconds),
+            acquire_time: Some(now()),
+            renew_time: Some(now()),
+            lease_transitions: Some(0),
+            ..LeaseSpec::default()
+        }),
+    }
+}
+
+/// The Lease spec once this replica acquired it (a transition more) or renewed it.
+fn claimed(
+    mut spec: LeaseSpec,
+    decision: Decision,
+    config: &LeaseConfig,
+    seconds: i32,
+) -> LeaseSpec {
+    if decision == Decision::Acquire {
+        spec.acquire_time = Some(now());
+        spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
+    }
+    spec.holder_identity = Some(config.identity.clone());
+    spec.lease_duration_seconds = Some(seconds);
+    spec.renew_time = Some(now());
+    spec
 }
 
 /// Gives the Lease up: no holder, so any standby may acquire at its next pass.

@@ -13,9 +13,11 @@
 //! - [`tokens`]: the shared token manager (coalescing, renewal, backoff).
 //! - [`secret`]: the dockerconfigjson Secret builder and change detection (pure).
 //! - [`service_accounts`]: version-checked `imagePullSecrets` patches.
-//! - [`sync`]: converging one namespace from every live binding.
+//! - [`sync`]: converging one namespace from every live binding (selection, a pure plan of the
+//!   Secret, then the writes).
 //! - [`observe`]: folds one reconcile's namespace outcomes into the binding's view (pure).
-//! - [`status`]: status builder and SSA on `/status`.
+//! - [`status`]: the binding status builder (one function per condition) and SSA on `/status`.
+//! - [`events`]: Event reasons and actions, and the token Event builder (pure).
 //! - [`binding`], [`policy`]: the reconcilers.
 //! - [`legacy_sync`]: live translation of the legacy ConfigMap (optional).
 //! - [`error`]: the layer's error type.
@@ -26,6 +28,7 @@ pub mod binding;
 pub mod caches;
 pub mod context;
 pub mod error;
+pub mod events;
 pub mod finalizer;
 pub mod guard;
 pub mod leader;
@@ -216,97 +219,15 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let shutdown = shutdown.boxed().shared();
-    let owned = || match &config.object_selector {
-        Some(selector) => watcher::Config::default().labels(selector),
-        None => watcher::Config::default(),
-    };
     let readiness = Readiness::new(caches::kind::ALL);
     let (relisted_tx, relisted) = futures::channel::mpsc::unbounded();
-    // One reflector per kind, each reporting its lists to `readiness` and its re-lists to
-    // `relisted`.
-    let all = watcher::Config::default;
-    let (bindings, binding_stream) = caches::cache::<AcrRegistryBinding>(
-        Api::all(client.clone()),
-        owned(),
-        caches::kind::BINDINGS,
-        &readiness,
-        &relisted_tx,
-    );
-    let (policies, policy_stream) = caches::cache::<AcrCredentialPolicy>(
-        Api::all(client.clone()),
-        owned(),
-        caches::kind::POLICIES,
-        &readiness,
-        &relisted_tx,
-    );
-    let (namespaces, ns_stream) = caches::cache::<Namespace>(
-        Api::all(client.clone()),
-        all(),
-        caches::kind::NAMESPACES,
-        &readiness,
-        &relisted_tx,
-    );
-    let (service_accounts, sa_stream) = caches::cache::<ServiceAccount>(
-        Api::all(client.clone()),
-        all(),
-        caches::kind::SERVICE_ACCOUNTS,
-        &readiness,
-        &relisted_tx,
-    );
-    let (secrets, secret_stream) = caches::cache::<Secret>(
-        Api::all(client.clone()),
-        all().fields(&format!("metadata.name={}", config.secret_name)),
-        caches::kind::SECRETS,
-        &readiness,
-        &relisted_tx,
-    );
-    // Our own writes, in front of the Secret cache until it shows them.
-    let written = Arc::new(written::Written::new(
-        secrets.clone(),
-        config.secret_name.clone(),
-    ));
-    let secret_stream = secret_stream.inspect({
-        let written = written.clone();
-        move |event| {
-            if let Ok(event) = event {
-                written.observe(event);
-            }
-        }
-    });
-    // Becoming the leader re-runs every binding and policy: a standby's reconciles did nothing.
+    let (stores, binding_stream, policy_stream, ns_stream, sa_stream, secret_stream) =
+        start_caches(&client, &config, &readiness, &relisted_tx);
+    let (bindings, policies) = (stores.bindings.clone(), stores.policies.clone());
     let leadership = config.leadership.clone();
-    let mut gained = leadership.subscribe();
     let (policy_relist_tx, policy_relist) = futures::channel::mpsc::unbounded();
-    tokio::spawn(async move {
-        loop {
-            if gained.wait_for(|l| *l).await.is_err() {
-                break;
-            }
-            let binding_sent = relisted_tx.unbounded_send(()).is_ok();
-            let policy_sent = policy_relist_tx.unbounded_send(()).is_ok();
-            if !binding_sent && !policy_sent {
-                break;
-            }
-            if gained.wait_for(|l| !*l).await.is_err() {
-                break;
-            }
-        }
-    });
+    rerun_on_leadership(&leadership, relisted_tx, policy_relist_tx);
 
-    let stores = Stores {
-        bindings: bindings.clone(),
-        policies: policies.clone(),
-        namespaces,
-        service_accounts,
-        secrets,
-        written,
-    };
-    let reporter = Reporter {
-        controller: context::CONTROLLER_NAME.into(),
-        instance: std::env::var("POD_NAME").ok(),
-    };
-    let recorder = Recorder::new(client.clone(), reporter);
-    let tokens = Arc::new(TokenManager::new(fetcher, clock.clone()));
     let mappers = Mappers {
         stores: stores.clone(),
         secret_name: config.secret_name.clone(),
@@ -319,26 +240,11 @@ pub async fn run_with(
             loop_max_age: config.liveness_max_age,
             running: running.clone(),
         };
-        probes::serve(address, health, probes::registry(stores.bindings.clone())).await?;
+        probes::serve(address, health, probes::registry(bindings.clone())).await?;
     }
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        config.clone(),
-        stores,
-        readiness,
-        tokens,
-        recorder,
-        clock,
-    ));
+    let ctx = new_context(&client, &config, stores, readiness, fetcher, clock);
 
-    // Policies feed two things: the binding controller (through the policy cache and mapper)
-    // and the policy controller (its own trigger stream over the same cache).
-    let (policy_trigger_tx, policy_trigger) = futures::channel::mpsc::unbounded();
-    let policy_stream = policy_stream.inspect(move |event| {
-        if let Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) = event {
-            let _ = policy_trigger_tx.unbounded_send(Ok(p.clone()));
-        }
-    });
+    let (policy_stream, policy_trigger) = policy_triggers(policy_stream);
 
     // No debounce: the runner already folds triggers for a binding that is being reconciled
     // into one rerun, and kube-runtime's debounce restarts its timer on every trigger, so a
@@ -365,25 +271,12 @@ pub async fn run_with(
         .graceful_shutdown_on(shutdown.clone())
         .run(binding::reconcile, guard::error_policy, ctx.clone())
         .for_each(|r| log_controller_event("binding", r));
-    // The translator writes too: it starts once this replica leads (a standby's writes would
-    // only be refused by the gated client).
-    let translator = {
-        let (client, legacy, shutdown, leadership) = (
-            client.clone(),
-            config.legacy_configmap.clone(),
-            shutdown.clone(),
-            leadership.clone(),
-        );
-        async move {
-            let Some(legacy) = legacy else { return };
-            tokio::select! {
-                () = leadership.acquired() => {
-                    legacy_sync::run_translator(client, legacy, shutdown).await;
-                }
-                () = shutdown.clone() => {}
-            }
-        }
-    };
+    let translator = translator(
+        client.clone(),
+        config.legacy_configmap.clone(),
+        shutdown.clone(),
+        leadership.clone(),
+    );
     let policy_controller = Controller::for_stream(policy_trigger, policies)
         .reconcile_all_on(policy_relist)
         .graceful_shutdown_on(shutdown)
@@ -394,4 +287,189 @@ pub async fn run_with(
     running.store(false, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("controller stopped");
     Ok(())
+}
+
+/// Starts one reflector per kind, each reporting its lists to `readiness` and its re-lists to
+/// `relisted`: the stores the reconcilers read, and the event streams (bindings, policies,
+/// namespaces, ServiceAccounts, Secrets) the controllers must poll for the stores to fill.
+#[allow(clippy::type_complexity)]
+fn start_caches(
+    client: &Client,
+    config: &ControllerConfig,
+    readiness: &Readiness,
+    relisted: &futures::channel::mpsc::UnboundedSender<()>,
+) -> (
+    Stores,
+    impl futures::Stream<Item = WatchResult<AcrRegistryBinding>> + Send + use<>,
+    impl futures::Stream<Item = WatchResult<AcrCredentialPolicy>> + Send + use<>,
+    impl futures::Stream<Item = WatchResult<Namespace>> + Send + use<>,
+    impl futures::Stream<Item = WatchResult<ServiceAccount>> + Send + use<>,
+    impl futures::Stream<Item = WatchResult<Secret>> + Send + use<>,
+) {
+    let owned = || match &config.object_selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
+    let all = watcher::Config::default;
+    let (bindings, binding_stream) = caches::cache::<AcrRegistryBinding>(
+        Api::all(client.clone()),
+        owned(),
+        caches::kind::BINDINGS,
+        readiness,
+        relisted,
+    );
+    let (policies, policy_stream) = caches::cache::<AcrCredentialPolicy>(
+        Api::all(client.clone()),
+        owned(),
+        caches::kind::POLICIES,
+        readiness,
+        relisted,
+    );
+    let (namespaces, ns_stream) = caches::cache::<Namespace>(
+        Api::all(client.clone()),
+        all(),
+        caches::kind::NAMESPACES,
+        readiness,
+        relisted,
+    );
+    let (service_accounts, sa_stream) = caches::cache::<ServiceAccount>(
+        Api::all(client.clone()),
+        all(),
+        caches::kind::SERVICE_ACCOUNTS,
+        readiness,
+        relisted,
+    );
+    let (secrets, secret_stream) = caches::cache::<Secret>(
+        Api::all(client.clone()),
+        all().fields(&format!("metadata.name={}", config.secret_name)),
+        caches::kind::SECRETS,
+        readiness,
+        relisted,
+    );
+    let (written, secret_stream) = in_front_of(&secrets, &config.secret_name, secret_stream);
+    let stores = Stores {
+        bindings,
+        policies,
+        namespaces,
+        service_accounts,
+        secrets,
+        written,
+    };
+    (
+        stores,
+        binding_stream,
+        policy_stream,
+        ns_stream,
+        sa_stream,
+        secret_stream,
+    )
+}
+
+/// What a watch stream yields.
+type WatchResult<K> = Result<watcher::Event<K>, watcher::Error>;
+
+/// Our own Secret writes, in front of the Secret cache until its stream shows them.
+fn in_front_of(
+    secrets: &Store<Secret>,
+    secret_name: &str,
+    stream: impl futures::Stream<Item = WatchResult<Secret>> + Send,
+) -> (
+    Arc<written::Written>,
+    impl futures::Stream<Item = WatchResult<Secret>> + Send,
+) {
+    let written = Arc::new(written::Written::new(secrets.clone(), secret_name));
+    let observer = written.clone();
+    let stream = stream.inspect(move |event| {
+        if let Ok(event) = event {
+            observer.observe(event);
+        }
+    });
+    (written, stream)
+}
+
+/// Policies feed two things: the binding controller (through the policy cache and mapper)
+/// and the policy controller (its own trigger stream over the same cache). Returns the stream
+/// for the first and the triggers of the second.
+fn policy_triggers(
+    policy_stream: impl futures::Stream<Item = WatchResult<AcrCredentialPolicy>> + Send,
+) -> (
+    impl futures::Stream<Item = WatchResult<AcrCredentialPolicy>> + Send,
+    futures::channel::mpsc::UnboundedReceiver<Result<AcrCredentialPolicy, watcher::Error>>,
+) {
+    let (policy_trigger_tx, policy_trigger) = futures::channel::mpsc::unbounded();
+    let policy_stream = policy_stream.inspect(move |event| {
+        if let Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) = event {
+            let _ = policy_trigger_tx.unbounded_send(Ok(p.clone()));
+        }
+    });
+    (policy_stream, policy_trigger)
+}
+
+/// Becoming the leader re-runs every binding and policy: a standby's reconciles did nothing.
+fn rerun_on_leadership(
+    leadership: &Leadership,
+    bindings: futures::channel::mpsc::UnboundedSender<()>,
+    policies: futures::channel::mpsc::UnboundedSender<()>,
+) {
+    let mut gained = leadership.subscribe();
+    tokio::spawn(async move {
+        loop {
+            if gained.wait_for(|l| *l).await.is_err() {
+                break;
+            }
+            let binding_sent = bindings.unbounded_send(()).is_ok();
+            let policy_sent = policies.unbounded_send(()).is_ok();
+            if !binding_sent && !policy_sent {
+                break;
+            }
+            if gained.wait_for(|l| !*l).await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// The one reconcile context: the caches, a token manager over `fetcher`, and an Event
+/// recorder named after this controller (and the Pod, when `POD_NAME` is set).
+fn new_context(
+    client: &Client,
+    config: &ControllerConfig,
+    stores: Stores,
+    readiness: Readiness,
+    fetcher: Arc<dyn TokenFetcher>,
+    clock: Arc<dyn Clock>,
+) -> Arc<Context> {
+    let reporter = Reporter {
+        controller: context::CONTROLLER_NAME.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    let tokens = Arc::new(TokenManager::new(fetcher, clock.clone()));
+    Arc::new(Context::new(
+        client.clone(),
+        config.clone(),
+        stores,
+        readiness,
+        tokens,
+        recorder,
+        clock,
+    ))
+}
+
+/// The live translation of the legacy ConfigMap, when configured. The translator writes too:
+/// it starts once this replica leads (a standby's writes would only be refused by the gated
+/// client).
+async fn translator(
+    client: Client,
+    legacy: Option<legacy_sync::LegacyConfigMap>,
+    shutdown: impl Future<Output = ()> + Clone + Send,
+    leadership: Leadership,
+) {
+    let Some(legacy) = legacy else { return };
+    tokio::select! {
+        () = leadership.acquired() => {
+            legacy_sync::run_translator(client, legacy, shutdown).await;
+        }
+        () = shutdown.clone() => {}
+    }
 }

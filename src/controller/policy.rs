@@ -1,6 +1,8 @@
-//! The `AcrCredentialPolicy` reconciler: validates the policy and reports it in status
-//! (`Ready`, the source kind, `observedGeneration`). Bindings that use the policy are
-//! reconciled by the binding controller when the policy changes.
+//! The `AcrCredentialPolicy` reconciler: validates the policy, asks the token manager how its
+//! credentials fare, and reports both in status (`Ready` from [`policy_ready`], `Stalled` for an
+//! invalid spec, the source kind, the credentials' expiry, `observedGeneration`) with a Warning
+//! Event when it is not Ready. Bindings that use the policy are reconciled by the binding
+//! controller when the policy changes.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,21 +14,14 @@ use kube::runtime::events::EventType;
 
 use super::context::Context;
 use super::error::Result;
+use super::events;
 use super::guard::{self, guarded};
-use super::status::{apply_status, time};
+use super::status::{Verdict, apply_status, time};
 use super::tokens::{TokenFailure, identity_of};
-use crate::api::conditions::{
-    NewCondition, reasons, remove_condition, set_condition, status as st, types,
-};
+use crate::api::conditions::{reasons, remove_condition, set_condition, status as st, types};
 use crate::api::{AcrCredentialPolicy, AcrCredentialPolicyStatus, validate_policy};
+use crate::cloud::error::reasons as cloud_reasons;
 use crate::cloud::from_api;
-
-/// Failure reasons that say something about the credentials themselves (not the registry).
-const CREDENTIAL_REASONS: [&str; 3] = [
-    "CredentialSourceFailed",
-    "AuthenticationFailed",
-    "PermissionDenied",
-];
 
 /// What the token manager knows about the credentials of a policy.
 #[derive(Clone, Debug, Default)]
@@ -39,19 +34,45 @@ pub struct CredentialHealth {
     pub expires_at: Option<jiff::Timestamp>,
 }
 
-/// The status a policy should have.
+/// The status a policy should have: its source kind and credential expiry, `Ready` from
+/// [`policy_ready`], and `Stalled` derived from it.
 pub fn policy_status(
     policy: &AcrCredentialPolicy,
     health: &CredentialHealth,
     now: jiff::Timestamp,
 ) -> AcrCredentialPolicyStatus {
     let mut status = policy.status.clone().unwrap_or_default();
-    status.observed_generation = policy.metadata.generation;
+    let g = policy.metadata.generation;
+    status.observed_generation = g;
     status.source = policy.spec.source.kind().map(|k| k.as_str().to_owned());
     status.credentials_expire_at = health.expires_at.map(time);
-    let (ok, reason, message) = match validate_policy(&policy.spec) {
+    let ready = policy_ready(policy, health);
+    set_condition(
+        &mut status.conditions,
+        ready.condition(types::READY, g),
+        time(now),
+    );
+    match policy_stalled(&ready) {
+        Some(stalled) => {
+            set_condition(
+                &mut status.conditions,
+                stalled.condition(types::STALLED, g),
+                time(now),
+            );
+        }
+        None => {
+            remove_condition(&mut status.conditions, types::STALLED);
+        }
+    }
+    status
+}
+
+/// A policy's `Ready`: its spec is valid and token requests with its credentials do not fail
+/// for a reason about the credentials themselves.
+pub fn policy_ready(policy: &AcrCredentialPolicy, health: &CredentialHealth) -> Verdict {
+    match validate_policy(&policy.spec) {
         Ok(()) => match &health.failure {
-            Some(f) if CREDENTIAL_REASONS.contains(&f.reason) => (
+            Some(f) if cloud_reasons::about_credentials(f.reason) => Verdict::new(
                 false,
                 reasons::CREDENTIALS_FAILED,
                 format!(
@@ -64,13 +85,13 @@ pub fn policy_status(
                     f.message
                 ),
             ),
-            _ => (
+            _ => Verdict::new(
                 true,
                 reasons::RECONCILED,
                 "the policy is valid; bindings using it report their tokens".to_owned(),
             ),
         },
-        Err(errors) => (
+        Err(errors) => Verdict::new(
             false,
             reasons::INVALID_SPEC,
             format!(
@@ -82,37 +103,14 @@ pub fn policy_status(
                     .join("; ")
             ),
         ),
-    };
-    let invalid = reason == reasons::INVALID_SPEC;
-    set_condition(
-        &mut status.conditions,
-        NewCondition {
-            type_: types::READY,
-            status: if ok { st::TRUE } else { st::FALSE },
-            reason,
-            message: message.clone(),
-            observed_generation: policy.metadata.generation,
-        },
-        time(now),
-    );
-    // An invalid spec is terminal until the policy changes (kstatus `Stalled`); failing
-    // credentials may recover on their own, so they only make the policy not Ready.
-    if invalid {
-        set_condition(
-            &mut status.conditions,
-            NewCondition {
-                type_: types::STALLED,
-                status: st::TRUE,
-                reason,
-                message,
-                observed_generation: policy.metadata.generation,
-            },
-            time(now),
-        );
-    } else {
-        remove_condition(&mut status.conditions, types::STALLED);
     }
-    status
+}
+
+/// An invalid spec is terminal until the policy changes (kstatus `Stalled`); failing
+/// credentials may recover on their own, so they only make the policy not Ready.
+pub fn policy_stalled(ready: &Verdict) -> Option<Verdict> {
+    (ready.reason == reasons::INVALID_SPEC)
+        .then(|| Verdict::new(true, ready.reason, ready.message.clone()))
 }
 
 /// Reconciles one policy.
@@ -150,7 +148,7 @@ async fn refresh(policy: Arc<AcrCredentialPolicy>, ctx: &Context) -> Result<Acti
                 &*policy,
                 EventType::Warning,
                 c.reason.as_str(),
-                "Validate",
+                events::actions::VALIDATE,
                 c.message.clone(),
             )
             .await;

@@ -1,12 +1,18 @@
-//! Binding and policy status: a pure builder from what one reconcile observed, and the
-//! server-side apply of `/status` with our field manager.
+//! Binding status: a pure builder from what one reconcile observed, and the server-side apply
+//! of `/status` with our field manager (used by both kinds; the policy's builder is in
+//! [`super::policy`]).
+//!
+//! [`binding_status`] is a short sequence of steps: a blocked binding reports its [`Blocker`];
+//! otherwise [`token_issued`], [`secrets_synced`] and [`service_accounts_bound`] each give a
+//! [`Verdict`], [`ready`], [`stalled`] and [`reconciling`] are derived from those, and
+//! [`latest_failure`] is recorded. Each step is a plain function with its own unit test.
 //!
 //! Conditions keep their `lastTransitionTime` unless their status changes (see
 //! [`set_condition`]); times are whole seconds, so an unchanged status compares equal and is
 //! not written again. Messages carry cloud error codes and RequestIds, never a secret.
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, Patch, PatchParams};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -52,19 +58,32 @@ pub struct BindingObservation {
     pub service_account_failures: Vec<String>,
 }
 
-fn cond(
-    type_: &'static str,
-    ok: bool,
-    reason: &'static str,
-    message: String,
-    generation: Option<i64>,
-) -> NewCondition<'static> {
-    NewCondition {
-        type_,
-        status: if ok { st::TRUE } else { st::FALSE },
-        reason,
-        message,
-        observed_generation: generation,
+/// One condition's verdict before it is written: `True`/`False`, a reason and a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub ok: bool,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Verdict {
+    pub fn new(ok: bool, reason: &'static str, message: String) -> Self {
+        Self {
+            ok,
+            reason,
+            message,
+        }
+    }
+
+    /// The condition of this type, at this generation, that says this verdict.
+    pub fn condition(&self, type_: &'static str, generation: Option<i64>) -> NewCondition<'static> {
+        NewCondition {
+            type_,
+            status: if self.ok { st::TRUE } else { st::FALSE },
+            reason: self.reason,
+            message: self.message.clone(),
+            observed_generation: generation,
+        }
     }
 }
 
@@ -82,67 +101,94 @@ fn summarize(failures: &[NamespaceFailure]) -> String {
     }
 }
 
-/// The status a binding should have, given its previous status and this observation.
+/// The status a binding should have, given its previous status and this observation: a blocked
+/// binding reports its blocker; otherwise the three observed conditions are built, `Ready`,
+/// `Stalled` and `Reconciling` are derived from them, and the latest failure is recorded.
 pub fn binding_status(
     previous: Option<&AcrRegistryBindingStatus>,
     obs: &BindingObservation,
     now: Timestamp,
 ) -> AcrRegistryBindingStatus {
-    let now_t = time(now);
-    let g = obs.generation;
     let mut status = previous.cloned().unwrap_or_default();
-    status.observed_generation = g;
+    status.observed_generation = obs.generation;
     status.registry = Some(obs.registry.clone());
-    let mut conditions = std::mem::take(&mut status.conditions);
-
-    if let Some(b) = &obs.blocker {
-        for t in [
-            types::TOKEN_ISSUED,
-            types::SECRETS_SYNCED,
-            types::SERVICE_ACCOUNTS_BOUND,
-        ] {
-            set_condition(
-                &mut conditions,
-                NewCondition {
-                    type_: t,
-                    status: st::UNKNOWN,
-                    reason: b.reason,
-                    message: format!("not attempted: {}", b.message),
-                    observed_generation: g,
-                },
-                now_t.clone(),
-            );
-        }
-        set_condition(
-            &mut conditions,
-            cond(types::READY, false, b.reason, b.message.clone(), g),
-            now_t.clone(),
+    if let Some(blocker) = &obs.blocker {
+        set_blocked_conditions(&mut status.conditions, blocker, obs.generation, now);
+        record_failure(
+            &mut status.last_failure,
+            Some(blocker_failure(blocker, now)),
         );
-        // Every blocker waits for a change of the binding or its policy: terminal for kstatus.
-        set_condition(
-            &mut conditions,
-            cond(types::STALLED, true, b.reason, b.message.clone(), g),
-            now_t.clone(),
-        );
-        remove_condition(&mut conditions, types::RECONCILING);
-        status.conditions = conditions;
-        if previous
-            .and_then(|p| p.last_failure.as_ref())
-            .is_none_or(|f| f.reason != b.reason || f.message != b.message)
-        {
-            status.last_failure = Some(FailureRecord {
-                time: now_t,
-                reason: b.reason.to_owned(),
-                message: b.message.clone(),
-            });
-        }
         return status;
     }
+    let token = token_issued(obs, now);
+    let secrets = secrets_synced(obs);
+    let accounts = service_accounts_bound(obs);
+    let ready = ready(obs, &token, &secrets, &accounts);
+    let stalled = stalled(obs, now);
+    let reconciling = reconciling(&ready, stalled.is_some());
+    write_counts(&mut status, obs);
+    let (g, now_t) = (obs.generation, time(now));
+    let conditions = &mut status.conditions;
+    for (type_, verdict) in [
+        (types::TOKEN_ISSUED, &token),
+        (types::SECRETS_SYNCED, &secrets),
+        (types::SERVICE_ACCOUNTS_BOUND, &accounts),
+        (types::READY, &ready),
+    ] {
+        set_condition(conditions, verdict.condition(type_, g), now_t.clone());
+    }
+    set_while(conditions, types::STALLED, stalled.as_ref(), g, &now_t);
+    set_while(
+        conditions,
+        types::RECONCILING,
+        reconciling.as_ref(),
+        g,
+        &now_t,
+    );
+    record_failure(&mut status.last_failure, latest_failure(obs, now));
+    status
+}
 
-    // Token.
+/// A blocked binding: the three observed conditions are `Unknown` (not attempted), `Ready=False`
+/// and `Stalled=True` name the blocker — every blocker waits for a change of the binding or its
+/// policy, which is terminal for kstatus — and `Reconciling` goes.
+fn set_blocked_conditions(
+    conditions: &mut Vec<Condition>,
+    blocker: &Blocker,
+    g: Option<i64>,
+    now: Timestamp,
+) {
+    let now_t = time(now);
+    for type_ in [
+        types::TOKEN_ISSUED,
+        types::SECRETS_SYNCED,
+        types::SERVICE_ACCOUNTS_BOUND,
+    ] {
+        let not_attempted = NewCondition {
+            type_,
+            status: st::UNKNOWN,
+            reason: blocker.reason,
+            message: format!("not attempted: {}", blocker.message),
+            observed_generation: g,
+        };
+        set_condition(conditions, not_attempted, now_t.clone());
+    }
+    let verdict = Verdict::new(false, blocker.reason, blocker.message.clone());
+    set_condition(
+        conditions,
+        verdict.condition(types::READY, g),
+        now_t.clone(),
+    );
+    let verdict = Verdict::new(true, blocker.reason, blocker.message.clone());
+    set_condition(conditions, verdict.condition(types::STALLED, g), now_t);
+    remove_condition(conditions, types::RECONCILING);
+}
+
+/// `TokenIssued`: whether the binding holds a valid token, and how renewal is going.
+pub fn token_issued(obs: &BindingObservation, now: Timestamp) -> Verdict {
     let valid = obs.token.as_ref().filter(|t| t.valid_at(now));
-    let (token_ok, token_reason, token_message) = match (valid, &obs.token_failure, &obs.token) {
-        (Some(t), None, _) => (
+    match (valid, &obs.token_failure, &obs.token) {
+        (Some(t), None, _) => Verdict::new(
             true,
             reasons::TOKEN_ISSUED,
             format!(
@@ -151,7 +197,7 @@ pub fn binding_status(
                 time(t.renew_at).0
             ),
         ),
-        (Some(t), Some(f), _) => (
+        (Some(t), Some(f), _) => Verdict::new(
             true,
             reasons::RENEWAL_FAILING,
             format!(
@@ -160,7 +206,7 @@ pub fn binding_status(
                 f.message
             ),
         ),
-        (None, Some(f), Some(t)) => (
+        (None, Some(f), Some(t)) => Verdict::new(
             false,
             reasons::TOKEN_EXPIRED,
             format!(
@@ -169,270 +215,231 @@ pub fn binding_status(
                 f.message
             ),
         ),
-        (None, Some(f), None) => (false, reasons::TOKEN_REQUEST_FAILED, f.message.clone()),
-        (None, None, _) => (false, reasons::PROGRESSING, "no token yet".to_owned()),
-    };
-    set_condition(
-        &mut conditions,
-        cond(
-            types::TOKEN_ISSUED,
-            token_ok,
-            token_reason,
-            token_message.clone(),
-            g,
-        ),
-        now_t.clone(),
-    );
-    status.token = obs.token.as_ref().map(|t| TokenStatus {
-        issued_at: Some(time(t.issued_at)),
-        expires_at: Some(time(t.expires_at)),
-        renew_at: Some(time(t.renew_at)),
-    });
-    status.domains = obs.domains.clone();
+        (None, Some(f), None) => {
+            Verdict::new(false, reasons::TOKEN_REQUEST_FAILED, f.message.clone())
+        }
+        (None, None, _) => Verdict::new(false, reasons::PROGRESSING, "no token yet".to_owned()),
+    }
+}
 
-    // Secrets.
-    let sel = obs.namespaces_selected;
-    let synced = obs.namespaces_synced;
-    let (secrets_ok, secrets_reason, secrets_message) = if sel == 0 {
+/// `SecretsSynced`: whether every selected namespace holds the current pull Secret.
+pub fn secrets_synced(obs: &BindingObservation) -> Verdict {
+    let (sel, synced) = (obs.namespaces_selected, obs.namespaces_synced);
+    let failures = &obs.namespace_failures;
+    if sel == 0 {
         // Selecting nothing is not an error (a selector waiting for its first namespace);
         // selecting only namespaces the policy forbids is.
-        match obs.namespace_failures.first() {
-            Some(f) => (
+        return match failures.first() {
+            Some(f) => Verdict::new(
                 false,
                 if f.reason == reasons::NAMESPACE_NOT_ALLOWED {
                     reasons::NAMESPACE_NOT_ALLOWED
                 } else {
                     reasons::SECRET_SYNC_FAILED
                 },
-                format!(
-                    "no usable namespace: {}",
-                    summarize(&obs.namespace_failures)
-                ),
+                format!("no usable namespace: {}", summarize(failures)),
             ),
-            None => (
+            None => Verdict::new(
                 true,
                 reasons::NO_NAMESPACES_SELECTED,
                 "the namespace selection matches no namespace; nothing to write".to_owned(),
             ),
-        }
-    } else if synced >= sel && obs.namespace_failures.is_empty() {
-        (
+        };
+    }
+    match failures.first() {
+        None if synced >= sel => Verdict::new(
             true,
             reasons::SECRETS_SYNCED,
             format!("{synced}/{sel} namespaces hold the current pull Secret"),
-        )
-    } else if obs.namespace_failures.is_empty() {
-        (
+        ),
+        None => Verdict::new(
             false,
             reasons::PROGRESSING,
             format!("{synced}/{sel} namespaces synced; waiting for a valid registry token"),
-        )
-    } else {
-        let reason = obs
-            .namespace_failures
-            .first()
-            .map(|f| match f.reason.as_str() {
+        ),
+        Some(first) => Verdict::new(
+            false,
+            match first.reason.as_str() {
                 reasons::SECRET_OWNED_BY_OTHERS => reasons::SECRET_OWNED_BY_OTHERS,
                 reasons::NAMESPACE_NOT_ALLOWED => reasons::NAMESPACE_NOT_ALLOWED,
                 _ => reasons::SECRET_SYNC_FAILED,
-            })
-            .unwrap_or(reasons::SECRET_SYNC_FAILED);
-        (
+            },
+            format!("{synced}/{sel} namespaces synced; {}", summarize(failures)),
+        ),
+    }
+}
+
+/// `ServiceAccountsBound`: whether every selected ServiceAccount references the pull Secret.
+pub fn service_accounts_bound(obs: &BindingObservation) -> Verdict {
+    let (sel, bound) = (obs.service_accounts_selected, obs.service_accounts_bound);
+    match obs.service_account_failures.first() {
+        None if bound >= sel => Verdict::new(
+            true,
+            reasons::SERVICE_ACCOUNTS_BOUND,
+            format!("{bound}/{sel} ServiceAccounts reference the pull Secret"),
+        ),
+        Some(detail) => Verdict::new(
             false,
-            reason,
-            format!(
-                "{synced}/{sel} namespaces synced; {}",
-                summarize(&obs.namespace_failures)
-            ),
-        )
-    };
-    set_condition(
-        &mut conditions,
-        cond(
-            types::SECRETS_SYNCED,
-            secrets_ok,
-            secrets_reason,
-            secrets_message.clone(),
-            g,
+            reasons::SERVICE_ACCOUNT_PATCH_FAILED,
+            format!("{bound}/{sel} ServiceAccounts bound; {detail}"),
         ),
-        now_t.clone(),
-    );
-    status.namespaces = Some(NamespacesStatus::new(
-        sel,
-        synced,
-        obs.namespace_failures.clone(),
-    ));
-
-    // ServiceAccounts.
-    let sa_sel = obs.service_accounts_selected;
-    let bound = obs.service_accounts_bound;
-    let (sa_ok, sa_reason, sa_message) =
-        if bound >= sa_sel && obs.service_account_failures.is_empty() {
-            (
-                true,
-                reasons::SERVICE_ACCOUNTS_BOUND,
-                format!("{bound}/{sa_sel} ServiceAccounts reference the pull Secret"),
-            )
-        } else {
-            match obs.service_account_failures.first() {
-                Some(detail) => (
-                    false,
-                    reasons::SERVICE_ACCOUNT_PATCH_FAILED,
-                    format!("{bound}/{sa_sel} ServiceAccounts bound; {detail}"),
-                ),
-                None => (
-                    false,
-                    reasons::PROGRESSING,
-                    format!("{bound}/{sa_sel} ServiceAccounts bound; waiting for the pull Secret"),
-                ),
-            }
-        };
-    set_condition(
-        &mut conditions,
-        cond(
-            types::SERVICE_ACCOUNTS_BOUND,
-            sa_ok,
-            sa_reason,
-            sa_message.clone(),
-            g,
+        None => Verdict::new(
+            false,
+            reasons::PROGRESSING,
+            format!("{bound}/{sel} ServiceAccounts bound; waiting for the pull Secret"),
         ),
-        now_t.clone(),
-    );
-    status.service_accounts = Some(ServiceAccountsStatus {
-        selected: i32::try_from(sa_sel).unwrap_or(i32::MAX),
-        bound: i32::try_from(bound).unwrap_or(i32::MAX),
-    });
+    }
+}
 
-    // Ready: pods in every selected namespace can pull.
-    let ready = token_ok && secrets_ok && sa_ok;
-    let (ready_reason, ready_message) = if !token_ok {
-        (token_reason, token_message)
-    } else if !secrets_ok {
-        (secrets_reason, secrets_message)
-    } else if !sa_ok {
-        (sa_reason, sa_message)
-    } else if token_reason == reasons::RENEWAL_FAILING {
-        (token_reason, token_message)
-    } else if sel == 0 {
-        (secrets_reason, secrets_message)
+/// `Ready` (pods in every selected namespace can pull), derived from the three others: the
+/// first one that is not `True` explains it; a failing renewal or an empty selection is worth
+/// saying even when all are `True`.
+pub fn ready(
+    obs: &BindingObservation,
+    token: &Verdict,
+    secrets: &Verdict,
+    accounts: &Verdict,
+) -> Verdict {
+    let ok = token.ok && secrets.ok && accounts.ok;
+    let explained_by = if !token.ok {
+        token
+    } else if !secrets.ok {
+        secrets
+    } else if !accounts.ok {
+        accounts
+    } else if token.reason == reasons::RENEWAL_FAILING {
+        token
+    } else if obs.namespaces_selected == 0 {
+        secrets
     } else {
-        (
+        return Verdict::new(
+            true,
             reasons::RECONCILED,
             format!(
-                "{synced}/{sel} namespaces and {bound}/{sa_sel} ServiceAccounts hold a token valid until {}",
+                "{}/{} namespaces and {}/{} ServiceAccounts hold a token valid until {}",
+                obs.namespaces_synced,
+                obs.namespaces_selected,
+                obs.service_accounts_bound,
+                obs.service_accounts_selected,
                 obs.token
                     .as_ref()
                     .map(|t| time(t.expires_at).0.to_string())
                     .unwrap_or_default()
             ),
-        )
+        );
     };
-    set_condition(
-        &mut conditions,
-        cond(types::READY, ready, ready_reason, ready_message.clone(), g),
-        now_t.clone(),
-    );
-    set_kstatus_conditions(
-        &mut conditions,
-        obs,
-        (ready, ready_reason, &ready_message),
-        now,
-    );
-    status.conditions = conditions;
-
-    // The most recent failure, kept after recovery.
-    let failure = obs
-        .token_failure
-        .as_ref()
-        .map(|f| (time(f.at), f.reason.to_owned(), f.message.clone()))
-        .or_else(|| {
-            obs.namespace_failures.first().map(|f| {
-                (
-                    now_t.clone(),
-                    f.reason.clone(),
-                    format!("{}: {}", f.name, f.message),
-                )
-            })
-        })
-        .or_else(|| {
-            obs.service_account_failures.first().map(|m| {
-                (
-                    now_t.clone(),
-                    reasons::SERVICE_ACCOUNT_PATCH_FAILED.to_owned(),
-                    m.clone(),
-                )
-            })
-        });
-    if let Some((at, reason, message)) = failure {
-        let same = status
-            .last_failure
-            .as_ref()
-            .is_some_and(|f| f.reason == reason && f.message == message);
-        if !same {
-            status.last_failure = Some(FailureRecord {
-                time: at,
-                reason,
-                message,
-            });
-        }
-    }
-    status
+    Verdict::new(ok, explained_by.reason, explained_by.message.clone())
 }
 
-/// The kstatus conditions after a full reconcile: `Stalled=True` for problems only a change can
-/// fix (a selected namespace the policy forbids, a registry instance the cloud does not know),
-/// `Reconciling=True` while the binding waits for something that is on its way; both are
-/// removed otherwise.
-fn set_kstatus_conditions(
-    conditions: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
-    obs: &BindingObservation,
-    (ready, ready_reason, ready_message): (bool, &'static str, &str),
-    now: Timestamp,
-) {
-    let g = obs.generation;
-    let now_t = time(now);
+/// kstatus `Stalled=True` for problems only a change can fix: a selected namespace the policy
+/// forbids, or a registry instance the cloud does not know while no token is valid.
+pub fn stalled(obs: &BindingObservation, now: Timestamp) -> Option<Verdict> {
     let not_allowed: Vec<NamespaceFailure> = obs
         .namespace_failures
         .iter()
         .filter(|f| f.reason == reasons::NAMESPACE_NOT_ALLOWED)
         .cloned()
         .collect();
+    if !not_allowed.is_empty() {
+        return Some(Verdict::new(
+            true,
+            reasons::NAMESPACE_NOT_ALLOWED,
+            summarize(&not_allowed),
+        ));
+    }
     let token_valid = obs.token.as_ref().is_some_and(|t| t.valid_at(now));
-    let stalled = if !not_allowed.is_empty() {
-        Some((reasons::NAMESPACE_NOT_ALLOWED, summarize(&not_allowed)))
-    } else {
-        obs.token_failure
-            .as_ref()
-            .filter(|f| f.reason == reasons::NOT_FOUND && !token_valid)
-            .map(|f| (reasons::NOT_FOUND, f.message.clone()))
-    };
-    match stalled {
-        Some((reason, message)) => {
-            set_condition(
-                conditions,
-                cond(types::STALLED, true, reason, message, g),
-                now_t.clone(),
-            );
+    obs.token_failure
+        .as_ref()
+        .filter(|f| f.reason == reasons::NOT_FOUND && !token_valid)
+        .map(|f| Verdict::new(true, reasons::NOT_FOUND, f.message.clone()))
+}
+
+/// kstatus `Reconciling=True` while the binding is not Ready only because something is on its
+/// way (and it is not stalled).
+pub fn reconciling(ready: &Verdict, stalled: bool) -> Option<Verdict> {
+    (!ready.ok && !stalled && ready.reason == reasons::PROGRESSING)
+        .then(|| Verdict::new(true, reasons::PROGRESSING, ready.message.clone()))
+}
+
+/// Sets a kstatus condition while it holds and removes it otherwise.
+fn set_while(
+    conditions: &mut Vec<Condition>,
+    type_: &'static str,
+    verdict: Option<&Verdict>,
+    g: Option<i64>,
+    now_t: &Time,
+) {
+    match verdict {
+        Some(v) => {
+            set_condition(conditions, v.condition(type_, g), now_t.clone());
         }
         None => {
-            remove_condition(conditions, types::STALLED);
+            remove_condition(conditions, type_);
         }
     }
-    let stalled = find_condition(conditions, types::STALLED).is_some();
-    if !ready && !stalled && ready_reason == reasons::PROGRESSING {
-        set_condition(
-            conditions,
-            cond(
-                types::RECONCILING,
-                true,
-                reasons::PROGRESSING,
-                ready_message.to_owned(),
-                g,
-            ),
-            now_t,
-        );
-    } else {
-        remove_condition(conditions, types::RECONCILING);
+}
+
+/// The token times, domains and namespace and ServiceAccount counts of the observation.
+fn write_counts(status: &mut AcrRegistryBindingStatus, obs: &BindingObservation) {
+    status.token = obs.token.as_ref().map(|t| TokenStatus {
+        issued_at: Some(time(t.issued_at)),
+        expires_at: Some(time(t.expires_at)),
+        renew_at: Some(time(t.renew_at)),
+    });
+    status.domains = obs.domains.clone();
+    status.namespaces = Some(NamespacesStatus::new(
+        obs.namespaces_selected,
+        obs.namespaces_synced,
+        obs.namespace_failures.clone(),
+    ));
+    status.service_accounts = Some(ServiceAccountsStatus {
+        selected: i32::try_from(obs.service_accounts_selected).unwrap_or(i32::MAX),
+        bound: i32::try_from(obs.service_accounts_bound).unwrap_or(i32::MAX),
+    });
+}
+
+fn blocker_failure(blocker: &Blocker, now: Timestamp) -> FailureRecord {
+    FailureRecord {
+        time: time(now),
+        reason: blocker.reason.to_owned(),
+        message: blocker.message.clone(),
+    }
+}
+
+/// The most recent failure of this reconcile: the token's, else the first namespace's, else the
+/// first ServiceAccount's.
+pub fn latest_failure(obs: &BindingObservation, now: Timestamp) -> Option<FailureRecord> {
+    let token = obs.token_failure.as_ref().map(|f| FailureRecord {
+        time: time(f.at),
+        reason: f.reason.to_owned(),
+        message: f.message.clone(),
+    });
+    token
+        .or_else(|| {
+            obs.namespace_failures.first().map(|f| FailureRecord {
+                time: time(now),
+                reason: f.reason.clone(),
+                message: format!("{}: {}", f.name, f.message),
+            })
+        })
+        .or_else(|| {
+            obs.service_account_failures.first().map(|m| FailureRecord {
+                time: time(now),
+                reason: reasons::SERVICE_ACCOUNT_PATCH_FAILED.to_owned(),
+                message: m.clone(),
+            })
+        })
+}
+
+/// Keeps the last failure after recovery; a failure with the same reason and message keeps
+/// its first time.
+fn record_failure(last: &mut Option<FailureRecord>, failure: Option<FailureRecord>) {
+    let Some(failure) = failure else { return };
+    let same = last
+        .as_ref()
+        .is_some_and(|f| f.reason == failure.reason && f.message == failure.message);
+    if !same {
+        *last = Some(failure);
     }
 }
 
@@ -471,13 +478,7 @@ pub fn reconciling_status(
     }
     set_condition(
         &mut status.conditions,
-        cond(
-            types::RECONCILING,
-            true,
-            reasons::PROGRESSING,
-            message,
-            generation,
-        ),
+        Verdict::new(true, reasons::PROGRESSING, message).condition(types::RECONCILING, generation),
         now_t,
     );
     Some(status)

@@ -187,66 +187,113 @@ pub async fn sync_namespace(
     let lock = ctx.namespace_lock(namespace);
     let _guard = lock.lock().await;
     let secret_name = ctx.config.secret_name.clone();
-    let labels = ctx
-        .stores
-        .namespaces
-        .get(&ObjectRef::new(namespace))
-        .filter(|ns| super::selection::namespace_usable(ns))
-        .map(|ns| ns.labels().clone());
-    let selecting: Vec<&Resolved> = match &labels {
-        Some(l) => live.iter().filter(|b| b.selects(namespace, l)).collect(),
-        None => Vec::new(),
-    };
+    let selecting = selecting_bindings(ctx, namespace, live);
     let existing = ctx.stores.secret(namespace);
     let sa_api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
 
     if existing.as_ref().is_some_and(|s| !is_ours(s)) {
-        // Not ours: leave the Secret alone, and bind no ServiceAccount to it; still remove
-        // entries we recorded earlier if no binding wants them.
-        let mut errors = Vec::new();
-        let mut sas = Vec::new();
-        for sa in service_accounts {
-            let wanted = false;
-            if let Err(e) =
-                converge(&sa_api, sa, &secret_name, wanted, &ctx.config.field_manager).await
-            {
-                errors.push(e.to_string());
-            }
-            sas.push(ServiceAccountOutcome {
-                name: sa.name_any(),
-                labels: sa.labels().clone(),
-                bound: is_bound(sa, &secret_name),
-            });
-        }
-        return Ok(NamespaceOutcome {
-            secret: SecretState::OwnedByOthers,
-            contributors: BTreeSet::new(),
-            service_accounts: sas,
-            service_account_errors: errors,
-        });
+        return Ok(leave_others_secret(ctx, &sa_api, service_accounts).await);
     }
 
     let contributions = contributions(ctx, &selecting).await;
     let contributors: BTreeSet<String> = contributions.iter().map(|c| c.binding.clone()).collect();
     let desired = desired_secret(&secret_name, namespace, &contributions);
 
-    let secret_state = match (&existing, &desired) {
-        (_, Some(d)) => {
-            if existing.as_ref().is_none_or(|e| needs_update(e, d)) {
-                write_secret(ctx, namespace, d, existing.as_deref()).await?;
-                tracing::info!(namespace, contributors = ?contributors, "pull Secret written");
-            }
-            SecretState::Current
-        }
-        (Some(_), None) if !selecting.is_empty() => SecretState::Waiting,
-        (Some(_), None) => SecretState::Absent,
-        (None, None) if selecting.is_empty() => SecretState::Absent,
-        (None, None) => SecretState::Waiting,
-    };
+    let secret_state = plan_secret(existing.is_some(), desired.is_some(), !selecting.is_empty());
+    if let Some(d) = &desired
+        && existing.as_ref().is_none_or(|e| needs_update(e, d))
+    {
+        write_secret(ctx, namespace, d, existing.as_deref()).await?;
+        tracing::info!(namespace, contributors = ?contributors, "pull Secret written");
+    }
     let secret_present = matches!(secret_state, SecretState::Current | SecretState::Waiting)
         && (existing.is_some() || desired.is_some());
 
-    // ServiceAccounts: wanted when a selecting binding selects them and our Secret is there.
+    let (sas, errors) =
+        bind_service_accounts(ctx, &sa_api, service_accounts, &selecting, secret_present).await;
+
+    // Nothing selects the namespace any more: our entries are gone, now the Secret goes too.
+    if secret_state == SecretState::Absent && existing.is_some() && errors.is_empty() {
+        delete_secret(ctx, namespace).await?;
+    }
+    Ok(NamespaceOutcome {
+        secret: secret_state,
+        contributors,
+        service_accounts: sas,
+        service_account_errors: errors,
+    })
+}
+
+/// The live bindings that select the namespace (none when it is gone or being deleted).
+fn selecting_bindings<'a>(
+    ctx: &Context,
+    namespace: &str,
+    live: &'a [Resolved],
+) -> Vec<&'a Resolved> {
+    let labels = ctx
+        .stores
+        .namespaces
+        .get(&ObjectRef::new(namespace))
+        .filter(|ns| super::selection::namespace_usable(ns))
+        .map(|ns| ns.labels().clone());
+    match &labels {
+        Some(l) => live.iter().filter(|b| b.selects(namespace, l)).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// What becomes of our Secret (the cached one is ours or absent): current when a Secret is
+/// wanted; otherwise left waiting while some binding selects the namespace, absent when none
+/// does.
+fn plan_secret(exists: bool, desired: bool, selected: bool) -> SecretState {
+    match (exists, desired) {
+        (_, true) => SecretState::Current,
+        (true, false) if selected => SecretState::Waiting,
+        (true, false) => SecretState::Absent,
+        (false, false) if !selected => SecretState::Absent,
+        (false, false) => SecretState::Waiting,
+    }
+}
+
+/// A same-named Secret that is not ours: leave it alone, and bind no ServiceAccount to it;
+/// still remove entries we recorded earlier if no binding wants them.
+async fn leave_others_secret(
+    ctx: &Context,
+    sa_api: &Api<ServiceAccount>,
+    service_accounts: &[Arc<ServiceAccount>],
+) -> NamespaceOutcome {
+    let secret_name = &ctx.config.secret_name;
+    let mut errors = Vec::new();
+    let mut sas = Vec::new();
+    for sa in service_accounts {
+        let wanted = false;
+        if let Err(e) = converge(sa_api, sa, secret_name, wanted, &ctx.config.field_manager).await {
+            errors.push(e.to_string());
+        }
+        sas.push(ServiceAccountOutcome {
+            name: sa.name_any(),
+            labels: sa.labels().clone(),
+            bound: is_bound(sa, secret_name),
+        });
+    }
+    NamespaceOutcome {
+        secret: SecretState::OwnedByOthers,
+        contributors: BTreeSet::new(),
+        service_accounts: sas,
+        service_account_errors: errors,
+    }
+}
+
+/// ServiceAccounts: wanted when a selecting binding selects them and our Secret is there.
+/// Returns every ServiceAccount as converged, and the messages of the patches that failed.
+async fn bind_service_accounts(
+    ctx: &Context,
+    sa_api: &Api<ServiceAccount>,
+    service_accounts: &[Arc<ServiceAccount>],
+    selecting: &[&Resolved],
+    secret_present: bool,
+) -> (Vec<ServiceAccountOutcome>, Vec<String>) {
+    let secret_name = &ctx.config.secret_name;
     let mut errors = Vec::new();
     let mut sas = Vec::new();
     for sa in service_accounts {
@@ -256,13 +303,12 @@ pub async fn sync_namespace(
             && selecting
                 .iter()
                 .any(|b| service_account_selected(&b.service_accounts, &name, sa.labels()));
-        let bound = match converge(&sa_api, sa, &secret_name, wanted, &ctx.config.field_manager)
-            .await
+        let bound = match converge(sa_api, sa, secret_name, wanted, &ctx.config.field_manager).await
         {
-            Ok(_) => wanted || (is_bound(sa, &secret_name) && !wanted_by_us_only(sa, &secret_name)),
+            Ok(_) => wanted || (is_bound(sa, secret_name) && !wanted_by_us_only(sa, secret_name)),
             Err(e) => {
                 errors.push(e.to_string());
-                is_bound(sa, &secret_name)
+                is_bound(sa, secret_name)
             }
         };
         sas.push(ServiceAccountOutcome {
@@ -271,30 +317,29 @@ pub async fn sync_namespace(
             bound,
         });
     }
+    (sas, errors)
+}
 
-    // Nothing selects the namespace any more: our entries are gone, now the Secret goes too.
-    if secret_state == SecretState::Absent && existing.is_some() && errors.is_empty() {
-        let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-        let before = ctx.stores.written.before_write(namespace);
-        match api.delete(&secret_name, &DeleteParams::default()).await {
-            Ok(_) => {
-                crate::metrics::write("Secret", "delete");
-                ctx.stores.written.deleted(before);
-                tracing::info!(
-                    namespace,
-                    "pull Secret deleted: no binding selects the namespace"
-                );
-            }
-            Err(e) if is_status(&e, 404) => {}
-            Err(e) => return Err(e.into()),
+/// Deletes our Secret from a namespace no binding selects any more (already gone is fine).
+async fn delete_secret(ctx: &Context, namespace: &str) -> Result<()> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let before = ctx.stores.written.before_write(namespace);
+    match api
+        .delete(&ctx.config.secret_name, &DeleteParams::default())
+        .await
+    {
+        Ok(_) => {
+            crate::metrics::write("Secret", "delete");
+            ctx.stores.written.deleted(before);
+            tracing::info!(
+                namespace,
+                "pull Secret deleted: no binding selects the namespace"
+            );
+            Ok(())
         }
+        Err(e) if is_status(&e, 404) => Ok(()),
+        Err(e) => Err(e.into()),
     }
-    Ok(NamespaceOutcome {
-        secret: secret_state,
-        contributors,
-        service_accounts: sas,
-        service_account_errors: errors,
-    })
 }
 
 /// Whether the entry is one only we put there (so it is gone after we removed it).
@@ -367,5 +412,31 @@ pub async fn adopt_previous_token(ctx: &Context, binding: &Resolved) {
         .await
     {
         tracing::info!(binding = %binding.name, "adopted the still-valid token from the binding's pull Secrets");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_secret_keeps_a_selected_namespace_waiting_and_lets_an_unselected_one_go() {
+        // (exists, desired, selected) -> state
+        let cases = [
+            ((false, true, true), SecretState::Current),
+            ((true, true, true), SecretState::Current),
+            ((true, true, false), SecretState::Current),
+            ((true, false, true), SecretState::Waiting),
+            ((false, false, true), SecretState::Waiting),
+            ((true, false, false), SecretState::Absent),
+            ((false, false, false), SecretState::Absent),
+        ];
+        for ((exists, desired, selected), want) in cases {
+            assert_eq!(
+                plan_secret(exists, desired, selected),
+                want,
+                "exists={exists} desired={desired} selected={selected}"
+            );
+        }
     }
 }

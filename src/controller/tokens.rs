@@ -284,20 +284,7 @@ impl TokenManager {
         if e.current.is_some() {
             return false;
         }
-        let fraction = if self.jitter {
-            rand::random::<f64>()
-        } else {
-            0.0
-        };
-        let issued_at = issued_at.min(now);
-        e.current = Some(HeldToken {
-            username: token.username,
-            password: token.password,
-            issued_at,
-            expires_at: token.expires_at,
-            renew_at: renew_at(issued_at, token.expires_at, req.renew_before, fraction),
-            domains: Vec::new(),
-        });
+        e.current = Some(self.held(req, token, issued_at.min(now)));
         if req.discover_domains && e.domains.is_none() {
             e.domains = domains;
         }
@@ -446,76 +433,96 @@ impl TokenManager {
                 if let Some(d) = domains {
                     e.domains = Some(d);
                 }
-                let Some(token) = token else {
-                    return Activity::None;
-                };
-                let fraction = if self.jitter {
-                    rand::random::<f64>()
-                } else {
-                    0.0
-                };
-                let issued = now;
-                let held = HeldToken {
-                    username: token.username,
-                    password: token.password,
-                    issued_at: issued,
-                    expires_at: token.expires_at,
-                    renew_at: renew_at(issued, token.expires_at, req.renew_before, fraction),
-                    domains: Vec::new(),
-                };
-                let activity = if e.failures > 0 {
-                    Activity::Recovered
-                } else if e.current.is_some() {
-                    Activity::Renewed
-                } else {
-                    Activity::Issued
-                };
-                tracing::info!(registry = %req.registry.key(), expires_at = %held.expires_at, renew_at = %held.renew_at, "registry token obtained");
-                e.current = Some(held);
-                e.failure = None;
-                e.failures = 0;
-                e.failures_without_token = 0;
-                e.next_attempt = None;
-                activity
+                match token {
+                    Some(token) => self.record_token(e, req, token, now),
+                    None => Activity::None,
+                }
             }
             Err(err) => {
-                e.failures = e.failures.saturating_add(1);
                 // The backoff counts from the failure, not from the start of the attempt: the
                 // cloud client's inline retries (and a throttled answer's retry-after) may have
                 // taken longer than the delay itself.
-                let now = self.clock.now().max(now);
-                let left = e
-                    .current
-                    .as_ref()
-                    .map(|t| t.expires_at.duration_since(now))
-                    .and_then(|d| Duration::try_from(d).ok())
-                    .filter(|d| !d.is_zero());
-                let backoff_failures = match left {
-                    Some(_) => e.failures,
-                    None => {
-                        e.failures_without_token = e.failures_without_token.saturating_add(1);
-                        e.failures_without_token
-                    }
-                };
-                let mut delay = retry_delay(backoff_failures, left);
-                if let CloudError::Throttled {
-                    retry_after: Some(after),
-                    ..
-                } = &err
-                {
-                    delay = delay.max(*after);
-                }
-                e.next_attempt = now.checked_add(signed(delay)).ok();
-                tracing::warn!(registry = %req.registry.key(), failures = e.failures, retry_in = ?delay, error = %err, "registry token request failed");
-                e.failure = Some(TokenFailure {
-                    at: now,
-                    reason: err.reason(),
-                    message: err.to_string(),
-                });
+                record_failure(e, req, &err, self.clock.now().max(now));
                 Activity::Failed
             }
         }
     }
+
+    /// Holds a fresh token issued at `now`, clears the failures, and says what happened.
+    fn record_token(
+        &self,
+        e: &mut Entry,
+        req: &TokenRequest,
+        token: RegistryToken,
+        now: Timestamp,
+    ) -> Activity {
+        let held = self.held(req, token, now);
+        let activity = if e.failures > 0 {
+            Activity::Recovered
+        } else if e.current.is_some() {
+            Activity::Renewed
+        } else {
+            Activity::Issued
+        };
+        tracing::info!(registry = %req.registry.key(), expires_at = %held.expires_at, renew_at = %held.renew_at, "registry token obtained");
+        e.current = Some(held);
+        e.failure = None;
+        e.failures = 0;
+        e.failures_without_token = 0;
+        e.next_attempt = None;
+        activity
+    }
+
+    /// A token held from `issued_at`, due for renewal at its (jittered) renewal time.
+    fn held(&self, req: &TokenRequest, token: RegistryToken, issued_at: Timestamp) -> HeldToken {
+        let fraction = if self.jitter {
+            rand::random::<f64>()
+        } else {
+            0.0
+        };
+        HeldToken {
+            username: token.username,
+            password: token.password,
+            issued_at,
+            expires_at: token.expires_at,
+            renew_at: renew_at(issued_at, token.expires_at, req.renew_before, fraction),
+            domains: Vec::new(),
+        }
+    }
+}
+
+/// Counts a failed request and schedules the next attempt: backed off by the number of
+/// failures and the time the held token has left, and no sooner than a throttle asks.
+fn record_failure(e: &mut Entry, req: &TokenRequest, err: &CloudError, now: Timestamp) {
+    e.failures = e.failures.saturating_add(1);
+    let left = e
+        .current
+        .as_ref()
+        .map(|t| t.expires_at.duration_since(now))
+        .and_then(|d| Duration::try_from(d).ok())
+        .filter(|d| !d.is_zero());
+    let backoff_failures = match left {
+        Some(_) => e.failures,
+        None => {
+            e.failures_without_token = e.failures_without_token.saturating_add(1);
+            e.failures_without_token
+        }
+    };
+    let mut delay = retry_delay(backoff_failures, left);
+    if let CloudError::Throttled {
+        retry_after: Some(after),
+        ..
+    } = err
+    {
+        delay = delay.max(*after);
+    }
+    e.next_attempt = now.checked_add(signed(delay)).ok();
+    tracing::warn!(registry = %req.registry.key(), failures = e.failures, retry_in = ?delay, error = %err, "registry token request failed");
+    e.failure = Some(TokenFailure {
+        at: now,
+        reason: err.reason(),
+        message: err.to_string(),
+    });
 }
 
 fn next_check(e: &Entry, now: Timestamp) -> Timestamp {

@@ -1,8 +1,10 @@
 //! Translation of the legacy `kube-system/acr-configuration` ConfigMap of Alibaba's
 //! aliyun-acr-credential-helper into `AcrCredentialPolicy` and `AcrRegistryBinding` objects.
 //!
-//! One pure function, [`translate`], serves both the controller (which applies the result) and
-//! `acr-credential-controller migrate` (which prints it for a GitOps repository). Names are
+//! One pure function, [`translate`] (and [`translate_configmap`] around it), serves both the
+//! controller's live translation (`run --legacy-configmap`, in `controller::legacy_sync`, which
+//! labels and applies the result) and `acr-credential-controller migrate` (which prints it for a
+//! GitOps repository). Names are
 //! deterministic, so translating the same ConfigMap again yields the same objects. Ambiguous or
 //! lossy spots become [`Warning`]s; malformed input becomes [`TranslateError`]s naming the key
 //! and, where possible, the line, and then nothing is translated.
@@ -38,8 +40,9 @@ use crate::{
 pub const CONFIGMAP_NAMESPACE: &str = "kube-system";
 /// Name of the legacy ConfigMap.
 pub const CONFIGMAP_NAME: &str = "acr-configuration";
-/// Label the controller puts on objects it translated (value: [`TRANSLATED_LABEL_VALUE`]), so it
-/// can prune those the ConfigMap no longer yields. `migrate` output does not carry it: objects
+/// Label the controller's live translation puts on objects it translated (value: `<namespace>.<name>`
+/// of the ConfigMap, [`TRANSLATED_LABEL_VALUE`] for the default one), so it can prune those the
+/// ConfigMap no longer yields. `migrate` output does not carry it: objects
 /// committed to Git belong to their owner, not to the translation.
 pub const TRANSLATED_LABEL: &str = "acrcredentials.io/translated-from";
 /// Value of [`TRANSLATED_LABEL`]: `<namespace>.<name>` of the ConfigMap.
@@ -104,7 +107,9 @@ impl TokenMode {
 pub struct TranslateOptions {
     /// The add-on's `tokenMode`; `None` assumes `auto` and says so in a warning.
     pub token_mode: Option<TokenMode>,
-    /// Put [`TRANSLATED_LABEL`] on every object (the controller does; `migrate` does not).
+    /// Put [`TRANSLATED_LABEL`] with [`TRANSLATED_LABEL_VALUE`] on every object. Neither caller
+    /// sets it: `migrate` output carries no label, and the live translation labels the objects
+    /// itself with the name of the ConfigMap it watches.
     pub label_as_translated: bool,
 }
 

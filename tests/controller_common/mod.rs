@@ -14,8 +14,9 @@ use acr_credential_controller::cloud::{CloudConfig, SignatureStyle};
 use acr_credential_controller::controller::{self, ControllerConfig};
 use acr_fake_cloud::{FakeCloud, FakeHandle, Scenario};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::Client;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::Api;
+use kube::{Client, ResourceExt};
 
 use crate::support::{self, TestEnv, install_crds};
 
@@ -206,6 +207,30 @@ impl Harness {
         }
     }
 
+    /// Runs `test` with the controller running (as [`Harness::start`] starts it) and stops it
+    /// afterwards; if the test panics, dropping the controller aborts it.
+    pub async fn with_controller<T>(&self, test: impl AsyncFnOnce(&Harness) -> T) -> T {
+        let running = self.start();
+        let out = test(self).await;
+        running.stop().await;
+        out
+    }
+
+    /// A name for one of this test's objects: `<test id>-<suffix>`.
+    pub fn named(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.id)
+    }
+
+    /// A binding of this test's policy (see [`TestBinding`]).
+    pub fn test_binding(&self) -> TestBinding {
+        TestBinding::new(&self.policy)
+    }
+
+    /// Applies the binding `name` that `binding` describes, labelled for this test's controller.
+    pub async fn bind(&self, name: &str, binding: &TestBinding) {
+        self.binding(name, &binding.spec()).await;
+    }
+
     /// Applies a binding named `name` (cluster-scoped, tracked for cleanup) with the given
     /// `spec` YAML (indented by four spaces), labelled for this test's controller.
     pub async fn binding(&self, name: &str, spec: &str) {
@@ -280,6 +305,16 @@ impl Harness {
     }
 }
 
+/// The binding's `Ready` condition (it must have one).
+pub fn ready_condition(binding: &AcrRegistryBinding) -> Condition {
+    binding
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .cloned()
+        .unwrap_or_else(|| panic!("binding {} has no Ready condition", binding.name_any()))
+}
+
 /// The `auths` of a pull Secret: domain → (username, password, auth).
 pub fn auths(secret: &Secret) -> BTreeMap<String, (String, String, String)> {
     let bytes = &secret.data.as_ref().unwrap()[".dockerconfigjson"].0;
@@ -347,4 +382,94 @@ pub async fn wait_sa(
         }
     })
     .await
+}
+
+/// A test binding's spec, said the way a test thinks of it (registry, policy, which namespaces,
+/// which ServiceAccounts) and written as the YAML the API server gets: the Enterprise instance
+/// [`INSTANCE`] (no region) and the default ServiceAccount unless a test says otherwise.
+#[derive(Clone, Debug)]
+pub struct TestBinding {
+    instance: String,
+    region: Option<String>,
+    policy: String,
+    namespaces: String,
+    service_accounts: Option<String>,
+}
+
+impl TestBinding {
+    /// A binding of `policy` to [`INSTANCE`] that selects no namespace yet.
+    pub fn new(policy: &str) -> Self {
+        TestBinding {
+            instance: INSTANCE.to_owned(),
+            region: None,
+            policy: policy.to_owned(),
+            namespaces: "{}".to_owned(),
+            service_accounts: None,
+        }
+    }
+
+    /// Another Enterprise instance.
+    pub fn instance(mut self, id: &str) -> Self {
+        self.instance = id.to_owned();
+        self
+    }
+
+    /// The instance's region, written out.
+    pub fn region(mut self, region: &str) -> Self {
+        self.region = Some(region.to_owned());
+        self
+    }
+
+    /// Namespaces by name.
+    pub fn names(mut self, names: &[&str]) -> Self {
+        self.namespaces = format!("{{names: [{}]}}", names.join(", "));
+        self
+    }
+
+    /// Namespaces labelled `key: value`.
+    pub fn labelled(mut self, key: &str, value: &str) -> Self {
+        self.namespaces = format!("{{selector: {{matchLabels: {{{key}: {value}}}}}}}");
+        self
+    }
+
+    /// Every namespace except `excluded`.
+    pub fn all_except(mut self, excluded: &[&str]) -> Self {
+        self.namespaces = format!("{{all: true, exclude: [{}]}}", excluded.join(", "));
+        self
+    }
+
+    /// The `namespaces` selection as written (for selections the schema would refuse).
+    pub fn namespaces_as_written(mut self, yaml: &str) -> Self {
+        self.namespaces = yaml.to_owned();
+        self
+    }
+
+    /// Every ServiceAccount of the selected namespaces.
+    pub fn all_service_accounts(mut self) -> Self {
+        self.service_accounts = Some("{all: true}".to_owned());
+        self
+    }
+
+    /// ServiceAccounts labelled `key: value`.
+    pub fn service_accounts_labelled(mut self, key: &str, value: &str) -> Self {
+        self.service_accounts = Some(format!("{{selector: {{matchLabels: {{{key}: {value}}}}}}}"));
+        self
+    }
+
+    /// The spec as YAML lines indented by two spaces, for [`Harness::binding`].
+    pub fn spec(&self) -> String {
+        let region = self
+            .region
+            .as_ref()
+            .map(|r| format!(", region: {r}"))
+            .unwrap_or_default();
+        let mut spec = format!(
+            "  registry: {{instanceId: {}{region}}}\n  policyRef: {{name: {}}}\n  namespaces: {}\n",
+            self.instance, self.policy, self.namespaces
+        );
+        if let Some(sa) = &self.service_accounts {
+            spec.push_str(&format!("  serviceAccounts: {sa}\n"));
+        }
+        spec
+    }
 }

@@ -26,32 +26,7 @@ use futures::future::BoxFuture;
 use super::client::CloudClient;
 use super::clock::Clock;
 use super::error::CloudError;
-use crate::sensitive::Sensitive;
-
-/// One set of Alibaba Cloud credentials.
-#[derive(Clone)]
-pub struct Credentials {
-    pub access_key_id: String,
-    pub access_key_secret: Sensitive<String>,
-    /// Present for STS (temporary) credentials.
-    pub security_token: Option<Sensitive<String>>,
-    /// `None` for long-lived AccessKeys.
-    pub expires_at: Option<jiff::Timestamp>,
-    /// Stable, non-secret identity (see the module docs).
-    pub identity: String,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("access_key_id", &self.access_key_id)
-            .field("access_key_secret", &self.access_key_secret)
-            .field("security_token", &self.security_token)
-            .field("expires_at", &self.expires_at)
-            .field("identity", &self.identity)
-            .finish()
-    }
-}
+pub use super::keypair::Credentials;
 
 /// Something that can produce credentials.
 pub trait CredentialSource: Send + Sync {
@@ -269,6 +244,7 @@ pub fn build_provider(
 mod tests {
     use super::*;
     use crate::cloud::clock::ManualClock;
+    use crate::sensitive::Sensitive;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn t(s: &str) -> jiff::Timestamp {

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use super::{RegistryToken, expiry_from_millis};
 use crate::cloud::client::{CloudClient, RpcCall};
-use crate::cloud::credentials::Credentials;
 use crate::cloud::error::CloudError;
+use crate::cloud::keypair::Credentials;
 use crate::sensitive::Sensitive;
 
 /// API version.

@@ -11,8 +11,9 @@ pub mod enterprise;
 pub mod personal;
 
 use super::client::CloudClient;
-use super::credentials::{CredentialProvider, Credentials};
+use super::credentials::CredentialProvider;
 use super::error::CloudError;
+use super::keypair::Credentials;
 use crate::sensitive::Sensitive;
 
 /// A temporary registry login.

@@ -2,8 +2,8 @@
 
 use super::{RegistryToken, expiry_from_millis};
 use crate::cloud::client::CloudClient;
-use crate::cloud::credentials::Credentials;
 use crate::cloud::error::CloudError;
+use crate::cloud::keypair::Credentials;
 use crate::sensitive::Sensitive;
 
 /// API version.

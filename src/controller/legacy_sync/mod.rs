@@ -36,11 +36,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::events;
 use crate::api::{AcrCredentialPolicy, AcrRegistryBinding};
 use crate::legacy::{
     self, LegacyAccessKey, TRANSLATED_LABEL, TokenMode, TranslateOptions, Translation,
 };
-use plan::{Existing, Notice, Plan};
+use plan::{Existing, Plan};
 
 /// Field manager of everything the translation applies. Distinct from the controller's status
 /// manager, so `managedFields` tell translated specs from status writes.
@@ -150,76 +151,50 @@ fn spec_json<K: Serialize>(spec: &K) -> Value {
     serde_json::to_value(spec).unwrap_or(Value::Null)
 }
 
+/// The translated policies and bindings by name, labelled as translated from `label`.
+fn labelled_objects(
+    translation: &Translation,
+    label: &str,
+) -> (
+    BTreeMap<String, AcrCredentialPolicy>,
+    BTreeMap<String, AcrRegistryBinding>,
+) {
+    let labelled = |mut meta: ObjectMeta| {
+        meta.labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(TRANSLATED_LABEL.to_owned(), label.to_owned());
+        meta
+    };
+    let policies = translation
+        .policies
+        .iter()
+        .map(|p| {
+            let mut p = p.clone();
+            p.metadata = labelled(p.metadata);
+            (p.name_any(), p)
+        })
+        .collect();
+    let bindings = translation
+        .bindings
+        .iter()
+        .map(|b| {
+            let mut b = b.clone();
+            b.metadata = labelled(b.metadata);
+            (b.name_any(), b)
+        })
+        .collect();
+    (policies, bindings)
+}
+
 impl Translator {
     /// One pass: translate, then apply and prune. Nothing is changed when translation fails.
     async fn pass(&mut self, cm: Option<&ConfigMap>) {
-        let version = cm.and_then(|c| c.resource_version());
-        if version != self.reported_version {
-            self.reported.clear();
-            self.reported_version = version;
-        }
-        let translation = match cm {
-            None => Translation::default(),
-            Some(cm) => {
-                let options = TranslateOptions {
-                    token_mode: self.config.token_mode,
-                    label_as_translated: false,
-                };
-                match legacy::translate_configmap(cm, &options) {
-                    Ok(t) => {
-                        for w in &t.warnings {
-                            // The advice written for `migrate` users, adapted: here the
-                            // controller writes the AccessKey Secret itself.
-                            let note = w.to_string().replace(
-                                "Create that Secret (the values are not printed here), then remove",
-                                "The live translation writes that Secret unless one of that name exists; before moving to Git, create it yourself and remove",
-                            );
-                            self.report(cm, EventType::Warning, "TranslationWarning", note)
-                                .await;
-                        }
-                        t
-                    }
-                    Err(errors) => {
-                        for e in &errors.0 {
-                            self.report(
-                                cm,
-                                EventType::Warning,
-                                e.reason(),
-                                format!("{e}; nothing was changed: the objects translated before stay as they are"),
-                            )
-                            .await;
-                        }
-                        return;
-                    }
-                }
-            }
+        self.new_version(cm);
+        let Some(translation) = self.translate(cm).await else {
+            return;
         };
         let label = self.config.label_value();
-        let labelled = |mut meta: ObjectMeta| {
-            meta.labels
-                .get_or_insert_with(BTreeMap::new)
-                .insert(TRANSLATED_LABEL.to_owned(), label.clone());
-            meta
-        };
-        let policies: BTreeMap<String, AcrCredentialPolicy> = translation
-            .policies
-            .iter()
-            .map(|p| {
-                let mut p = p.clone();
-                p.metadata = labelled(p.metadata);
-                (p.name_any(), p)
-            })
-            .collect();
-        let bindings: BTreeMap<String, AcrRegistryBinding> = translation
-            .bindings
-            .iter()
-            .map(|b| {
-                let mut b = b.clone();
-                b.metadata = labelled(b.metadata);
-                (b.name_any(), b)
-            })
-            .collect();
-
+        let (policies, bindings) = labelled_objects(&translation, &label);
         let policy_api: Api<AcrCredentialPolicy> = Api::all(self.client.clone());
         let binding_api: Api<AcrRegistryBinding> = Api::all(self.client.clone());
         let (policy_plan, binding_plan) = match (
@@ -239,11 +214,7 @@ impl Translator {
             }
         };
         for notice in policy_plan.notices.iter().chain(&binding_plan.notices) {
-            let type_ = match notice {
-                Notice::NameClash { .. } => EventType::Warning,
-                Notice::TakenOver { .. } => EventType::Normal,
-            };
-            self.report_opt(cm, type_, notice.reason(), notice.message())
+            self.report_opt(cm, notice.event_type(), notice.reason(), notice.message())
                 .await;
         }
 
@@ -267,6 +238,59 @@ impl Translator {
                 changes,
                 "legacy ConfigMap translated and applied"
             );
+        }
+    }
+
+    /// A new ConfigMap version: its warnings are published again.
+    fn new_version(&mut self, cm: Option<&ConfigMap>) {
+        let version = cm.and_then(|c| c.resource_version());
+        if version != self.reported_version {
+            self.reported.clear();
+            self.reported_version = version;
+        }
+    }
+
+    /// Translates the ConfigMap (none: nothing to keep) and reports its warnings; `None` when it
+    /// does not translate, after reporting every problem.
+    async fn translate(&mut self, cm: Option<&ConfigMap>) -> Option<Translation> {
+        let Some(cm) = cm else {
+            return Some(Translation::default());
+        };
+        let options = TranslateOptions {
+            token_mode: self.config.token_mode,
+            label_as_translated: false,
+        };
+        match legacy::translate_configmap(cm, &options) {
+            Ok(t) => {
+                for w in &t.warnings {
+                    // The advice written for `migrate` users, adapted: here the controller
+                    // writes the AccessKey Secret itself.
+                    let note = w.to_string().replace(
+                        "Create that Secret (the values are not printed here), then remove",
+                        "The live translation writes that Secret unless one of that name exists; before moving to Git, create it yourself and remove",
+                    );
+                    self.report(
+                        cm,
+                        EventType::Warning,
+                        events::reasons::TRANSLATION_WARNING,
+                        note,
+                    )
+                    .await;
+                }
+                Some(t)
+            }
+            Err(errors) => {
+                for e in &errors.0 {
+                    self.report(
+                        cm,
+                        EventType::Warning,
+                        e.reason(),
+                        format!("{e}; nothing was changed: the objects translated before stay as they are"),
+                    )
+                    .await;
+                }
+                None
+            }
         }
     }
 
@@ -332,7 +356,7 @@ impl Translator {
                     self.report_opt(
                         cm,
                         EventType::Warning,
-                        "ApplyFailed",
+                        events::reasons::APPLY_FAILED,
                         format!("could not apply the translated {kind} {name}: {e}"),
                     )
                     .await;
@@ -363,7 +387,7 @@ impl Translator {
                     self.report_opt(
                         cm,
                         EventType::Warning,
-                        "PruneFailed",
+                        events::reasons::PRUNE_FAILED,
                         format!("could not delete the translated {kind} {name}, which the ConfigMap no longer yields: {e}"),
                     )
                     .await;
@@ -374,68 +398,29 @@ impl Translator {
     }
 
     /// Puts an inline AccessKey pair into the Secret its policy names, unless a Secret of that
-    /// name exists that the translation did not create.
+    /// name exists that the translation did not create (or that already holds the pair).
     async fn apply_access_key(&mut self, cm: Option<&ConfigMap>, key: &LegacyAccessKey) {
         let api: Api<Secret> = Api::namespaced(self.client.clone(), &key.namespace);
-        let create_it = |why: String| {
-            format!(
-                "the translated policy reads the AccessKey pair from Secret {}/{} (keys AccessKeyId and AccessKeySecret), which {why}; create it yourself, then remove customAccessKey and customAccessKeySecret from the ConfigMap",
-                key.namespace, key.name
-            )
-        };
         let label = self.config.label_value();
         match api.get_opt(&key.name).await {
-            Ok(Some(s)) => {
-                let ours = s.labels().get(TRANSLATED_LABEL) == Some(&label)
-                    && plan::taken_over_by(s.meta(), FIELD_MANAGER).is_none();
-                let wanted = [
-                    ("AccessKeyId", key.access_key_id.expose().as_bytes()),
-                    ("AccessKeySecret", key.access_key_secret.expose().as_bytes()),
-                ];
-                let current = s.data.clone().unwrap_or_default();
-                let same = wanted
-                    .iter()
-                    .all(|(k, v)| current.get(*k).map(|b| b.0.as_slice()) == Some(*v));
-                if !ours || same {
-                    return;
-                }
-            }
-            Ok(None) => {}
+            Ok(Some(s)) if !access_key_to_write(&s, key, &label) => return,
+            Ok(_) => {}
             Err(e) => {
-                let note = create_it(format!("the controller cannot read ({})", e_reason(&e)));
-                self.report_opt(cm, EventType::Warning, "AccessKeySecretMissing", note)
-                    .await;
+                let note = create_it(
+                    key,
+                    &format!("the controller cannot read ({})", e_reason(&e)),
+                );
+                self.report_opt(
+                    cm,
+                    EventType::Warning,
+                    events::reasons::ACCESS_KEY_SECRET_MISSING,
+                    note,
+                )
+                .await;
                 return;
             }
         }
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(key.name.clone()),
-                namespace: Some(key.namespace.clone()),
-                labels: Some([(TRANSLATED_LABEL.to_owned(), label)].into()),
-                ..Default::default()
-            },
-            type_: Some("Opaque".into()),
-            data: Some(
-                [
-                    (
-                        "AccessKeyId".to_owned(),
-                        ByteString(key.access_key_id.expose().as_bytes().to_vec()),
-                    ),
-                    (
-                        "AccessKeySecret".to_owned(),
-                        ByteString(key.access_key_secret.expose().as_bytes().to_vec()),
-                    ),
-                ]
-                .into(),
-            ),
-            ..Secret::default()
-        };
-        let mut body = serde_json::to_value(&secret).unwrap_or(Value::Null);
-        if let Some(map) = body.as_object_mut() {
-            map.insert("apiVersion".into(), "v1".into());
-            map.insert("kind".into(), "Secret".into());
-        }
+        let body = access_key_secret(key, label);
         if let Err(e) = api
             .patch(
                 &key.name,
@@ -444,9 +429,17 @@ impl Translator {
             )
             .await
         {
-            let note = create_it(format!("the controller could not write ({})", e_reason(&e)));
-            self.report_opt(cm, EventType::Warning, "AccessKeySecretMissing", note)
-                .await;
+            let note = create_it(
+                key,
+                &format!("the controller could not write ({})", e_reason(&e)),
+            );
+            self.report_opt(
+                cm,
+                EventType::Warning,
+                events::reasons::ACCESS_KEY_SECRET_MISSING,
+                note,
+            )
+            .await;
         }
     }
 
@@ -509,6 +502,64 @@ impl Translator {
             tracing::warn!(error = %e, reason, "could not publish Event");
         }
     }
+}
+
+/// Whether the existing Secret `s` is one the translation wrote (labelled, not taken over)
+/// and no longer holds `key`'s pair.
+fn access_key_to_write(s: &Secret, key: &LegacyAccessKey, label: &str) -> bool {
+    let ours = s.labels().get(TRANSLATED_LABEL).map(String::as_str) == Some(label)
+        && plan::taken_over_by(s.meta(), FIELD_MANAGER).is_none();
+    let wanted = [
+        ("AccessKeyId", key.access_key_id.expose().as_bytes()),
+        ("AccessKeySecret", key.access_key_secret.expose().as_bytes()),
+    ];
+    let current = s.data.clone().unwrap_or_default();
+    let same = wanted
+        .iter()
+        .all(|(k, v)| current.get(*k).map(|b| b.0.as_slice()) == Some(*v));
+    ours && !same
+}
+
+/// The server-side apply body of the Secret that holds `key`'s pair, labelled as translated.
+fn access_key_secret(key: &LegacyAccessKey, label: String) -> Value {
+    let secret = Secret {
+        metadata: ObjectMeta {
+            name: Some(key.name.clone()),
+            namespace: Some(key.namespace.clone()),
+            labels: Some([(TRANSLATED_LABEL.to_owned(), label)].into()),
+            ..Default::default()
+        },
+        type_: Some("Opaque".into()),
+        data: Some(
+            [
+                (
+                    "AccessKeyId".to_owned(),
+                    ByteString(key.access_key_id.expose().as_bytes().to_vec()),
+                ),
+                (
+                    "AccessKeySecret".to_owned(),
+                    ByteString(key.access_key_secret.expose().as_bytes().to_vec()),
+                ),
+            ]
+            .into(),
+        ),
+        ..Secret::default()
+    };
+    let mut body = serde_json::to_value(&secret).unwrap_or(Value::Null);
+    if let Some(map) = body.as_object_mut() {
+        map.insert("apiVersion".into(), "v1".into());
+        map.insert("kind".into(), "Secret".into());
+    }
+    body
+}
+
+/// The Warning note when the AccessKey Secret is missing: which Secret and keys to create
+/// (never the values).
+fn create_it(key: &LegacyAccessKey, why: &str) -> String {
+    format!(
+        "the translated policy reads the AccessKey pair from Secret {}/{} (keys AccessKeyId and AccessKeySecret), which {why}; create it yourself, then remove customAccessKey and customAccessKeySecret from the ConfigMap",
+        key.namespace, key.name
+    )
 }
 
 /// The API server's reason for an error (`Forbidden`, ...), without the request details.

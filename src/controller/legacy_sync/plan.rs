@@ -13,8 +13,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::runtime::events::EventType;
 use serde_json::Value;
 
+use crate::controller::events;
 use crate::legacy::TRANSLATED_LABEL;
 
 /// The annotation client-side `kubectl apply` leaves on what it applied.
@@ -90,8 +92,16 @@ impl Notice {
     /// Event reason.
     pub fn reason(&self) -> &'static str {
         match self {
-            Notice::NameClash { .. } => "NameClash",
-            Notice::TakenOver { .. } => "TakenOver",
+            Notice::NameClash { .. } => events::reasons::NAME_CLASH,
+            Notice::TakenOver { .. } => events::reasons::TAKEN_OVER,
+        }
+    }
+
+    /// Event type: a clash is a Warning, a take-over is normal.
+    pub fn event_type(&self) -> EventType {
+        match self {
+            Notice::NameClash { .. } => EventType::Warning,
+            Notice::TakenOver { .. } => EventType::Normal,
         }
     }
 

@@ -201,3 +201,230 @@ fn unsynced_namespaces_are_reported() {
     assert_eq!(synced.reason, reasons::SECRET_OWNED_BY_OTHERS);
     assert_eq!(s.namespaces.as_ref().unwrap().failed.len(), 1);
 }
+
+fn failure(reason: &'static str, message: &str) -> TokenFailure {
+    TokenFailure {
+        at: t("2024-01-01T00:20:00Z"),
+        reason,
+        message: message.into(),
+    }
+}
+
+fn ns_failure(name: &str, reason: &str) -> NamespaceFailure {
+    NamespaceFailure {
+        name: name.into(),
+        reason: reason.into(),
+        message: "went wrong".into(),
+    }
+}
+
+#[test]
+fn token_issued_says_valid_degraded_expired_failed_or_waiting() {
+    let at = t("2024-01-01T00:30:00Z");
+    let late = t("2024-01-01T02:00:00Z");
+    let mut obs = healthy();
+    let v = token_issued(&obs, at);
+    assert_eq!((v.ok, v.reason), (true, reasons::TOKEN_ISSUED));
+    assert_eq!(
+        v.message,
+        "token valid until 2024-01-01T01:00:00Z, renewal at 2024-01-01T00:45:00Z"
+    );
+    obs.token_failure = Some(failure("Throttled", "slow down"));
+    let v = token_issued(&obs, at);
+    assert_eq!((v.ok, v.reason), (true, reasons::RENEWAL_FAILING));
+    assert!(v.message.starts_with("Degraded: "), "{v:?}");
+    let v = token_issued(&obs, late);
+    assert_eq!((v.ok, v.reason), (false, reasons::TOKEN_EXPIRED));
+    assert!(v.message.ends_with(": slow down"), "{v:?}");
+    obs.token = None;
+    let v = token_issued(&obs, at);
+    assert_eq!(
+        v,
+        Verdict::new(false, reasons::TOKEN_REQUEST_FAILED, "slow down".into())
+    );
+    obs.token_failure = None;
+    assert_eq!(token_issued(&obs, at).reason, reasons::PROGRESSING);
+}
+
+#[test]
+fn secrets_synced_counts_and_names_the_first_failure_reason() {
+    let mut obs = healthy();
+    let v = secrets_synced(&obs);
+    assert_eq!((v.ok, v.reason), (true, reasons::SECRETS_SYNCED));
+    assert_eq!(v.message, "2/2 namespaces hold the current pull Secret");
+    obs.namespaces_synced = 1;
+    let v = secrets_synced(&obs);
+    assert_eq!((v.ok, v.reason), (false, reasons::PROGRESSING));
+    obs.namespace_failures = vec![ns_failure("b", "Forbidden")];
+    let v = secrets_synced(&obs);
+    assert_eq!((v.ok, v.reason), (false, reasons::SECRET_SYNC_FAILED));
+    assert_eq!(v.message, "1/2 namespaces synced; b: went wrong");
+    obs.namespace_failures = (0..5)
+        .map(|i| ns_failure(&format!("n{i}"), reasons::SECRET_OWNED_BY_OTHERS))
+        .collect();
+    let v = secrets_synced(&obs);
+    assert_eq!(v.reason, reasons::SECRET_OWNED_BY_OTHERS);
+    assert!(v.message.ends_with("(and 2 more)"), "{v:?}");
+    // Nothing selected: fine, unless what was selected is forbidden.
+    obs.namespaces_selected = 0;
+    obs.namespaces_synced = 0;
+    obs.namespace_failures = vec![ns_failure("c", reasons::NAMESPACE_NOT_ALLOWED)];
+    let v = secrets_synced(&obs);
+    assert_eq!((v.ok, v.reason), (false, reasons::NAMESPACE_NOT_ALLOWED));
+    assert!(v.message.starts_with("no usable namespace: c: "));
+    obs.namespace_failures.clear();
+    let v = secrets_synced(&obs);
+    assert_eq!((v.ok, v.reason), (true, reasons::NO_NAMESPACES_SELECTED));
+}
+
+#[test]
+fn service_accounts_bound_counts_and_names_the_first_failure() {
+    let mut obs = healthy();
+    let v = service_accounts_bound(&obs);
+    assert_eq!((v.ok, v.reason), (true, reasons::SERVICE_ACCOUNTS_BOUND));
+    assert_eq!(v.message, "2/2 ServiceAccounts reference the pull Secret");
+    obs.service_accounts_bound = 1;
+    let v = service_accounts_bound(&obs);
+    assert_eq!((v.ok, v.reason), (false, reasons::PROGRESSING));
+    obs.service_account_failures = vec!["a/default: conflict".into()];
+    let v = service_accounts_bound(&obs);
+    assert_eq!(
+        v,
+        Verdict::new(
+            false,
+            reasons::SERVICE_ACCOUNT_PATCH_FAILED,
+            "1/2 ServiceAccounts bound; a/default: conflict".into()
+        )
+    );
+    // A failure is reported even when the counts add up.
+    obs.service_accounts_bound = 2;
+    assert!(!service_accounts_bound(&obs).ok);
+}
+
+#[test]
+fn ready_is_explained_by_the_first_condition_that_is_not_true() {
+    let obs = healthy();
+    let yes = |reason| Verdict::new(true, reason, format!("{reason} message"));
+    let no = |reason| Verdict::new(false, reason, format!("{reason} message"));
+    let (token, secrets, accounts) = (
+        yes(reasons::TOKEN_ISSUED),
+        yes(reasons::SECRETS_SYNCED),
+        yes(reasons::SERVICE_ACCOUNTS_BOUND),
+    );
+    let v = ready(&obs, &token, &secrets, &accounts);
+    assert_eq!((v.ok, v.reason), (true, reasons::RECONCILED));
+    assert_eq!(
+        v.message,
+        "2/2 namespaces and 2/2 ServiceAccounts hold a token valid until 2024-01-01T01:00:00Z"
+    );
+    let bad_secrets = no(reasons::SECRET_SYNC_FAILED);
+    let bad_accounts = no(reasons::SERVICE_ACCOUNT_PATCH_FAILED);
+    assert_eq!(
+        ready(&obs, &token, &bad_secrets, &bad_accounts),
+        bad_secrets
+    );
+    assert_eq!(ready(&obs, &token, &secrets, &bad_accounts), bad_accounts);
+    let bad_token = no(reasons::TOKEN_EXPIRED);
+    assert_eq!(ready(&obs, &bad_token, &bad_secrets, &accounts), bad_token);
+    // All True, but worth saying.
+    let degraded = yes(reasons::RENEWAL_FAILING);
+    assert_eq!(ready(&obs, &degraded, &secrets, &accounts), degraded);
+    let mut empty = obs.clone();
+    empty.namespaces_selected = 0;
+    let none = yes(reasons::NO_NAMESPACES_SELECTED);
+    assert_eq!(ready(&empty, &token, &none, &accounts), none);
+}
+
+#[test]
+fn stalled_only_for_forbidden_namespaces_or_an_unknown_instance_without_a_token() {
+    let at = t("2024-01-01T00:30:00Z");
+    let mut obs = healthy();
+    assert_eq!(stalled(&obs, at), None);
+    obs.namespace_failures = vec![
+        ns_failure("a", reasons::SECRET_OWNED_BY_OTHERS),
+        ns_failure("b", reasons::NAMESPACE_NOT_ALLOWED),
+    ];
+    assert_eq!(
+        stalled(&obs, at),
+        Some(Verdict::new(
+            true,
+            reasons::NAMESPACE_NOT_ALLOWED,
+            "b: went wrong".into()
+        ))
+    );
+    obs.namespace_failures.clear();
+    obs.token_failure = Some(failure(reasons::NOT_FOUND, "no such instance"));
+    // The held token is still valid: not stalled yet.
+    assert_eq!(stalled(&obs, at), None);
+    obs.token = None;
+    assert_eq!(
+        stalled(&obs, at).map(|v| v.reason),
+        Some(reasons::NOT_FOUND)
+    );
+}
+
+#[test]
+fn reconciling_only_while_progressing_and_not_stalled() {
+    let progressing = Verdict::new(false, reasons::PROGRESSING, "no token yet".into());
+    assert_eq!(
+        reconciling(&progressing, false),
+        Some(Verdict::new(
+            true,
+            reasons::PROGRESSING,
+            "no token yet".into()
+        ))
+    );
+    assert_eq!(reconciling(&progressing, true), None);
+    let failed = Verdict::new(false, reasons::TOKEN_REQUEST_FAILED, "x".into());
+    assert_eq!(reconciling(&failed, false), None);
+    let ready = Verdict::new(true, reasons::PROGRESSING, "x".into());
+    assert_eq!(reconciling(&ready, false), None);
+}
+
+#[test]
+fn latest_failure_prefers_the_token_then_namespaces_then_service_accounts() {
+    let now = t("2024-01-01T00:30:00Z");
+    let mut obs = healthy();
+    assert_eq!(latest_failure(&obs, now), None);
+    obs.service_account_failures = vec!["a/default: conflict".into()];
+    let f = latest_failure(&obs, now).unwrap();
+    assert_eq!(f.reason, reasons::SERVICE_ACCOUNT_PATCH_FAILED);
+    assert_eq!(f.time, time(now));
+    obs.namespace_failures = vec![ns_failure("b", reasons::SECRET_OWNED_BY_OTHERS)];
+    let f = latest_failure(&obs, now).unwrap();
+    assert_eq!(
+        (f.reason.as_str(), f.message.as_str()),
+        (reasons::SECRET_OWNED_BY_OTHERS, "b: went wrong")
+    );
+    obs.token_failure = Some(failure("Throttled", "slow down"));
+    let f = latest_failure(&obs, now).unwrap();
+    assert_eq!(
+        (f.reason.as_str(), f.time),
+        ("Throttled", time(t("2024-01-01T00:20:00Z")))
+    );
+}
+
+#[test]
+fn a_repeated_failure_keeps_its_first_time() {
+    let obs = BindingObservation {
+        token_failure: Some(failure("Throttled", "slow down")),
+        ..healthy()
+    };
+    let first = binding_status(None, &obs, t("2024-01-01T00:30:00Z"));
+    let mut later = obs.clone();
+    later.token_failure.as_mut().unwrap().at = t("2024-01-01T00:40:00Z");
+    let again = binding_status(Some(&first), &later, t("2024-01-01T00:40:00Z"));
+    assert_eq!(again.last_failure, first.last_failure);
+    later.token_failure.as_mut().unwrap().message = "slower".into();
+    let changed = binding_status(Some(&first), &later, t("2024-01-01T00:40:00Z"));
+    assert_eq!(
+        changed.last_failure.unwrap().time,
+        time(t("2024-01-01T00:40:00Z"))
+    );
+}
+
+#[test]
+fn stalled_matches_the_cloud_reason_for_an_unknown_instance() {
+    // `stalled` compares a token failure's reason (from `CloudError::reason`) with this one.
+    assert_eq!(reasons::NOT_FOUND, crate::cloud::error::reasons::NOT_FOUND);
+}
