@@ -220,6 +220,8 @@ pub async fn serve(
         .await
         .map_err(WebhookError::Bind)?;
     let bound = listener.local_addr().map_err(WebhookError::Bind)?;
+    // Open connections (the API server keeps them alive) end with the server.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         tokio::pin!(shutdown);
         loop {
@@ -234,15 +236,21 @@ pub async fn serve(
                 },
                 () = &mut shutdown => break,
             };
-            tokio::spawn(connection(acceptor.clone(), tcp, app.clone()));
+            tokio::spawn(connection(acceptor.clone(), tcp, app.clone(), stop.clone()));
         }
+        let _ = stop_tx.send(true);
         tracing::info!("webhook server stopped");
     });
     tracing::info!(address = %bound, path = PATH, "webhook server listening");
     Ok(bound)
 }
 
-async fn connection(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, app: axum::Router) {
+async fn connection(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -255,9 +263,19 @@ async fn connection(acceptor: TlsAcceptor, tcp: tokio::net::TcpStream, app: axum
     let served = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT)
-        .serve_connection(TokioIo::new(tls), service)
-        .await;
-    if let Err(e) = served {
+        .serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(served);
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let result = tokio::select! {
+        r = served.as_mut() => r,
+        () = stopped => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(error = %e, "webhook: connection ended with an error");
     }
 }
