@@ -30,6 +30,11 @@ pub use decide::{OPT_OUT_LABEL, OPT_OUT_VALUE, Settings};
 pub use rotation::{CertSource, Managed};
 pub use server::CertSlot;
 
+/// The chart's default `webhook.timeoutSeconds` (a legacy `timeout-seconds` other than this is
+/// reported by the translation with the Helm value to set; `tests/chart_templates.rs` checks
+/// the chart renders it).
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 5;
+
 /// The path the API server posts AdmissionReviews to.
 pub const PATH: &str = "/mutate-serviceaccounts";
 
