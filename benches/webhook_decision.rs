@@ -25,7 +25,7 @@ use serde_json::json;
 const BINDINGS: usize = 1_000;
 const NAMESPACES: usize = 1_000;
 const POLICIES: usize = 20;
-const DECISIONS: usize = 20_000;
+const DECISIONS: usize = 5_000;
 
 fn policy(i: usize) -> AcrCredentialPolicy {
     let allowed = if i.is_multiple_of(2) {
@@ -125,12 +125,14 @@ fn main() {
             panic!("the benchmark's review does not parse");
         };
         let state = bindings.state();
+        let sa_labels = decide::labels_of(&sa.object).unwrap_or_default();
         let candidates = decide::candidates(
             state.iter().map(|b| &**b),
             &policies,
             &config,
             &sa.namespace,
             &labels[n],
+            (&sa.name, &sa_labels),
         );
         let outcome = decide::decide(&sa, Some(&labels[n]), &candidates, &settings);
         let patch = match &outcome {

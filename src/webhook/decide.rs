@@ -101,39 +101,50 @@ impl Outcome {
     }
 }
 
-/// The string labels of an object's metadata; `Err` when they are not a map of strings.
-fn labels_of(object: &Map<String, Value>) -> Result<BTreeMap<String, String>, ()> {
+/// The string labels of an object's metadata; `None` when they are not a map of strings.
+pub fn labels_of(object: &Map<String, Value>) -> Option<BTreeMap<String, String>> {
     match object.get("metadata").and_then(|m| m.get("labels")) {
-        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        None | Some(Value::Null) => Some(BTreeMap::new()),
         Some(Value::Object(map)) => map
             .iter()
-            .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())).ok_or(()))
+            .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
             .collect(),
-        Some(_) => Err(()),
+        Some(_) => None,
     }
 }
 
-/// The bindings that may inject into `namespace` (labels `ns_labels`): live, with
-/// `injectOnCreate: true`, whose namespace selection picks it (a cheap test first), and that
-/// resolve against the policy cache as the reconciler resolves them.
+/// The binding that injects into ServiceAccount `sa` (name and labels) of `namespace` (labels
+/// `ns_labels`), if any: of the live bindings with `injectOnCreate: true` whose spec selects both
+/// (cheap tests first), in name order, the first that resolves against the policy cache as the
+/// reconciler resolves it and still selects them with the policy's `allowedNamespaces`. Only
+/// bindings up to that one are resolved. Returned as a slice for [`decide`].
 pub fn candidates<'a>(
     bindings: impl IntoIterator<Item = &'a AcrRegistryBinding>,
     policies: &Store<AcrCredentialPolicy>,
     config: &ControllerConfig,
     namespace: &str,
     ns_labels: &BTreeMap<String, String>,
+    sa: (&str, &BTreeMap<String, String>),
 ) -> Vec<Resolved> {
-    let mut out: Vec<Resolved> = bindings
+    let mut picked: Vec<&AcrRegistryBinding> = bindings
         .into_iter()
         .filter(|b| b.spec.inject_on_create() && b.metadata.deletion_timestamp.is_none())
         .filter(|b| {
             namespace_verdict(&b.spec.namespaces, None, namespace, ns_labels)
                 != NamespaceVerdict::NotSelected
         })
-        .filter_map(|b| resolve(b, policies, config).ok())
+        .filter(|b| service_account_selected(&b.spec.effective_service_accounts(), sa.0, sa.1))
         .collect();
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
+    picked.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    picked
+        .into_iter()
+        .filter_map(|b| resolve(b, policies, config).ok())
+        .find(|r| {
+            r.selects(namespace, ns_labels)
+                && service_account_selected(&r.service_accounts, sa.0, sa.1)
+        })
+        .into_iter()
+        .collect()
 }
 
 /// Decides on `sa`, given its namespace's labels (`None`: the namespace is unknown) and the
@@ -147,7 +158,7 @@ pub fn decide(
     if settings.excluded_namespaces.contains(&sa.namespace) {
         return Outcome::Skip(decision::EXCLUDED_NAMESPACE);
     }
-    let Ok(labels) = labels_of(&sa.object) else {
+    let Some(labels) = labels_of(&sa.object) else {
         return Outcome::Skip(decision::UNEXPECTED_SHAPE);
     };
     if labels.get(OPT_OUT_LABEL).map(String::as_str) == Some(OPT_OUT_VALUE) {

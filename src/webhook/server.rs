@@ -151,6 +151,8 @@ impl Handler {
             decide::decide(&create, None, &[], &self.settings)
         } else {
             let labels = self.namespace_labels(&create.namespace).await;
+            // Labels of an odd shape: decide() skips it before looking at candidates.
+            let sa_labels = decide::labels_of(&create.object).unwrap_or_default();
             let candidates = labels.as_ref().map_or_else(Vec::new, |l| {
                 let bindings = self.stores.bindings.state();
                 decide::candidates(
@@ -159,6 +161,7 @@ impl Handler {
                     &self.config,
                     &create.namespace,
                     l,
+                    (&create.name, &sa_labels),
                 )
             });
             decide::decide(&create, labels.as_ref(), &candidates, &self.settings)

@@ -61,8 +61,17 @@ fn run(
 ) -> Outcome {
     let store = policies(vec![policy("p", allowed)]);
     let l = labels(ns_labels);
-    let c = candidates(bindings, &store, &ControllerConfig::default(), ns, &l);
-    decide(&create(ns, object), Some(&l), &c, &settings())
+    let sa = create(ns, object);
+    let sa_labels = labels_of(&sa.object).unwrap_or_default();
+    let c = candidates(
+        bindings,
+        &store,
+        &ControllerConfig::default(),
+        ns,
+        &l,
+        (&sa.name, &sa_labels),
+    );
+    decide(&sa, Some(&l), &c, &settings())
 }
 
 fn apply(object: &Value, outcome: &Outcome) -> Value {
@@ -285,13 +294,16 @@ fn excluded_namespaces_and_the_opt_out_label_win() {
 fn an_unknown_namespace_is_skipped() {
     let store = policies(vec![policy("p", None)]);
     let b = [binding("b", true, "{all: true}", "{all: true}")];
+    let none = BTreeMap::new();
     let c = candidates(
         &b,
         &store,
         &ControllerConfig::default(),
         "a",
-        &BTreeMap::new(),
+        &none,
+        ("x", &none),
     );
+    assert_eq!(c.len(), 1, "the binding would select it");
     let sa = create("a", json!({"metadata": {"name": "x"}}));
     assert_eq!(
         decide(&sa, None, &c, &settings()).decision(),
