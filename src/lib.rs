@@ -10,6 +10,7 @@
 //!   and the chain walk behind `doctor`.
 //! - `sensitive`: the wrapper that keeps credentials and tokens out of every printed string.
 //! - `controller`: the reconcilers, token manager, Secret and ServiceAccount logic, `run`.
+//! - `webhook`: the ServiceAccount admission webhook (`injectOnCreate`) and its certificates.
 //! - `metrics`: the Prometheus counters and gauges counted as things happen.
 //! - `provider`: the kubelet image credential provider (`src/bin/acr-credential-provider.rs`),
 //!   with node or per-Pod ServiceAccount identity and no Secrets.
@@ -26,3 +27,4 @@ pub mod legacy;
 pub mod metrics;
 pub mod provider;
 pub mod sensitive;
+pub mod webhook;

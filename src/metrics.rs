@@ -1,6 +1,8 @@
 //! The process's Prometheus metrics that are counted as things happen: cloud calls by API and
 //! outcome (with latency), reconciles by controller and result (with duration), API writes by
-//! kind, and whether this replica leads.
+//! kind, whether this replica leads, the webhook's admissions by result (with latency) and the
+//! ServiceAccounts the reconciler had to patch after creation although a binding asked for
+//! injection at creation.
 //!
 //! They live in one process-wide set ([`global`]) so the cloud client and the write paths can
 //! count without a handle threaded through; [`register`] adds them to a scrape registry. Label
@@ -36,6 +38,9 @@ pub struct Metrics {
     pub reconcile_duration: Histograms,
     pub writes: Family<Labels, Counter>,
     pub leader: Gauge,
+    pub admissions: Family<Labels, Counter>,
+    pub admission_duration: Histogram,
+    pub patched_after_create: Family<Labels, Counter>,
 }
 
 /// The process-wide metrics.
@@ -47,6 +52,10 @@ pub fn global() -> &'static Metrics {
         reconcile_duration: Family::new_with_constructor(latency_histogram),
         writes: Family::default(),
         leader: Gauge::default(),
+        admissions: Family::default(),
+        // 50 µs … ~0.8 s.
+        admission_duration: Histogram::new(exponential_buckets(0.000_05, 2.0, 15)),
+        patched_after_create: Family::default(),
     });
     &METRICS
 }
@@ -83,6 +92,21 @@ pub fn register(registry: &mut Registry) {
         "leader",
         "1 while this replica holds the leader Lease (and may write), else 0",
         m.leader.clone(),
+    );
+    registry.register(
+        "webhook_admissions",
+        "ServiceAccount admission reviews answered by the webhook, by result (Patched, NotSelected, ...)",
+        m.admissions.clone(),
+    );
+    registry.register(
+        "webhook_admission_duration_seconds",
+        "Time the webhook took to answer an admission review",
+        m.admission_duration.clone(),
+    );
+    registry.register(
+        "service_accounts_patched_after_create",
+        "ServiceAccounts created after a binding with injectOnCreate selected them that the reconciler still had to patch (the webhook was down, skipped or not called), by binding",
+        m.patched_after_create.clone(),
     );
 }
 
@@ -125,4 +149,22 @@ pub fn write(kind: &str, verb: &'static str) {
 /// Sets the leader gauge.
 pub fn set_leader(leading: bool) {
     global().leader.set(i64::from(leading));
+}
+
+/// Counts one admission review answered with `result` after `elapsed`.
+pub fn admission(result: &'static str, elapsed: Duration) {
+    let m = global();
+    m.admissions
+        .get_or_create(&vec![("result", result.to_owned())])
+        .inc();
+    m.admission_duration.observe(elapsed.as_secs_f64());
+}
+
+/// Counts one ServiceAccount the reconciler patched although `binding` asked for injection at
+/// creation.
+pub fn patched_after_create(binding: &str) {
+    global()
+        .patched_after_create
+        .get_or_create(&vec![("binding", binding.to_owned())])
+        .inc();
 }

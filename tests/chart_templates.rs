@@ -1,6 +1,7 @@
 //! The Helm chart stays true to the code: its CRD templates are what `crd --helm` generates
 //! from the Rust types, and the ValidatingAdmissionPolicy it renders (rendered by real Helm)
-//! lets the controller write only its own dockerconfigjson Secret, checked with the crate's CEL.
+//! lets the controller write only its own dockerconfigjson Secret (and its webhook certificate
+//! Secret), checked with the crate's CEL.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
@@ -83,7 +84,10 @@ fn admit(policy: &Value, user: &str, operation: &str, secret: Value) -> (bool, b
                 .as_str()
                 .unwrap_or_default()
                 .into(),
-            namespace: "shop".into(),
+            namespace: secret["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .into(),
             ..Default::default()
         })
         .build();
@@ -148,6 +152,16 @@ fn the_admission_policy_lets_the_controller_write_only_its_pull_secret() {
             admit(policy, controller, op, secret("other", dockercfg)),
             (true, false)
         );
+        // The webhook's certificate Secret: Opaque, its name, the release namespace only.
+        let mut tls = secret("acr-acr-credential-controller-webhook-tls", Some("Opaque"));
+        tls["metadata"]["namespace"] = json!("acr-system");
+        assert_eq!(admit(policy, controller, op, tls.clone()), (true, true));
+        let mut token = tls.clone();
+        token["type"] = json!("kubernetes.io/service-account-token");
+        assert_eq!(admit(policy, controller, op, token), (true, false));
+        let mut elsewhere = tls;
+        elsewhere["metadata"]["namespace"] = json!("shop");
+        assert_eq!(admit(policy, controller, op, elsewhere), (true, false));
     }
     // Anyone else is not matched at all: the policy never gets in their way.
     for user in [
@@ -168,4 +182,18 @@ fn the_admission_policy_lets_the_controller_write_only_its_pull_secret() {
         .unwrap();
     assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
     assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
+}
+
+#[test]
+fn the_webhook_timeout_default_is_the_one_the_legacy_translation_compares_with() {
+    let docs = render_1_30(json!({}));
+    let config = docs
+        .iter()
+        .find(|d| d["kind"] == "MutatingWebhookConfiguration")
+        .expect("the chart renders the webhook by default");
+    assert_eq!(
+        config["webhooks"][0]["timeoutSeconds"],
+        json!(acr_credential_controller::webhook::DEFAULT_TIMEOUT_SECONDS)
+    );
+    assert_eq!(config["webhooks"][0]["failurePolicy"], "Ignore");
 }

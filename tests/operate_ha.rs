@@ -626,6 +626,7 @@ async fn readyz_follows_the_caches_and_livez_the_lease_loop() {
         leadership: handle.leadership.clone(),
         loop_max_age: Duration::from_secs(3),
         running: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)),
+        webhook: None,
     };
     let (bindings, _writer) =
         kube::runtime::reflector::store::<acr_credential_controller::api::AcrRegistryBinding>();

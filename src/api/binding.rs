@@ -91,9 +91,12 @@ pub struct AcrRegistryBindingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_accounts: Option<ServiceAccountSelection>,
 
-    /// Whether the controller's admission webhook adds the pull Secret to matching
-    /// ServiceAccounts as they are created, so pods started right after need not wait for the
-    /// next reconcile. When unset: false.
+    /// Whether the controller's admission webhook adds the pull Secret to the ServiceAccounts
+    /// this binding selects as they are created, so Pods created right after them pull too.
+    /// The webhook skips kube-system, kube-node-lease, the controller's namespace and
+    /// ServiceAccounts labelled acrcredentials.io/inject-on-create=false; when it is
+    /// unreachable (failurePolicy Ignore) the reconciler adds the Secret moments after creation.
+    /// When unset: false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inject_on_create: Option<bool>,
 }

@@ -12,6 +12,7 @@ pub mod input;
 pub mod migrate;
 pub mod run;
 pub mod validate;
+pub mod webhook;
 
 use std::{io::Write, process::ExitCode};
 

@@ -86,6 +86,8 @@ pub struct RunArgs {
     /// Address of the plain-HTTP server for /readyz, /livez and /metrics.
     #[arg(long, env = "ACR_PROBE_ADDRESS", default_value = "0.0.0.0:8080")]
     pub probe_address: std::net::SocketAddr,
+    #[command(flatten)]
+    pub webhook: Box<super::webhook::WebhookArgs>,
 }
 
 /// The election timings the flags describe, validated.
@@ -194,14 +196,24 @@ pub async fn run(args: &RunArgs, err: &mut dyn Write) -> Result<ExitCode, CliErr
     };
     let client = kube::Client::try_from(kube_config.clone())
         .map_err(kube_err("building the Kubernetes client"))?;
+    // The controller's own namespace: the Lease's, the webhook certificate's, and one the
+    // webhook never mutates.
+    let namespace = args
+        .lease_namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned());
+    let webhook = match args.webhook.config(&namespace, &args.secret_name) {
+        Ok(w) => w,
+        Err(message) => {
+            let _ = writeln!(err, "error: {message}");
+            return Ok(ExitCode::from(EXIT_FAILURE));
+        }
+    };
     let lease = timings.clone().map(|timings| {
         leader::start(
             client.clone(),
             LeaseConfig {
-                namespace: args
-                    .lease_namespace
-                    .clone()
-                    .unwrap_or_else(|| client.default_namespace().to_owned()),
+                namespace: namespace.clone(),
                 name: args.lease_name.clone(),
                 identity: identity.clone(),
                 timings,
@@ -224,6 +236,7 @@ pub async fn run(args: &RunArgs, err: &mut dyn Write) -> Result<ExitCode, CliErr
         reconcile_timeout: Duration::from_secs(args.reconcile_timeout_seconds),
         leadership: leadership.clone(),
         probe_address: Some(args.probe_address),
+        webhook,
         // A pass of the loop takes at most one retry period, and passes come one retry period
         // apart; past the renew deadline something is wrong.
         liveness_max_age: timings

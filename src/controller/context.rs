@@ -48,6 +48,8 @@ pub struct ControllerConfig {
     pub probe_address: Option<std::net::SocketAddr>,
     /// How stale the election loop's last pass may be before `/livez` fails.
     pub liveness_max_age: std::time::Duration,
+    /// The ServiceAccount admission webhook; `None`: off.
+    pub webhook: Option<crate::webhook::WebhookConfig>,
 }
 
 impl Default for ControllerConfig {
@@ -64,6 +66,7 @@ impl Default for ControllerConfig {
             leadership: Leadership::always(),
             probe_address: None,
             liveness_max_age: std::time::Duration::from_secs(10),
+            webhook: None,
         }
     }
 }

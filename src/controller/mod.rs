@@ -205,12 +205,12 @@ pub async fn run(
     run_with(client, config, fetcher, Arc::new(SystemClock), shutdown)
         .await
         .map_err(|e| CloudError::Config {
-            message: format!("probe server: {e}"),
+            message: format!("probe or webhook server: {e}"),
         })
 }
 
 /// Runs the controller with any token fetcher and clock until `shutdown` completes. Fails only
-/// when the probe server cannot bind its address.
+/// when the probe server or the webhook cannot bind its address.
 pub async fn run_with(
     client: Client,
     config: ControllerConfig,
@@ -233,12 +233,33 @@ pub async fn run_with(
         secret_name: config.secret_name.clone(),
     };
     let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    // The webhook is served by every replica from the same caches; only the leader writes its
+    // certificate Secret and caBundle (the client is gated).
+    let webhook = match &config.webhook {
+        Some(w) => Some(
+            crate::webhook::start(
+                w,
+                client.clone(),
+                stores.clone(),
+                readiness.clone(),
+                config.clone(),
+                leadership.clone(),
+                clock.clone(),
+                shutdown.clone(),
+            )
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+            .slot,
+        ),
+        None => None,
+    };
     if let Some(address) = config.probe_address {
         let health = probes::Health {
             readiness: readiness.clone(),
             leadership: leadership.clone(),
             loop_max_age: config.liveness_max_age,
             running: running.clone(),
+            webhook,
         };
         probes::serve(address, health, probes::registry(bindings.clone())).await?;
     }

@@ -1,4 +1,5 @@
-//! The plain-HTTP probe and metrics server: `/readyz` (every watch cache holds its first list),
+//! The plain-HTTP probe and metrics server: `/readyz` (every watch cache holds its first list,
+//! and the webhook, when on, has a certificate),
 //! `/livez` (the controllers run and the leader-election loop made a pass lately), `/metrics`
 //! (OpenMetrics text: the counted [`crate::metrics`] plus per-binding gauges computed at scrape
 //! time from the bindings cache, as cert-manager does for certificates).
@@ -36,6 +37,8 @@ pub struct Health {
     pub loop_max_age: Duration,
     /// Set while the controllers (and so the watch streams) run.
     pub running: Arc<AtomicBool>,
+    /// The webhook's certificate, when the webhook is on: not ready until one is loaded.
+    pub webhook: Option<Arc<crate::webhook::CertSlot>>,
 }
 
 impl Health {
@@ -159,7 +162,13 @@ struct Shared {
 }
 
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
-    if s.health.readiness.is_ready() {
+    if s.health.webhook.as_ref().is_some_and(|w| !w.is_loaded()) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "webhook certificate not loaded\n",
+        )
+            .into_response()
+    } else if s.health.readiness.is_ready() {
         (StatusCode::OK, "ok\n").into_response()
     } else {
         let pending = s.health.readiness.pending().join(", ");

@@ -36,6 +36,11 @@ pub struct Resolved {
     pub previous_domains: Vec<String>,
     /// When the token in the binding's status was issued.
     pub previous_issued_at: Option<jiff::Timestamp>,
+    /// Whether the admission webhook adds the Secret to matching ServiceAccounts as they are
+    /// created (`spec.injectOnCreate`).
+    pub inject_on_create: bool,
+    /// When the binding was created (`metadata.creationTimestamp`).
+    pub created_at: Option<jiff::Timestamp>,
 }
 
 impl Resolved {
@@ -119,5 +124,7 @@ pub fn resolve(
             .and_then(|s| s.token.as_ref())
             .and_then(|t| t.issued_at.as_ref())
             .map(|t| t.0),
+        inject_on_create: spec.inject_on_create(),
+        created_at: binding.metadata.creation_timestamp.as_ref().map(|t| t.0),
     })
 }

@@ -41,14 +41,18 @@ pub fn recorded(sa: &ServiceAccount) -> BTreeSet<String> {
         .annotations
         .as_ref()
         .and_then(|a| a.get(ADDED_ANNOTATION))
-        .map(|v| {
-            v.split(',')
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
+        .map(|v| parse_recorded(v))
         .unwrap_or_default()
+}
+
+/// The pull Secret names in a value of the [`ADDED_ANNOTATION`] annotation.
+pub fn parse_recorded(value: &str) -> BTreeSet<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 fn ptr(tokens: &[&str]) -> PointerBuf {

@@ -305,7 +305,12 @@ async fn bind_service_accounts(
                 .any(|b| service_account_selected(&b.service_accounts, &name, sa.labels()));
         let bound = match converge(sa_api, sa, secret_name, wanted, &ctx.config.field_manager).await
         {
-            Ok(_) => wanted || (is_bound(sa, secret_name) && !wanted_by_us_only(sa, secret_name)),
+            Ok(wrote) => {
+                if wrote && wanted {
+                    count_missed_injection(sa, selecting);
+                }
+                wanted || (is_bound(sa, secret_name) && !wanted_by_us_only(sa, secret_name))
+            }
             Err(e) => {
                 errors.push(e.to_string());
                 is_bound(sa, secret_name)
@@ -339,6 +344,25 @@ async fn delete_secret(ctx: &Context, namespace: &str) -> Result<()> {
         }
         Err(e) if is_status(&e, 404) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Counts a ServiceAccount we just had to bind although a binding that selects it asked for
+/// injection at creation and existed when the ServiceAccount was created (creation times are
+/// whole seconds: the same second counts): the webhook was down, skipped it or was not called.
+fn count_missed_injection(sa: &ServiceAccount, selecting: &[&Resolved]) {
+    let Some(created) = sa.metadata.creation_timestamp.as_ref().map(|t| t.0) else {
+        return;
+    };
+    let name = sa.name_any();
+    let missed = selecting.iter().find(|b| {
+        b.inject_on_create
+            && b.created_at.is_some_and(|at| created >= at)
+            && service_account_selected(&b.service_accounts, &name, sa.labels())
+    });
+    if let Some(b) = missed {
+        crate::metrics::patched_after_create(&b.name);
+        tracing::info!(namespace = ?sa.metadata.namespace, serviceaccount = %name, binding = %b.name, "pull Secret added after creation although the binding asks for injection at creation");
     }
 }
 

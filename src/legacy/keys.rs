@@ -11,6 +11,7 @@ use crate::api::{
     NamespaceSelection, ServiceAccountSelection, duration,
     validation::{is_dns_label, is_dns_subdomain},
 };
+use crate::webhook::DEFAULT_TIMEOUT_SECONDS;
 
 /// Splits a comma-separated list, trimming blanks and dropping empty parts.
 fn split_list(value: &str) -> Vec<String> {
@@ -254,7 +255,10 @@ pub(super) fn rrsa(value: Option<&str>) -> Result<bool, TranslateError> {
 }
 
 /// `webhook-configuration`: `enable`, `failure-policy`, `timeout-seconds`. Returns whether the
-/// webhook is enabled (bindings then get `injectOnCreate: true`).
+/// webhook is enabled (bindings then get `injectOnCreate: true`). The failure policy and the
+/// timeout are not part of any binding: they are the chart's `webhook.failurePolicy` and
+/// `webhook.timeoutSeconds`, so a value other than the chart's default becomes a warning that
+/// names the Helm value to set.
 pub(super) fn webhook_configuration(
     value: Option<&str>,
     warnings: &mut Vec<Warning>,
@@ -275,7 +279,7 @@ pub(super) fn webhook_configuration(
                 Some("Ignore") => {}
                 Some("Fail") => warnings.push(Warning::new(
                     k,
-                    "failure-policy Fail is not carried over: the controller's webhook always uses Ignore, and the reconciler adds the Secret to any ServiceAccount the webhook missed",
+                    "failure-policy Fail: set the Helm value webhook.failurePolicy=Fail to keep it; the chart's default Ignore lets ServiceAccounts be created while the webhook is down, and the reconciler adds the Secret to them right after",
                 )),
                 _ => {
                     return Err(TranslateError::InvalidValue {
@@ -291,10 +295,10 @@ pub(super) fn webhook_configuration(
                     .as_u64()
                     .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()));
                 match secs {
-                    Some(10) => {}
+                    Some(DEFAULT_TIMEOUT_SECONDS) => {}
                     Some(s @ 1..=30) => warnings.push(Warning::new(
                         k,
-                        format!("timeout-seconds {s} is not carried over: set the webhook timeout in the controller's Helm values"),
+                        format!("timeout-seconds {s}: set the Helm value webhook.timeoutSeconds={s} to keep it (the chart's default is {DEFAULT_TIMEOUT_SECONDS})"),
                     )),
                     _ => {
                         return Err(TranslateError::InvalidValue {
@@ -431,7 +435,7 @@ mod tests {
         let mut w = vec![];
         assert!(
             webhook_configuration(
-                Some("enable: true\nfailure-policy: Ignore\ntimeout-seconds: 10\n"),
+                Some("enable: true\nfailure-policy: Ignore\ntimeout-seconds: 5\n"),
                 &mut w
             )
             .unwrap()
@@ -445,6 +449,16 @@ mod tests {
             .unwrap()
         );
         assert_eq!(w.len(), 2);
+        assert!(
+            w[0].to_string().contains("webhook.failurePolicy=Fail"),
+            "{}",
+            w[0]
+        );
+        assert!(
+            w[1].to_string().contains("webhook.timeoutSeconds=15"),
+            "{}",
+            w[1]
+        );
         let e =
             webhook_configuration(Some("enable: true\ntimeout-seconds: 90"), &mut w).unwrap_err();
         assert_eq!(e.line(), Some(2));

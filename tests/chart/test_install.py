@@ -41,6 +41,9 @@ VALUES = {
     "objectSelector": f"acrcredentials.io/chart-test={RUN}",
     # The chroot shares the host's network: a free port for /readyz, /livez and /metrics.
     "probes": {"port": _free_port()},
+    # The webhook's HTTPS port too; the API server cannot reach it (no kubelet, so no endpoints
+    # behind the Service): failurePolicy Ignore lets every ServiceAccount create through.
+    "webhook": {"port": _free_port()},
     "accessKeySecrets": [{"namespace": OPS, "name": "alibaba-access-key"}],
     "resyncSeconds": 30,
     "logFormat": "text",
@@ -222,6 +225,17 @@ def test_the_controller_as_the_charts_service_account_reconciles_bindings_to_rea
     log = release["controller"].log_text()
     assert "forbidden" not in log.lower(), log
     assert "could not publish Event" not in log, log
+    # As the chart's ServiceAccount it minted the webhook certificate into its named Secret
+    # and published the CA in the chart's MutatingWebhookConfiguration.
+    def published():
+        mwc = get_json("mutatingwebhookconfiguration", RELEASE)
+        bundle = mwc["webhooks"][0]["clientConfig"].get("caBundle")
+        return bundle and mwc
+    mwc = wait_for("the webhook caBundle", published, timeout=60)
+    tls = get_json("secret", f"{RELEASE}-webhook-tls", "-n", NS)
+    assert tls["type"] == "Opaque"
+    assert mwc["webhooks"][0]["clientConfig"]["caBundle"] == tls["data"]["ca-bundle.crt"]
+    assert "BEGIN CERTIFICATE" in base64.b64decode(tls["data"]["tls.crt"]).decode()
     # It ran in-cluster style: no kubeconfig anywhere in its environment or root filesystem.
     assert not (release["controller"].rootfs / "root/.kube").exists()
 
@@ -293,6 +307,10 @@ def test_rbac_matrix_against_the_real_authorizer(release):
         ("create the Lease in the release namespace", True, can_i("create", "leases.coordination.k8s.io", NS)),
         ("update the named Lease in the release namespace", True,
          can_i("update", "leases.coordination.k8s.io", NS, "acr-credential-controller")),
+        ("get the webhook certificate Secret", True, can_i("get", "secrets", NS, f"{RELEASE}-webhook-tls")),
+        ("update the webhook certificate Secret", True, can_i("update", "secrets", NS, f"{RELEASE}-webhook-tls")),
+        ("update the chart's MutatingWebhookConfiguration", True,
+         can_i("update", "mutatingwebhookconfigurations.admissionregistration.k8s.io", None, RELEASE)),
         # Denied.
         ("get a Secret with another name", False, can_i("get", "secrets", ns, "other")),
         ("get a Secret with another name [token]", False, real("get", "secret", "other-access-key", "-n", OPS)),
@@ -313,6 +331,15 @@ def test_rbac_matrix_against_the_real_authorizer(release):
         ("create Leases in kube-system", False, can_i("create", "leases.coordination.k8s.io", "kube-system")),
         ("create Events in other namespaces", False, can_i("create", "events", ns)),
         ("delete ServiceAccounts", False, can_i("delete", "serviceaccounts", ns)),
+        ("get a webhook-certificate-named Secret elsewhere", False,
+         can_i("get", "secrets", ns, f"{RELEASE}-webhook-tls")),
+        ("delete the webhook certificate Secret", False, can_i("delete", "secrets", NS, f"{RELEASE}-webhook-tls")),
+        ("update other MutatingWebhookConfigurations", False,
+         can_i("update", "mutatingwebhookconfigurations.admissionregistration.k8s.io", None, "other")),
+        ("create MutatingWebhookConfigurations", False,
+         can_i("create", "mutatingwebhookconfigurations.admissionregistration.k8s.io")),
+        ("update ValidatingWebhookConfigurations", False,
+         can_i("update", "validatingwebhookconfigurations.admissionregistration.k8s.io", None, RELEASE)),
     ]
     width = max(len(r[0]) for r in rows)
     print(f"\nRBAC matrix for {SA_USER} ([token] = a real request with its token, else kubectl auth can-i)")

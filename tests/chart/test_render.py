@@ -56,11 +56,19 @@ def test_defaults_render_a_hardened_deployment():
                          "--legacy-configmap=kube-system/acr-configuration",
                          "--leader-elect", "--lease-name=acr-credential-controller",
                          "--lease-duration-seconds=15", "--renew-deadline-seconds=10",
-                         "--retry-period-seconds=2", "--probe-address=0.0.0.0:8080"]
+                         "--retry-period-seconds=2", "--probe-address=0.0.0.0:8080",
+                         "--webhook-address=0.0.0.0:9443",
+                         "--webhook-secret-name=acr-credential-controller-webhook-tls",
+                         "--webhook-configuration-name=acr-credential-controller",
+                         "--webhook-dns-names=acr-credential-controller-webhook.acr-system.svc,"
+                         "acr-credential-controller-webhook.acr-system.svc.cluster.local",
+                         "--webhook-cert-validity-seconds=31536000",
+                         "--webhook-cert-renew-before-seconds=2592000"]
     assert {e["name"] for e in c["env"]} == {"RUST_LOG", "POD_NAME", "POD_NAMESPACE"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-metrics"}
     assert c["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "http-metrics"}
-    assert c["ports"] == [{"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["ports"] == [{"name": "http-metrics", "containerPort": 8080, "protocol": "TCP"},
+                          {"name": "https-webhook", "containerPort": 9443, "protocol": "TCP"}]
     svc = one(docs, "Service", "acr-credential-controller-metrics")
     assert svc["spec"]["ports"][0]["targetPort"] == "http-metrics"
     assert not find(docs, "ServiceMonitor") and not find(docs, "PrometheusRule")
@@ -107,6 +115,8 @@ def test_rbac_pins_secrets_to_the_configured_name():
         (("acrcredentials.io",), ("acrregistrybindings", "acrcredentialpolicies"), (),
          ("get", "list", "watch", "patch", "create", "delete")),
         (("acrcredentials.io",), ("acrregistrybindings/status", "acrcredentialpolicies/status"), (), ("patch",)),
+        (("admissionregistration.k8s.io",), ("mutatingwebhookconfigurations",),
+         ("acr-credential-controller",), ("get", "update")),
     ]
     events = one(docs, "Role", "acr-credential-controller-events", "default")
     assert rules(events) == [(("", "events.k8s.io"), ("events",), (), ("create", "patch"))]
@@ -220,6 +230,13 @@ def test_scheduling_and_pod_toggles():
                          "--leader-elect", "--lease-name=acr-credential-controller",
                          "--lease-duration-seconds=15", "--renew-deadline-seconds=10",
                          "--retry-period-seconds=2", "--probe-address=0.0.0.0:8080",
+                         "--webhook-address=0.0.0.0:9443",
+                         "--webhook-secret-name=acr-acr-credential-controller-webhook-tls",
+                         "--webhook-configuration-name=acr-acr-credential-controller",
+                         "--webhook-dns-names=acr-acr-credential-controller-webhook.acr-system.svc,"
+                         "acr-acr-credential-controller-webhook.acr-system.svc.cluster.local",
+                         "--webhook-cert-validity-seconds=31536000",
+                         "--webhook-cert-renew-before-seconds=2592000",
                          "--signature=v3"]
     assert {"name": "RUST_LOG", "value": "debug"} in c["env"] and {"name": "X", "value": "y"} in c["env"]
     assert pod["serviceAccountName"] == "acc"
@@ -254,7 +271,12 @@ def test_admission_policy_only_where_the_api_exists():
     vap = one(docs, "ValidatingAdmissionPolicy")
     assert vap["spec"]["matchConditions"][0]["expression"] == (
         "request.userInfo.username == 'system:serviceaccount:acr-system:acr-credential-controller'")
-    assert vap["spec"]["validations"][0]["expression"] == "object.metadata.name == 'pull'"
+    assert vap["spec"]["validations"][0]["expression"] == (
+        "object.metadata.name == 'pull' || (request.namespace == 'acr-system'"
+        " && object.metadata.name == 'acr-credential-controller-webhook-tls')")
+    off = objects({"secretName": "pull", "webhook": {"enabled": False}}, name="acr-credential-controller", **kw)
+    assert one(off, "ValidatingAdmissionPolicy")["spec"]["validations"][0]["expression"] == (
+        "object.metadata.name == 'pull'")
     binding = one(docs, "ValidatingAdmissionPolicyBinding")
     assert binding["spec"] == {"policyName": vap["metadata"]["name"], "validationActions": ["Deny"]}
     assert not find(objects({"admissionPolicy": {"enabled": False}}, **kw), "ValidatingAdmissionPolicy")
@@ -297,17 +319,89 @@ def test_leader_election_and_replicas():
 
 def test_metrics_service_monitor_and_alerts():
     docs = objects({"metrics": {"service": {"enabled": False}}})
-    assert not find(docs, "Service")
+    assert [svc["metadata"]["name"] for svc in find(docs, "Service")] == ["acr-acr-credential-controller-webhook"]
     docs = objects({"probes": {"port": 9402},
                     "metrics": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
                                 "prometheusRule": {"enabled": True}}})
     sm = one(docs, "ServiceMonitor")
     assert sm["metadata"]["labels"]["release"] == "prom"
     assert sm["spec"]["endpoints"] == [{"port": "http-metrics", "path": "/metrics", "interval": "30s"}]
-    assert one(docs, "Service")["spec"]["ports"][0]["port"] == 9402
+    assert one(docs, "Service", "acr-acr-credential-controller-metrics")["spec"]["ports"][0]["port"] == 9402
     rule = one(docs, "PrometheusRule")
     alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
     with open(CHART.parent.parent / "deploy" / "prometheus" / "alerts.yaml") as f:
         shipped = yaml.safe_load(f)
     assert rule["spec"] == shipped, "the chart's alerts are the ones tests/operate_alerts.rs checks"
     assert len(alerts) == 3
+
+
+def test_webhook_configuration_without_ca_bundle_and_its_rbac():
+    docs = objects(name="acr-credential-controller")
+    mwc = one(docs, "MutatingWebhookConfiguration", "acr-credential-controller")
+    assert "annotations" not in mwc["metadata"]
+    (hook,) = mwc["webhooks"]
+    # No caBundle: the controller publishes its CA, so a GitOps diff never sees one rendered.
+    assert hook["clientConfig"] == {"service": {"name": "acr-credential-controller-webhook",
+                                                "namespace": "acr-system",
+                                                "path": "/mutate-serviceaccounts", "port": 443}}
+    assert hook["rules"] == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                              "resources": ["serviceaccounts"], "scope": "Namespaced"}]
+    assert (hook["failurePolicy"], hook["sideEffects"], hook["matchPolicy"]) == ("Ignore", "None", "Equivalent")
+    assert hook["timeoutSeconds"] == 5 and hook["admissionReviewVersions"] == ["v1"]
+    assert hook["namespaceSelector"] == {"matchExpressions": [{
+        "key": "kubernetes.io/metadata.name", "operator": "NotIn",
+        "values": ["kube-system", "kube-node-lease", "acr-system"]}]}
+    assert hook["objectSelector"] == {"matchExpressions": [{
+        "key": "acrcredentials.io/inject-on-create", "operator": "NotIn", "values": ["false"]}]}
+    svc = one(docs, "Service", "acr-credential-controller-webhook")
+    assert svc["spec"]["ports"] == [{"name": "https-webhook", "port": 443, "targetPort": "https-webhook",
+                                     "protocol": "TCP"}]
+    tls = one(docs, "Role", "acr-credential-controller-webhook-tls", "acr-system")
+    assert rules(tls) == [(("",), ("secrets",), ("acr-credential-controller-webhook-tls",),
+                           ("get", "create", "update", "patch"))]
+    # Values: failure policy and timeout, a bad failure policy or timeout is refused.
+    hook = one(objects({"webhook": {"failurePolicy": "Fail", "timeoutSeconds": 10}}),
+               "MutatingWebhookConfiguration")["webhooks"][0]
+    assert (hook["failurePolicy"], hook["timeoutSeconds"]) == ("Fail", 10)
+    for bad in ({"failurePolicy": "Sometimes"}, {"timeoutSeconds": 31}, {"timeoutSeconds": 0}):
+        with pytest.raises(helm.HelmError):
+            chartlib.render({"webhook": bad})
+
+
+def test_webhook_off_renders_nothing_of_it():
+    docs = objects({"webhook": {"enabled": False}}, name="acr-credential-controller")
+    assert not find(docs, "MutatingWebhookConfiguration")
+    assert not find(docs, "Role", "acr-credential-controller-webhook-tls")
+    assert [s["metadata"]["name"] for s in find(docs, "Service")] == ["acr-credential-controller-metrics"]
+    c = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert not [a for a in c["args"] if a.startswith("--webhook")]
+    assert [p["name"] for p in c["ports"]] == ["http-metrics"]
+    cr = one(docs, "ClusterRole")
+    assert not [r for r in rules(cr) if "mutatingwebhookconfigurations" in r[1]]
+
+
+def test_webhook_with_cert_manager_is_opt_in():
+    docs = objects({"webhook": {"certManager": {"enabled": True}}}, name="acr-credential-controller")
+    mwc = one(docs, "MutatingWebhookConfiguration")
+    assert mwc["metadata"]["annotations"] == {
+        "cert-manager.io/inject-ca-from": "acr-system/acr-credential-controller-webhook"}
+    assert "caBundle" not in mwc["webhooks"][0]["clientConfig"]
+    cert = one(docs, "Certificate", "acr-credential-controller-webhook")
+    assert cert["spec"]["dnsNames"] == ["acr-credential-controller-webhook.acr-system.svc",
+                                        "acr-credential-controller-webhook.acr-system.svc.cluster.local"]
+    assert cert["spec"]["issuerRef"]["name"] == "acr-credential-controller-webhook-selfsigned"
+    one(docs, "Issuer", "acr-credential-controller-webhook-selfsigned")
+    pod = one(docs, "Deployment")["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert "--webhook-cert-dir=/var/run/webhook-tls" in c["args"]
+    assert not [a for a in c["args"] if a.startswith("--webhook-secret-name")]
+    assert {"name": "webhook-tls", "mountPath": "/var/run/webhook-tls", "readOnly": True} in c["volumeMounts"]
+    assert {"name": "webhook-tls", "secret": {"secretName": "acr-credential-controller-webhook-cert-manager"}} \
+        in pod["volumes"]
+    # cert-manager owns the certificate: the controller gets no Secret or webhook write rights.
+    assert not find(docs, "Role", "acr-credential-controller-webhook-tls")
+    assert not [r for r in rules(one(docs, "ClusterRole")) if "mutatingwebhookconfigurations" in r[1]]
+    own = one(objects({"webhook": {"certManager": {"enabled": True, "issuerRef": {"name": "corp-ca",
+                                                                                 "kind": "ClusterIssuer"}}}}),
+              "Certificate")
+    assert own["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}

@@ -55,3 +55,18 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ include "acr-credential-contro
 {{- define "acr-credential-controller.managedTokenDir" -}}/var/addon{{- end }}
 {{/* Where the controller reads the RRSA token when a policy names no tokenFile (its built-in default). */}}
 {{- define "acr-credential-controller.rrsaTokenDir" -}}/var/run/secrets/ack.alibabacloud.com/rrsa-tokens{{- end }}
+
+{{- /* The webhook's Service, certificate Secret and MutatingWebhookConfiguration names. */}}
+{{- define "acr-credential-controller.webhookServiceName" -}}
+{{ include "acr-credential-controller.fullname" . }}-webhook
+{{- end }}
+{{- define "acr-credential-controller.webhookSecretName" -}}
+{{ .Values.webhook.secretName | default (printf "%s-webhook-tls" (include "acr-credential-controller.fullname" .)) }}
+{{- end }}
+{{- define "acr-credential-controller.webhookConfigurationName" -}}
+{{ include "acr-credential-controller.fullname" . }}
+{{- end }}
+{{- /* The controller mints and rotates the webhook's certificate (not cert-manager). */}}
+{{- define "acr-credential-controller.webhookManagesCerts" -}}
+{{- if and .Values.webhook.enabled (not .Values.webhook.certManager.enabled) }}true{{ end }}
+{{- end }}

@@ -34,6 +34,8 @@ fn resolved(sa_names: &[&str]) -> Resolved {
         renew_before: Duration::from_secs(900),
         previous_domains: Vec::new(),
         previous_issued_at: None,
+        inject_on_create: false,
+        created_at: None,
     }
 }
 

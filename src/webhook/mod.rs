@@ -1,0 +1,125 @@
+//! The ServiceAccount admission webhook (`injectOnCreate`).
+//!
+//! Kubernetes copies a ServiceAccount's `imagePullSecrets` into a Pod only when the Pod is
+//! admitted, so a Pod created right after its ServiceAccount misses a reference the reconciler
+//! adds a moment later. This webhook adds it as the ServiceAccount is created.
+//!
+//! - [`review`]: AdmissionReview v1 parsing and answers (pure).
+//! - [`decide`]: which ServiceAccount gets the reference, with the reconciler's selection over
+//!   the controller's watch caches, and the JSONPatch (pure).
+//! - [`certs`]: CA and serving certificates and their rotation plan (pure).
+//! - [`rotation`]: the certificate Secret, the `caBundle` and reloading (I/O).
+//! - [`server`]: the HTTPS server every replica runs, with a hot-swapped certificate.
+//!
+//! [`start`] wires them together; `controller::run_with` calls it when the webhook is on.
+
+pub mod certs;
+pub mod decide;
+pub mod review;
+pub mod rotation;
+pub mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use kube::Client;
+
+use crate::cloud::clock::Clock;
+use crate::controller::{ControllerConfig, Leadership, Readiness, Stores};
+pub use decide::{OPT_OUT_LABEL, OPT_OUT_VALUE, Settings};
+pub use rotation::{CertSource, Managed};
+pub use server::CertSlot;
+
+/// The chart's default `webhook.timeoutSeconds` (a legacy `timeout-seconds` other than this is
+/// reported by the translation with the Helm value to set; `tests/chart_templates.rs` checks
+/// the chart renders it).
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 5;
+
+/// The path the API server posts AdmissionReviews to.
+pub const PATH: &str = "/mutate-serviceaccounts";
+
+/// The webhook layer's errors.
+#[derive(Debug, thiserror::Error)]
+pub enum WebhookError {
+    #[error("cannot bind the webhook address: {0}")]
+    Bind(#[source] std::io::Error),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("PEM: {0}")]
+    Pem(String),
+    #[error("certificate files: {0}")]
+    Files(String),
+    #[error(transparent)]
+    Cert(#[from] certs::CertError),
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl WebhookError {
+    /// A fixed reason, for logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            WebhookError::Bind(_) => "BindFailed",
+            WebhookError::Tls(_) | WebhookError::Pem(_) => "TlsError",
+            WebhookError::Files(_) => "CertificateFilesUnreadable",
+            WebhookError::Cert(_) => "CertificateError",
+            WebhookError::Kube(_) => "KubernetesApiError",
+        }
+    }
+}
+
+/// The webhook's settings (from `run`'s `--webhook-*` flags).
+#[derive(Clone, Debug, PartialEq)]
+pub struct WebhookConfig {
+    /// Where the HTTPS server listens.
+    pub address: SocketAddr,
+    /// Namespaces never mutated, and the Secret name to add.
+    pub settings: Settings,
+    pub certs: CertSource,
+}
+
+/// A running webhook: its bound address and certificate slot.
+pub struct Started {
+    pub address: SocketAddr,
+    pub slot: Arc<CertSlot>,
+}
+
+/// Starts the server and the certificate loop in the background, both until `shutdown`.
+#[allow(clippy::too_many_arguments)]
+pub async fn start(
+    webhook: &WebhookConfig,
+    client: Client,
+    stores: Stores,
+    readiness: Readiness,
+    config: ControllerConfig,
+    leadership: Leadership,
+    clock: Arc<dyn Clock>,
+    shutdown: impl std::future::Future<Output = ()> + Clone + Send + 'static,
+) -> Result<Started, WebhookError> {
+    let slot = Arc::new(CertSlot::default());
+    let field_manager = config.field_manager.clone();
+    let handler = server::Handler {
+        client: client.clone(),
+        stores,
+        readiness,
+        config,
+        settings: webhook.settings.clone(),
+    };
+    let address = server::serve(
+        webhook.address,
+        slot.clone(),
+        server::router(handler),
+        shutdown.clone(),
+    )
+    .await?;
+    tokio::spawn(rotation::run(
+        client,
+        webhook.certs.clone(),
+        slot.clone(),
+        leadership,
+        clock,
+        field_manager,
+        shutdown,
+    ));
+    Ok(Started { address, slot })
+}

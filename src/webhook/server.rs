@@ -1,0 +1,284 @@
+//! The webhook's HTTPS server: the admission handler behind a rustls acceptor whose certificate
+//! is read, at every handshake, from a [`CertSlot`] the rotation loop fills, so a new
+//! certificate is served without a restart. Every replica serves it, leader or not.
+//!
+//! The handler is thin: it parses the review, waits for nothing (caches not yet listed mean
+//! "admit unchanged", the reconciler catches up), looks the namespace up (the cache, else one
+//! bounded GET: the `default` ServiceAccount of a new namespace is created before the
+//! namespace reaches the cache), and hands the rest to [`super::decide`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client, ResourceExt};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::TlsAcceptor;
+
+use super::certs::Pair;
+use super::decide::{self, Outcome, Settings, decision};
+use super::review::{self, Review};
+use super::{PATH, WebhookError};
+use crate::controller::{ControllerConfig, Readiness, Stores};
+
+/// How long the namespace GET of a cache miss may take.
+const NAMESPACE_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The certificate being served; empty until the first one is loaded (handshakes fail then,
+/// and the API server applies the failure policy).
+#[derive(Debug, Default)]
+pub struct CertSlot {
+    current: RwLock<Option<(String, Arc<CertifiedKey>)>>,
+}
+
+impl CertSlot {
+    /// Serves `pair` from the next handshake on; returns whether it differs from the current.
+    pub fn load(&self, pair: &Pair) -> Result<bool, WebhookError> {
+        if self.serves(&pair.cert) {
+            return Ok(false);
+        }
+        let chain = CertificateDer::pem_slice_iter(pair.cert.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| WebhookError::Pem(e.to_string()))?;
+        let key = PrivateKeyDer::from_pem_slice(pair.key.expose().as_bytes())
+            .map_err(|e| WebhookError::Pem(e.to_string()))?;
+        let signer = rustls::crypto::ring::sign::any_supported_type(&key)
+            .map_err(|e| WebhookError::Tls(e.to_string()))?;
+        let certified = Arc::new(CertifiedKey::new(chain, signer));
+        let mut current = self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *current = Some((pair.cert.clone(), certified));
+        Ok(true)
+    }
+
+    /// Whether `cert` (PEM) is the one served.
+    pub fn serves(&self, cert: &str) -> bool {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|(c, _)| c == cert)
+    }
+
+    /// Whether a certificate is loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some()
+    }
+}
+
+impl ResolvesServerCert for CertSlot {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|(_, k)| k.clone())
+    }
+}
+
+/// What the admission handler reads.
+#[derive(Clone)]
+pub struct Handler {
+    pub client: Client,
+    pub stores: Stores,
+    pub readiness: Readiness,
+    pub config: ControllerConfig,
+    pub settings: Settings,
+}
+
+impl Handler {
+    /// The namespace's labels: from the cache, else read once (bounded); `None` if unknown.
+    async fn namespace_labels(&self, ns: &str) -> Option<BTreeMap<String, String>> {
+        if let Some(n) = self.stores.namespaces.get(&ObjectRef::new(ns)) {
+            return Some(n.labels().clone());
+        }
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        match tokio::time::timeout(NAMESPACE_LOOKUP_TIMEOUT, api.get_opt(ns)).await {
+            Ok(Ok(Some(n))) => Some(n.labels().clone()),
+            Ok(Ok(None)) => None,
+            Ok(Err(e)) => {
+                tracing::warn!(namespace = ns, error = %e, "webhook: could not read the namespace");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(namespace = ns, "webhook: reading the namespace timed out");
+                None
+            }
+        }
+    }
+
+    /// Answers one AdmissionReview body: the decision name and the HTTP response.
+    pub async fn review(&self, body: &[u8]) -> (&'static str, Response) {
+        let create = match review::parse(body) {
+            Err(invalid) => {
+                tracing::warn!(error = %invalid, "webhook: refused a request");
+                let response = (StatusCode::BAD_REQUEST, format!("{invalid}\n")).into_response();
+                return (decision::INVALID_REVIEW, response);
+            }
+            Ok(Review::NotOurs { uid, why }) => {
+                return (decision::NOT_OURS, json(review::respond(&uid, why, None)));
+            }
+            Ok(Review::Create(c)) => c,
+        };
+        let outcome = if !self.readiness.is_ready() {
+            Outcome::Skip(decision::CACHES_NOT_SYNCED)
+        } else if self
+            .settings
+            .excluded_namespaces
+            .contains(&create.namespace)
+        {
+            // Decided without a namespace lookup.
+            decide::decide(&create, None, &[], &self.settings)
+        } else {
+            let labels = self.namespace_labels(&create.namespace).await;
+            // Labels of an odd shape: decide() skips it before looking at candidates.
+            let sa_labels = decide::labels_of(&create.object).unwrap_or_default();
+            let candidates = labels.as_ref().map_or_else(Vec::new, |l| {
+                let bindings = self.stores.bindings.state();
+                decide::candidates(
+                    bindings.iter().map(|b| &**b),
+                    &self.stores.policies,
+                    &self.config,
+                    &create.namespace,
+                    l,
+                    (&create.name, &sa_labels),
+                )
+            });
+            decide::decide(&create, labels.as_ref(), &candidates, &self.settings)
+        };
+        let patch = match &outcome {
+            Outcome::Patch { binding, patch } => {
+                tracing::info!(namespace = %create.namespace, serviceaccount = %create.name, %binding, "webhook: adding the pull Secret at creation");
+                Some(patch)
+            }
+            Outcome::Skip(why) => {
+                tracing::debug!(namespace = %create.namespace, serviceaccount = %create.name, decision = why, "webhook: admitted unchanged");
+                None
+            }
+        };
+        let answer = review::respond(&create.uid, outcome.decision(), patch);
+        (outcome.decision(), json(answer))
+    }
+}
+
+fn json(value: serde_json::Value) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+async fn mutate(State(handler): State<Arc<Handler>>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let (result, response) = handler.review(&body).await;
+    crate::metrics::admission(result, started.elapsed());
+    response
+}
+
+/// The webhook's routes: POST [`PATH`].
+pub fn router(handler: Handler) -> axum::Router {
+    axum::Router::new()
+        .route(PATH, post(mutate))
+        .with_state(Arc::new(handler))
+}
+
+/// Binds `address` and serves `app` over TLS with the certificate in `slot`, in the background,
+/// until `shutdown`; returns the bound address.
+pub async fn serve(
+    address: SocketAddr,
+    slot: Arc<CertSlot>,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<SocketAddr, WebhookError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| WebhookError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_cert_resolver(slot);
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .map_err(WebhookError::Bind)?;
+    let bound = listener.local_addr().map_err(WebhookError::Bind)?;
+    // Open connections (the API server keeps them alive) end with the server.
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        tokio::pin!(shutdown);
+        loop {
+            let (tcp, _) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webhook: accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            tokio::spawn(connection(acceptor.clone(), tcp, app.clone(), stop.clone()));
+        }
+        let _ = stop_tx.send(true);
+        tracing::info!("webhook server stopped");
+    });
+    tracing::info!(address = %bound, path = PATH, "webhook server listening");
+    Ok(bound)
+}
+
+async fn connection(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "webhook: TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let service = TowerToHyperService::new(app);
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HANDSHAKE_TIMEOUT)
+        .serve_connection(TokioIo::new(tls), service);
+    tokio::pin!(served);
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let result = tokio::select! {
+        r = served.as_mut() => r,
+        () = stopped => {
+            served.as_mut().graceful_shutdown();
+            served.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "webhook: connection ended with an error");
+    }
+}
