@@ -390,14 +390,17 @@ fn start_caches(
 type WatchResult<K> = Result<watcher::Event<K>, watcher::Error>;
 
 /// Our own Secret writes, in front of the Secret cache until its stream shows them.
-fn in_front_of(
+fn in_front_of<S>(
     secrets: &Store<Secret>,
     secret_name: &str,
-    stream: impl futures::Stream<Item = WatchResult<Secret>> + Send,
+    stream: S,
 ) -> (
     Arc<written::Written>,
-    impl futures::Stream<Item = WatchResult<Secret>> + Send,
-) {
+    impl futures::Stream<Item = WatchResult<Secret>> + Send + use<S>,
+)
+where
+    S: futures::Stream<Item = WatchResult<Secret>> + Send,
+{
     let written = Arc::new(written::Written::new(secrets.clone(), secret_name));
     let observer = written.clone();
     let stream = stream.inspect(move |event| {
