@@ -233,36 +233,16 @@ pub async fn run_with(
         secret_name: config.secret_name.clone(),
     };
     let running = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    // The webhook is served by every replica from the same caches; only the leader writes its
-    // certificate Secret and caBundle (the client is gated).
-    let webhook = match &config.webhook {
-        Some(w) => Some(
-            crate::webhook::start(
-                w,
-                client.clone(),
-                stores.clone(),
-                readiness.clone(),
-                config.clone(),
-                leadership.clone(),
-                clock.clone(),
-                shutdown.clone(),
-            )
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))?
-            .slot,
-        ),
-        None => None,
-    };
-    if let Some(address) = config.probe_address {
-        let health = probes::Health {
-            readiness: readiness.clone(),
-            leadership: leadership.clone(),
-            loop_max_age: config.liveness_max_age,
-            running: running.clone(),
-            webhook,
-        };
-        probes::serve(address, health, probes::registry(bindings.clone())).await?;
-    }
+    serve_endpoints(
+        &client,
+        &config,
+        &stores,
+        &readiness,
+        &clock,
+        shutdown.clone(),
+        running.clone(),
+    )
+    .await?;
     let ctx = new_context(&client, &config, stores, readiness, fetcher, clock);
 
     let (policy_stream, policy_trigger) = policy_triggers(policy_stream);
@@ -307,6 +287,49 @@ pub async fn run_with(
     futures::join!(binding_controller, policy_controller, translator);
     running.store(false, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("controller stopped");
+    Ok(())
+}
+
+/// The webhook (when configured) and the probes, served by every replica from the same caches;
+/// only the leader writes the webhook's certificate Secret and caBundle (the client is gated).
+async fn serve_endpoints(
+    client: &Client,
+    config: &ControllerConfig,
+    stores: &Stores,
+    readiness: &Readiness,
+    clock: &Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Clone + Send + 'static,
+    running: Arc<std::sync::atomic::AtomicBool>,
+) -> std::io::Result<()> {
+    let leadership = config.leadership.clone();
+    let webhook = match &config.webhook {
+        Some(w) => Some(
+            crate::webhook::start(
+                w,
+                client.clone(),
+                stores.clone(),
+                readiness.clone(),
+                config.clone(),
+                leadership.clone(),
+                clock.clone(),
+                shutdown,
+            )
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?
+            .slot,
+        ),
+        None => None,
+    };
+    if let Some(address) = config.probe_address {
+        let health = probes::Health {
+            readiness: readiness.clone(),
+            leadership,
+            loop_max_age: config.liveness_max_age,
+            running,
+            webhook,
+        };
+        probes::serve(address, health, probes::registry(stores.bindings.clone())).await?;
+    }
     Ok(())
 }
 

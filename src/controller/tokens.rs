@@ -59,7 +59,10 @@ impl TokenRequest {
     }
 }
 
-/// A stable, non-secret description of a credential chain.
+/// A stable, non-secret description of a credential chain: everything that makes two chains
+/// obtain different credentials (paths, ARNs, names, session names, durations), never a secret.
+/// It keys both the token cache and the fetcher's credential providers, so two policies share a
+/// token exactly when they share the chain that obtains it.
 pub fn identity_of(config: &ProviderConfig) -> String {
     use crate::cloud::credentials::SourceConfig as S;
     let base = match &config.source {
@@ -70,8 +73,12 @@ pub fn identity_of(config: &ProviderConfig) -> String {
         S::Rrsa {
             role_arn,
             oidc_provider_arn,
-            ..
-        } => format!("rrsa:{role_arn}:{oidc_provider_arn}"),
+            token_file,
+            session_name,
+        } => format!(
+            "rrsa:{role_arn}:{oidc_provider_arn}:{}:{session_name}",
+            token_file.display()
+        ),
         S::AccessKey(r) => format!(
             "accessKey:{}/{}:{}:{}",
             r.namespace, r.name, r.access_key_id_key, r.access_key_secret_key
@@ -80,8 +87,9 @@ pub fn identity_of(config: &ProviderConfig) -> String {
     match &config.assume_role {
         None => base,
         Some(hop) => format!(
-            "{base}+assumeRole:{}:{}:{}s",
+            "{base}+assumeRole:{}:{}:{}:{}s",
             hop.role_arn,
+            hop.session_name,
             hop.external_id.as_deref().unwrap_or(""),
             hop.duration.as_secs()
         ),
@@ -548,7 +556,7 @@ fn next_check(e: &Entry, now: Timestamp) -> Timestamp {
 pub struct CloudFetcher {
     client: Arc<CloudClient>,
     secrets: Arc<dyn SecretReader>,
-    /// Keyed by the chain's `Debug` form (paths, ARNs, names; no secrets).
+    /// Keyed by [`identity_of`], as the token cache is.
     providers: Mutex<HashMap<String, Arc<CredentialProvider>>>,
 }
 
@@ -569,7 +577,7 @@ impl CloudFetcher {
 
     fn provider(&self, config: &ProviderConfig) -> Arc<CredentialProvider> {
         self.providers()
-            .entry(format!("{config:?}"))
+            .entry(identity_of(config))
             .or_insert_with(|| build_provider(config, self.client.clone(), self.secrets.clone()))
             .clone()
     }
@@ -605,14 +613,11 @@ impl TokenFetcher for CloudFetcher {
     }
 
     fn credentials_expire_at(&self, config: &ProviderConfig) -> Option<Timestamp> {
-        self.providers()
-            .get(&format!("{config:?}"))?
-            .cached_expiry()
+        self.providers().get(&identity_of(config))?.cached_expiry()
     }
 
     fn retain(&self, live: &[&ProviderConfig]) {
-        let keep: std::collections::HashSet<String> =
-            live.iter().map(|c| format!("{c:?}")).collect();
+        let keep: std::collections::HashSet<String> = live.iter().map(|c| identity_of(c)).collect();
         self.providers().retain(|k, _| keep.contains(k));
     }
 }

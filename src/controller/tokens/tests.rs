@@ -355,3 +355,32 @@ async fn a_token_no_live_binding_uses_is_forgotten_with_its_credentials() {
     manager.retain(&[]);
     assert!(manager.is_empty());
 }
+
+#[test]
+fn one_identity_tells_every_credential_chain_apart() {
+    use crate::cloud::credentials::AssumeRoleConfig;
+    let rrsa = |file: &str, session: &str| ProviderConfig {
+        source: SourceConfig::Rrsa {
+            role_arn: "acs:ram::1:role/r".into(),
+            oidc_provider_arn: "acs:ram::1:oidc-provider/p".into(),
+            token_file: file.into(),
+            session_name: session.into(),
+        },
+        assume_role: None,
+    };
+    let base = rrsa("/t", "s");
+    assert_eq!(identity_of(&base), identity_of(&rrsa("/t", "s")));
+    assert_ne!(identity_of(&base), identity_of(&rrsa("/other", "s")));
+    assert_ne!(identity_of(&base), identity_of(&rrsa("/t", "other")));
+    let hop = |session: &str| ProviderConfig {
+        assume_role: Some(AssumeRoleConfig {
+            role_arn: "acs:ram::2:role/x".into(),
+            session_name: session.into(),
+            external_id: None,
+            duration: std::time::Duration::from_secs(3600),
+        }),
+        ..rrsa("/t", "s")
+    };
+    assert_ne!(identity_of(&hop("a")), identity_of(&hop("b")));
+    assert_ne!(identity_of(&hop("a")), identity_of(&base));
+}
