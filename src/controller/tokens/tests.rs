@@ -290,7 +290,7 @@ fn identity_names_the_chain_without_secrets() {
     });
     assert_eq!(
         req.key().identity,
-        "accessKey:kube-system/ak:AccessKeyId:AccessKeySecret+assumeRole:acs:ram::1:role/r::3600s"
+        "accessKey:kube-system/ak:AccessKeyId:AccessKeySecret+assumeRole:acs:ram::1:role/r:s::3600s"
     );
 }
 
