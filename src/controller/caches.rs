@@ -6,6 +6,12 @@
 //! controller can reconcile everything after a watch gap (an object deleted during the gap
 //! leaves no event of its own).
 //!
+//! Errors stop here. Each watch retries on its own [`WatchBackoff`]; an error passed on to a
+//! kube-runtime `Controller` would engage the controller's one backoff over *all* its trigger
+//! streams, which stops polling every watch, healthy ones included, and grows with each error
+//! from any of them (seen after an API server restart: five watches failing in turn paused the
+//! whole controller for minutes, long after the server was back).
+//!
 //! Why not `Store::wait_until_ready()`: in kube-runtime 5.0.0 a store's readiness is a
 //! `DelayedInit` over a `futures` oneshot receiver, which keeps one waker, so of several tasks
 //! waiting on the same store only the last one to poll is woken. The controller's own runner
@@ -16,6 +22,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Debug;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::channel::mpsc;
 use futures::{Stream, StreamExt};
@@ -81,10 +88,11 @@ impl Readiness {
     }
 }
 
-/// Passes a reflector's event stream through unchanged, reporting the end of each complete
-/// list (`InitDone`): the first to `readiness`, every later one (a re-list after a watch gap or
-/// a desync) as a `()` on `relisted`. Watch errors are logged at warn level here, where the
-/// cache's name is known.
+/// Passes a reflector's events through, reporting the end of each complete list (`InitDone`):
+/// the first to `readiness`, every later one (a re-list after a watch gap or a desync) as a
+/// `()` on `relisted`. Watch errors are logged at warn level here, where the cache's name is
+/// known, and go no further (see the module header): the watch has already retried on its own
+/// backoff, and the store is upstream of this, so it misses nothing.
 pub fn observe<K, S>(
     stream: S,
     cache: &'static str,
@@ -95,16 +103,72 @@ where
     K: Send,
     S: Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
 {
-    stream.inspect(move |event| match event {
-        Ok(watcher::Event::InitDone) => {
-            if !readiness.mark_listed(cache) {
-                tracing::info!(cache, "watch cache re-listed; reconciling every binding");
-                let _ = relisted.unbounded_send(());
+    stream.filter(move |event| {
+        match event {
+            Ok(watcher::Event::InitDone) => {
+                if !readiness.mark_listed(cache) {
+                    tracing::info!(cache, "watch cache re-listed; reconciling every binding");
+                    let _ = relisted.unbounded_send(());
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(cache, error = %e, "watch stream error; retrying with backoff");
             }
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(cache, error = %e, "watch stream error; retrying with backoff"),
+        futures::future::ready(event.is_ok())
     })
+}
+
+/// How long a failed watch waits before its next attempt: [`WatchBackoff::FIRST`], doubling up
+/// to [`WatchBackoff::CAP`], each wait plus up to half as much again at random (so watches and
+/// replicas do not retry in step); reset by the next event.
+///
+/// kube-runtime's default caps at 30 s plus up to 30 s more of jitter, so after an API server
+/// outage of a minute a watch could stay down for another minute, and every reconcile that
+/// reads its cache with it. An attempt against a server that is down costs one refused
+/// connection, so a few seconds between attempts costs nothing; once the server answers, the
+/// watch resumes (or re-lists) and the next event resets the backoff.
+#[derive(Clone, Debug)]
+pub struct WatchBackoff {
+    next: Duration,
+}
+
+impl WatchBackoff {
+    pub const FIRST: Duration = Duration::from_millis(500);
+    pub const CAP: Duration = Duration::from_secs(5);
+
+    pub fn new() -> Self {
+        Self { next: Self::FIRST }
+    }
+
+    /// The wait before the next attempt, for a random `jitter` in `[0, 1)`; advances the
+    /// backoff.
+    pub fn next_with(&mut self, jitter: f64) -> Duration {
+        let base = self.next;
+        self.next = (self.next * 2).min(Self::CAP);
+        base + base.mul_f64(jitter.clamp(0.0, 1.0) / 2.0)
+    }
+}
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(self.next_with(rand::random()))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = Self::FIRST;
+    }
 }
 
 /// A watch cache of one kind: the store the reconcilers read, and the event stream that fills
@@ -130,7 +194,7 @@ where
         reflector::reflector(
             writer,
             watcher::watcher(api, config)
-                .default_backoff()
+                .backoff(WatchBackoff::new())
                 .modify(|o| o.meta_mut().managed_fields = None),
         ),
         name,

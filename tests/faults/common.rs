@@ -140,7 +140,11 @@ impl Controller {
             .args(["--probe-address", "127.0.0.1:0"])
             .args(["--resync-seconds", "60"])
             .args(&opts.extra)
-            .env("RUST_LOG", opts.rust_log)
+            // ACC_FAULTS_RUST_LOG overrides every scenario's level, for diagnosing one.
+            .env(
+                "RUST_LOG",
+                std::env::var("ACC_FAULTS_RUST_LOG").unwrap_or_else(|_| opts.rust_log.to_owned()),
+            )
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")
             .stdout(Stdio::null())
@@ -228,6 +232,12 @@ impl Controller {
 impl Drop for Controller {
     fn drop(&mut self) {
         self.kill();
+        // ACC_FAULTS_LOG_DIR keeps each controller's whole log, for diagnosing a scenario.
+        if let Ok(dir) = std::env::var("ACC_FAULTS_LOG_DIR") {
+            let path = Path::new(&dir).join(format!("controller-{}.log", self.child.id()));
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::write(path, self.log_text());
+        }
     }
 }
 

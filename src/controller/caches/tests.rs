@@ -144,13 +144,15 @@ async fn observe_reports_first_list_to_readiness_and_relists_as_triggers() {
     let events = futures::stream::iter([
         Ok(watcher::Event::<Namespace>::Init),
         Ok(watcher::Event::InitDone),
+        Err(watcher::Error::NoResourceVersion),
         Ok(watcher::Event::Init),
         Ok(watcher::Event::InitDone),
     ]);
     let seen: Vec<_> = observe(events, kind::NAMESPACES, readiness.clone(), tx)
         .collect()
         .await;
-    assert_eq!(seen.len(), 4, "events pass through unchanged");
+    assert_eq!(seen.len(), 4, "events pass through, the error does not");
+    assert!(seen.iter().all(Result::is_ok));
     assert!(readiness.is_ready());
     assert_eq!(rx.next().await, Some(()), "the second list is a re-list");
     assert_eq!(rx.next().await, None, "and the only one");
@@ -299,4 +301,94 @@ async fn a_hanging_reconcile_times_out() {
         panic!("expected a timeout")
     };
     assert!(e.to_string().contains("secrets"), "{e}");
+}
+
+/// The watch backoff: half a second, doubling to the cap, each wait plus up to half again of
+/// jitter, and back to the start on reset.
+#[test]
+fn watch_backoff_doubles_to_its_cap_with_bounded_jitter_and_resets() {
+    use kube::runtime::utils::Backoff;
+    let mut b = WatchBackoff::new();
+    let bases: Vec<Duration> = (0..7).map(|_| b.next_with(0.0)).collect();
+    let ms = |v: &[Duration]| v.iter().map(|d| d.as_millis()).collect::<Vec<_>>();
+    assert_eq!(ms(&bases), [500, 1000, 2000, 4000, 5000, 5000, 5000]);
+    b.reset();
+    assert_eq!(b.next_with(0.999).as_millis(), 749, "jitter adds under half");
+    assert_eq!(b.next_with(0.5).as_millis(), 1250);
+    b.reset();
+    // Random jitter stays within [base, 1.5 × base]; the cap bounds every wait.
+    for d in b.by_ref().take(50) {
+        assert!(d >= WatchBackoff::FIRST && d <= WatchBackoff::CAP.mul_f64(1.5), "{d:?}");
+    }
+}
+
+/// A watch that keeps failing does not pause the others. Its errors stop at `observe`, so the
+/// controller's own backoff over all its trigger streams never engages: with it, each error
+/// paused every watch for 0.8 s and more, doubling, and after an API server restart the whole
+/// controller sat idle for minutes.
+#[tokio::test(start_paused = true)]
+async fn a_failing_watch_does_not_pause_the_others() {
+    let readiness = Readiness::new([]);
+    let (relist_tx, relist_rx) = futures::channel::mpsc::unbounded();
+    let (bindings, binding_writer) = reflector::store::<AcrRegistryBinding>();
+    let (binding_tx, binding_events) = channel_stream::<AcrRegistryBinding>();
+    let binding_stream = observe(
+        reflector::reflector(binding_writer, binding_events),
+        kind::BINDINGS,
+        readiness.clone(),
+        relist_tx.clone(),
+    )
+    .applied_objects();
+    let (ns_tx, ns_events) = channel_stream::<Namespace>();
+    let ns_stream = observe(ns_events, kind::NAMESPACES, readiness.clone(), relist_tx)
+        .touched_objects();
+
+    let runs: Runs = Arc::default();
+    let ctx = Arc::new((readiness.clone(), runs.clone()));
+    let controller = Controller::for_stream(binding_stream, bindings)
+        .watches_stream(ns_stream, |_ns: Namespace| {
+            vec![ObjectRef::<AcrRegistryBinding>::new("a")]
+        })
+        .reconcile_all_on(relist_rx)
+        .run(
+            |b: Arc<AcrRegistryBinding>, ctx: Arc<(Readiness, Runs)>| async move {
+                let name = b.metadata.name.clone().unwrap_or_default();
+                *ctx.1.lock().unwrap().entry(name).or_default() += 1;
+                Ok::<_, Error>(Action::await_change())
+            },
+            |_, _, _| Action::await_change(),
+            ctx,
+        )
+        .for_each(|_| async {});
+    let driver = tokio::spawn(controller);
+    let step = Duration::from_millis(10);
+
+    binding_tx.unbounded_send(Ok(watcher::Event::Init)).unwrap();
+    binding_tx
+        .unbounded_send(Ok(watcher::Event::InitApply(binding("a"))))
+        .unwrap();
+    binding_tx
+        .unbounded_send(Ok(watcher::Event::InitDone))
+        .unwrap();
+    tokio::time::sleep(step).await;
+    assert_eq!(runs.lock().unwrap().get("a"), Some(&1));
+
+    // The namespace watch fails again and again; the binding watch goes on delivering, and
+    // each of its events runs within a few milliseconds of (paused) time.
+    for round in 2..=6 {
+        ns_tx
+            .unbounded_send(Err(watcher::Error::NoResourceVersion))
+            .unwrap();
+        tokio::time::sleep(step).await;
+        binding_tx
+            .unbounded_send(Ok(watcher::Event::Apply(binding("a"))))
+            .unwrap();
+        tokio::time::sleep(step).await;
+        assert_eq!(
+            runs.lock().unwrap().get("a"),
+            Some(&round),
+            "round {round}: the binding's event waited behind the failing watch"
+        );
+    }
+    driver.abort();
 }

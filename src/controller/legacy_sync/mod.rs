@@ -101,7 +101,7 @@ pub async fn run_translator(
                 watcher::Config::default().fields(&format!("metadata.name={}", config.name)),
             ),
         )
-        .default_backoff()
+        .backoff(super::caches::WatchBackoff::new())
     );
     let mut translator = Translator {
         client,
