@@ -18,7 +18,9 @@ use crate::controller_common::{Harness, SECRET_NAME};
 const GOAL: Duration = Duration::from_secs(30);
 
 /// Keeps the component stopped for `down`, checking every second that the controller runs.
-async fn outage(component: &str, down: Duration, controller: &mut Controller) -> bool {
+/// Returns whether it ran throughout, and how long the component took from its start to
+/// ready (convergence is timed from ready; the controller may reconnect before).
+async fn outage(component: &str, down: Duration, controller: &mut Controller) -> (bool, Duration) {
     cluster_sh(&["stop", component]);
     let t0 = Instant::now();
     let mut alive = true;
@@ -26,8 +28,9 @@ async fn outage(component: &str, down: Duration, controller: &mut Controller) ->
         alive &= controller.running();
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    let starting = Instant::now();
     cluster_sh(&["start", component]);
-    alive && controller.running()
+    (alive && controller.running(), starting.elapsed())
 }
 
 async fn restart_scenario(order: u32, scenario: &'static str, component: &str, down_full: u64) {
@@ -54,7 +57,7 @@ async fn restart_scenario(order: u32, scenario: &'static str, component: &str, d
     bind_set(&h, &format!("{}-s", h.id), &format!("{}-s", h.id)).await;
     let first = converge(&h, &steady, Duration::from_secs(120)).await;
     row.check(first.is_ok(), || format!("no first convergence: {first:?}"));
-    let alive_steady = outage(component, down, &mut controller).await;
+    let (alive_steady, start_steady) = outage(component, down, &mut controller).await;
     let back = Instant::now();
     let probe = &steady[0];
     let deleted = Api::<Secret>::namespaced(h.client(), probe)
@@ -83,7 +86,7 @@ async fn restart_scenario(order: u32, scenario: &'static str, component: &str, d
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let alive = outage(component, down, &mut controller).await;
+    let (alive, start_fanout) = outage(component, down, &mut controller).await;
     let back = Instant::now();
     let all: Vec<String> = steady.iter().chain(&fanout).cloned().collect();
     let fanout_time = converge(&h, &all, Duration::from_secs(90))
@@ -102,9 +105,11 @@ async fn restart_scenario(order: u32, scenario: &'static str, component: &str, d
         )
     };
     row.figure = format!(
-        "converged after the return: steady state {}, mid fan-out {} ({done_when_stopped}/{n} done when stopped); controller ran throughout: {}",
+        "converged after the return (ready): steady state {}, mid fan-out {} ({done_when_stopped}/{n} done when stopped); {component} took {:.1} s and {:.1} s from start to ready; controller ran throughout: {}",
         secs(&steady_time),
         secs(&fanout_time),
+        start_steady.as_secs_f64(),
+        start_fanout.as_secs_f64(),
         alive_steady && alive && controller.running()
     );
     row.check(steady_time.as_ref().is_ok_and(|d| *d <= GOAL), || {
