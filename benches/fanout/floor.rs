@@ -1,6 +1,9 @@
 //! The floor: the fewest API writes that produce the controller's end state, done by a minimal
 //! client with the same client library and the same concurrency — one Secret create and one
 //! version-checked ServiceAccount patch per namespace, no watches, no status, no logic.
+//! [`Create::Post`] writes the bare objects; [`Create::LikeController`] writes exactly what the
+//! controller writes (labels, expiry annotation and owner reference on the Secret, the
+//! bookkeeping annotation on the ServiceAccount), which is the controller's true end state.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -8,18 +11,23 @@ use std::time::{Duration, Instant};
 use futures::{StreamExt, stream};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 
 /// How the floor client creates each Secret.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum Create {
     /// A plain POST: the cheapest create, which RBAC cannot pin to a name.
     Post,
     /// Server-side apply of the whole Secret, as the controller creates it (RBAC authorizes it
     /// as `create` of that very name, so the controller's `create` right is pinned to it).
     Apply,
+    /// Server-side apply of the Secret the controller writes, owned by `owner` (an object that
+    /// exists, so the garbage collector keeps it), and the ServiceAccount patch with the
+    /// controller's bookkeeping annotation.
+    LikeController { owner: OwnerReference },
 }
 
 /// Writes one pull Secret and binds the `default` ServiceAccount in every namespace; returns
@@ -37,7 +45,8 @@ pub async fn run(
     let results: Vec<Result<usize, kube::Error>> = stream::iter(namespaces.iter().cloned())
         .map(|ns| {
             let client = client.clone();
-            async move { one_namespace(&client, &ns, secret_name, payload, create).await }
+            let create = create.clone();
+            async move { one_namespace(&client, &ns, secret_name, payload, &create).await }
         })
         .buffer_unordered(concurrency)
         .collect()
@@ -54,13 +63,29 @@ async fn one_namespace(
     ns: &str,
     secret_name: &str,
     payload: &[u8],
-    create: Create,
+    create: &Create,
 ) -> Result<usize, kube::Error> {
+    let like_controller = matches!(create, Create::LikeController { .. });
+    let mut metadata = ObjectMeta {
+        name: Some(secret_name.to_string()),
+        ..Default::default()
+    };
+    if let Create::LikeController { owner } = create {
+        metadata.labels = Some(BTreeMap::from([
+            ("acrcredentials.io/managed".into(), "true".into()),
+            (
+                "app.kubernetes.io/managed-by".into(),
+                "acr-credential-controller".into(),
+            ),
+        ]));
+        metadata.annotations = Some(BTreeMap::from([(
+            "acrcredentials.io/expires-at".into(),
+            "2026-01-01T00:00:00Z".into(),
+        )]));
+        metadata.owner_references = Some(vec![owner.clone()]);
+    }
     let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(secret_name.to_string()),
-            ..Default::default()
-        },
+        metadata,
         type_: Some("kubernetes.io/dockerconfigjson".into()),
         data: Some(BTreeMap::from([(
             ".dockerconfigjson".to_string(),
@@ -73,7 +98,7 @@ async fn one_namespace(
         Create::Post => {
             secrets.create(&PostParams::default(), &secret).await?;
         }
-        Create::Apply => {
+        Create::Apply | Create::LikeController { .. } => {
             secrets
                 .patch(
                     secret_name,
@@ -93,11 +118,25 @@ async fn one_namespace(
         } else {
             json!({"op": "add", "path": "/imagePullSecrets", "value": [{"name": secret_name}]})
         };
-        let patch: json_patch::Patch = serde_json::from_value(json!([
-            {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+        let mut ops = vec![
+            json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}),
             op,
-        ]))
-        .map_err(kube::Error::SerdeError)?;
+        ];
+        if like_controller {
+            let path = if sa.metadata.annotations.is_some() {
+                "/metadata/annotations/acrcredentials.io~1added-image-pull-secrets"
+            } else {
+                "/metadata/annotations"
+            };
+            let value = if sa.metadata.annotations.is_some() {
+                json!(secret_name)
+            } else {
+                json!({"acrcredentials.io/added-image-pull-secrets": secret_name})
+            };
+            ops.push(json!({"op": "add", "path": path, "value": value}));
+        }
+        let patch: json_patch::Patch =
+            serde_json::from_value(json!(ops)).map_err(kube::Error::SerdeError)?;
         match sas
             .patch(
                 "default",

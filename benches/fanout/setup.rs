@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config, ResourceExt};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use serde_json::json;
 
 use crate::report::Memory;
@@ -21,6 +22,11 @@ pub const SECRET_NAME: &str = "acr-credentials";
 /// The second floor's Secret (created by server-side apply) beside the first in each floor
 /// namespace.
 pub const APPLY_FLOOR_SECRET_NAME: &str = "acr-credentials-apply";
+/// The plain floor's second run (a third Secret in each floor namespace): one run of the floor
+/// varies by more than the fan-out goal's margin, so the plain floor is the mean of two.
+pub const REPEAT_FLOOR_SECRET_NAME: &str = "acr-credentials-again";
+/// The floor that writes the controller's exact objects (a fourth Secret).
+pub const LIKE_FLOOR_SECRET_NAME: &str = "acr-credentials-like";
 const SYSTEM_NS: &str = "acc-bench-system";
 const UNRELATED_NS: &str = "acc-bench-unrelated";
 const LABEL: &str = "acc-bench";
@@ -190,12 +196,32 @@ impl World {
             .arg(&base)
             // A free loopback port: other controllers may run on this machine.
             .args(["--probe-address", "127.0.0.1:0"])
-            .env("RUST_LOG", "warn")
+            // ACC_BENCH_RUST_LOG: a finer level, to see where the time goes.
+            .env(
+                "RUST_LOG",
+                std::env::var("ACC_BENCH_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("starting the controller");
         Controller { child }
+    }
+
+    /// An owner reference to the benchmark's policy: cluster-scoped like a binding, and it
+    /// exists, so the garbage collector keeps what names it.
+    pub async fn policy_owner(&self) -> OwnerReference {
+        let api: Api<kube::api::DynamicObject> =
+            Api::all_with(self.client.clone(), &policy_resource());
+        let policy = api.get(POLICY).await.expect("reading the policy");
+        OwnerReference {
+            api_version: "acrcredentials.io/v1alpha1".into(),
+            kind: "AcrCredentialPolicy".into(),
+            name: POLICY.into(),
+            uid: policy.metadata.uid.expect("the policy's uid"),
+            controller: Some(false),
+            block_owner_deletion: None,
+        }
     }
 
     pub async fn wait_policy_ready(&self) {
@@ -337,6 +363,10 @@ pub struct Controller {
 }
 
 impl Controller {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Current and peak resident memory, from `/proc/<pid>/status`.
     pub fn memory(&self) -> Memory {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
