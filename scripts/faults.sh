@@ -3,7 +3,7 @@
 # scenario, what was injected, the figure, pass/fail). Every scenario of tests/faults runs at
 # full scale against the release controller, one at a time, on a fresh local control plane of
 # its own (the restarts stop its API server and etcd). The table is printed and saved under
-# bench/results/. About 15 minutes on 2 cores.
+# bench/results/. About 14 minutes on 2 cores.
 #
 #   scripts/faults.sh                 the whole suite
 #   scripts/faults.sh kill outage     only the scenarios whose test names contain these words
