@@ -263,6 +263,11 @@ async fn main() {
         fanout_time,
         floor_time,
     ));
+    report.add(Figure::time(
+        "fan-out against the floor writing the controller's objects",
+        fanout_time,
+        like_floor_time,
+    ));
     report.note(format!(
         "floor: {:.2} s for {} namespaces, the mean of two runs ({:.2} s and {:.2} s; {} ServiceAccount patches retried after a concurrent change in the first)",
         floor_time.as_secs_f64(),
