@@ -313,12 +313,19 @@ fn watch_backoff_doubles_to_its_cap_with_bounded_jitter_and_resets() {
     let ms = |v: &[Duration]| v.iter().map(|d| d.as_millis()).collect::<Vec<_>>();
     assert_eq!(ms(&bases), [500, 1000, 2000, 4000, 5000, 5000, 5000]);
     b.reset();
-    assert_eq!(b.next_with(0.999).as_millis(), 749, "jitter adds under half");
+    assert_eq!(
+        b.next_with(0.999).as_millis(),
+        749,
+        "jitter adds under half"
+    );
     assert_eq!(b.next_with(0.5).as_millis(), 1250);
     b.reset();
     // Random jitter stays within [base, 1.5 × base]; the cap bounds every wait.
     for d in b.by_ref().take(50) {
-        assert!(d >= WatchBackoff::FIRST && d <= WatchBackoff::CAP.mul_f64(1.5), "{d:?}");
+        assert!(
+            d >= WatchBackoff::FIRST && d <= WatchBackoff::CAP.mul_f64(1.5),
+            "{d:?}"
+        );
     }
 }
 
@@ -340,8 +347,8 @@ async fn a_failing_watch_does_not_pause_the_others() {
     )
     .applied_objects();
     let (ns_tx, ns_events) = channel_stream::<Namespace>();
-    let ns_stream = observe(ns_events, kind::NAMESPACES, readiness.clone(), relist_tx)
-        .touched_objects();
+    let ns_stream =
+        observe(ns_events, kind::NAMESPACES, readiness.clone(), relist_tx).touched_objects();
 
     let runs: Runs = Arc::default();
     let ctx = Arc::new((readiness.clone(), runs.clone()));
