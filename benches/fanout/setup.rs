@@ -44,11 +44,21 @@ pub fn sample_payload() -> Vec<u8> {
     .unwrap_or_default()
 }
 
-fn scenario() -> Scenario {
+/// How long the fake's registry tokens live: the policy's `renewBefore` (3 minutes) plus time
+/// for the fan-out and the steady-state window to end before the first renewal, and for the
+/// renewal wave and the new namespaces to end before the next: 60 s plus 20 ms per namespace
+/// (1,000 → 80 s, 5,000 → 160 s). With a fixed 60 s, the 5,000-namespace fan-out pushed the
+/// steady-state window into the renewal, and each phase measured a piece of another.
+fn token_seconds(namespaces: usize) -> u64 {
+    180 + 60 + (namespaces as u64) / 50
+}
+
+fn scenario(namespaces: usize) -> Scenario {
+    let seconds = token_seconds(namespaces);
     Scenario::from_str_resolved(&format!(
         r#"
 region: cn-hangzhou
-lifetimes: {{registrySeconds: 240}}
+lifetimes: {{registrySeconds: {seconds}}}
 accounts:
   - id: "1234567890123456"
     accessKeys: [{{id: LTAIbenchkey, secret: benchsecret}}]
@@ -101,7 +111,9 @@ impl World {
         let kubeconfig =
             PathBuf::from(std::env::var("KUBECONFIG").expect("KUBECONFIG must be set"));
         let client = client(&kubeconfig).await;
-        let fake = FakeCloud::start(scenario()).await.expect("fake cloud");
+        let fake = FakeCloud::start(scenario(params.namespaces))
+            .await
+            .expect("fake cloud");
         let n = params.namespaces;
         let fanout: Vec<String> = (0..n).map(|i| format!("acc-bench-f{i:05}")).collect();
         let floor: Vec<String> = (0..n).map(|i| format!("acc-bench-floor{i:05}")).collect();
@@ -267,13 +279,19 @@ impl World {
 
     /// The binding's `status.token.renewAt`.
     pub async fn renew_at(&self) -> jiff::Timestamp {
+        self.renew_at_if_known()
+            .await
+            .expect("status.token.renewAt")
+    }
+
+    /// The binding's `status.token.renewAt`, if its status says yet.
+    pub async fn renew_at_if_known(&self) -> Option<jiff::Timestamp> {
         let api: Api<kube::api::DynamicObject> =
             Api::all_with(self.client.clone(), &binding_resource());
-        let b = api.get(BINDING).await.expect("binding");
+        let b = api.get(BINDING).await.ok()?;
         b.data["status"]["token"]["renewAt"]
             .as_str()
             .and_then(|s| s.parse().ok())
-            .expect("status.token.renewAt")
     }
 
     /// Creates `new_namespaces` selected namespaces at `rate` per second; returns each name with
