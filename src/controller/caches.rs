@@ -175,13 +175,15 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
 /// it (which must be polled, by a controller, for the store to fill), passed through
 /// [`observe`]. Cached objects carry no `managedFields`: nothing reads them from a cache (the
 /// legacy translator reads its objects from the API), and with server-side apply they are often
-/// the larger part of a small object.
+/// the larger part of a small object. `trim` drops what else of a kind nothing reads (see
+/// [`trim_service_account`]).
 pub fn cache<K>(
     api: Api<K>,
     config: watcher::Config,
     name: &'static str,
     readiness: &Readiness,
     relisted: &mpsc::UnboundedSender<()>,
+    trim: fn(&mut K),
 ) -> (
     Store<K>,
     impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + use<K>,
@@ -195,13 +197,26 @@ where
             writer,
             watcher::watcher(api, config)
                 .backoff(WatchBackoff::new())
-                .modify(|o| o.meta_mut().managed_fields = None),
+                .modify(move |o| {
+                    o.meta_mut().managed_fields = None;
+                    trim(o);
+                }),
         ),
         name,
         readiness.clone(),
         relisted.clone(),
     );
     (store, stream)
+}
+
+/// Keeps nothing.
+pub fn trim_nothing<K>(_: &mut K) {}
+
+/// A cached ServiceAccount without its `secrets` (the token Secrets kube-controller-manager
+/// lists there up to Kubernetes 1.23): nothing reads them, and every ServiceAccount write is a
+/// JSON patch of `imagePullSecrets` and our annotation, never the whole object.
+pub fn trim_service_account(sa: &mut k8s_openapi::api::core::v1::ServiceAccount) {
+    sa.secrets = None;
 }
 
 #[cfg(test)]
