@@ -177,12 +177,18 @@ fn channel_stream<K: Send + 'static>() -> (
     futures::channel::mpsc::unbounded()
 }
 
-/// The scenario of the lost wake-up, on a real kube-runtime `Controller` with in-memory watch
-/// streams and paused time: two bindings' first reconciles start before the secondary caches
-/// have listed; both complete once they have, and later triggers for either still run.
-#[tokio::test(start_paused = true)]
-async fn reconciles_started_before_caches_sync_all_complete_and_later_triggers_run() {
-    let readiness = Readiness::new(kind::ALL);
+/// A real kube-runtime `Controller` over in-memory binding and namespace watch streams, each
+/// through a reflector and [`observe`] as the product's caches are, with a reconciler that waits
+/// for `readiness` through the product's guard and counts its runs per binding. Every namespace
+/// event maps to binding `a`; a re-list reconciles every binding.
+struct TestController {
+    bindings: Events<AcrRegistryBinding>,
+    namespaces: Events<Namespace>,
+    runs: Runs,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+fn test_controller(readiness: &Readiness) -> TestController {
     let (relist_tx, relist_rx) = futures::channel::mpsc::unbounded();
 
     let (bindings, binding_writer) = reflector::store::<AcrRegistryBinding>();
@@ -225,7 +231,26 @@ async fn reconciles_started_before_caches_sync_all_complete_and_later_triggers_r
             ctx,
         )
         .for_each(|_| async {});
-    let driver = tokio::spawn(controller);
+    TestController {
+        bindings: binding_tx,
+        namespaces: ns_tx,
+        runs,
+        driver: tokio::spawn(controller),
+    }
+}
+
+/// The scenario of the lost wake-up, on a real kube-runtime `Controller` with in-memory watch
+/// streams and paused time: two bindings' first reconciles start before the secondary caches
+/// have listed; both complete once they have, and later triggers for either still run.
+#[tokio::test(start_paused = true)]
+async fn reconciles_started_before_caches_sync_all_complete_and_later_triggers_run() {
+    let readiness = Readiness::new(kind::ALL);
+    let TestController {
+        bindings: binding_tx,
+        namespaces: ns_tx,
+        runs,
+        driver,
+    } = test_controller(&readiness);
 
     // The bindings list completes: the runner starts both reconciles, which now wait.
     binding_tx.unbounded_send(Ok(watcher::Event::Init)).unwrap();
@@ -335,39 +360,12 @@ fn watch_backoff_doubles_to_its_cap_with_bounded_jitter_and_resets() {
 /// controller sat idle for minutes.
 #[tokio::test(start_paused = true)]
 async fn a_failing_watch_does_not_pause_the_others() {
-    let readiness = Readiness::new([]);
-    let (relist_tx, relist_rx) = futures::channel::mpsc::unbounded();
-    let (bindings, binding_writer) = reflector::store::<AcrRegistryBinding>();
-    let (binding_tx, binding_events) = channel_stream::<AcrRegistryBinding>();
-    let binding_stream = observe(
-        reflector::reflector(binding_writer, binding_events),
-        kind::BINDINGS,
-        readiness.clone(),
-        relist_tx.clone(),
-    )
-    .applied_objects();
-    let (ns_tx, ns_events) = channel_stream::<Namespace>();
-    let ns_stream =
-        observe(ns_events, kind::NAMESPACES, readiness.clone(), relist_tx).touched_objects();
-
-    let runs: Runs = Arc::default();
-    let ctx = Arc::new((readiness.clone(), runs.clone()));
-    let controller = Controller::for_stream(binding_stream, bindings)
-        .watches_stream(ns_stream, |_ns: Namespace| {
-            vec![ObjectRef::<AcrRegistryBinding>::new("a")]
-        })
-        .reconcile_all_on(relist_rx)
-        .run(
-            |b: Arc<AcrRegistryBinding>, ctx: Arc<(Readiness, Runs)>| async move {
-                let name = b.metadata.name.clone().unwrap_or_default();
-                *ctx.1.lock().unwrap().entry(name).or_default() += 1;
-                Ok::<_, Error>(Action::await_change())
-            },
-            |_, _, _| Action::await_change(),
-            ctx,
-        )
-        .for_each(|_| async {});
-    let driver = tokio::spawn(controller);
+    let TestController {
+        bindings: binding_tx,
+        namespaces: ns_tx,
+        runs,
+        driver,
+    } = test_controller(&Readiness::new([]));
     let step = Duration::from_millis(10);
 
     binding_tx.unbounded_send(Ok(watcher::Event::Init)).unwrap();
