@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use acr_credential_controller::controller::{secret, service_accounts};
 use futures::{StreamExt, stream};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
@@ -72,14 +73,11 @@ async fn one_namespace(
     };
     if let Create::LikeController { owner } = create {
         metadata.labels = Some(BTreeMap::from([
-            ("acrcredentials.io/managed".into(), "true".into()),
-            (
-                "app.kubernetes.io/managed-by".into(),
-                "acr-credential-controller".into(),
-            ),
+            (secret::MANAGED_LABEL.into(), "true".into()),
+            (secret::MANAGED_BY_LABEL.into(), secret::MANAGED_BY.into()),
         ]));
         metadata.annotations = Some(BTreeMap::from([(
-            "acrcredentials.io/expires-at".into(),
+            secret::EXPIRES_ANNOTATION.into(),
             "2026-01-01T00:00:00Z".into(),
         )]));
         metadata.owner_references = Some(vec![owner.clone()]);
@@ -112,31 +110,23 @@ async fn one_namespace(
     let mut retries = 0;
     loop {
         let sa = sas.get("default").await?;
-        let rv = sa.resource_version().unwrap_or_default();
-        let op = if sa.image_pull_secrets.is_some() {
-            json!({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": secret_name}})
+        let patch = if like_controller {
+            // The controller's own patch: imagePullSecrets and its bookkeeping annotation.
+            service_accounts::plan(&sa, secret_name, true)
+                .expect("a ServiceAccount without our entry needs a patch")
         } else {
-            json!({"op": "add", "path": "/imagePullSecrets", "value": [{"name": secret_name}]})
+            let rv = sa.resource_version().unwrap_or_default();
+            let op = if sa.image_pull_secrets.is_some() {
+                json!({"op": "add", "path": "/imagePullSecrets/-", "value": {"name": secret_name}})
+            } else {
+                json!({"op": "add", "path": "/imagePullSecrets", "value": [{"name": secret_name}]})
+            };
+            serde_json::from_value(json!([
+                {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                op,
+            ]))
+            .map_err(kube::Error::SerdeError)?
         };
-        let mut ops = vec![
-            json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}),
-            op,
-        ];
-        if like_controller {
-            let path = if sa.metadata.annotations.is_some() {
-                "/metadata/annotations/acrcredentials.io~1added-image-pull-secrets"
-            } else {
-                "/metadata/annotations"
-            };
-            let value = if sa.metadata.annotations.is_some() {
-                json!(secret_name)
-            } else {
-                json!({"acrcredentials.io/added-image-pull-secrets": secret_name})
-            };
-            ops.push(json!({"op": "add", "path": path, "value": value}));
-        }
-        let patch: json_patch::Patch =
-            serde_json::from_value(json!(ops)).map_err(kube::Error::SerdeError)?;
         match sas
             .patch(
                 "default",

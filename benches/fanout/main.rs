@@ -85,6 +85,34 @@ async fn wait_for(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
     }
 }
 
+/// The floor runs of one benchmark: the same client, namespaces, payload and concurrency.
+struct Floors<'a> {
+    client: &'a kube::Client,
+    namespaces: &'a [String],
+    payload: &'a [u8],
+    concurrency: usize,
+    control_plane: &'a cpu::Processes,
+}
+
+impl Floors<'_> {
+    /// One floor run writing `secret_name` the way `create` says: its time, the ServiceAccount
+    /// patches it retried, and the CPU the control plane used meanwhile.
+    async fn run(&self, secret_name: &str, create: floor::Create) -> (Duration, usize, String) {
+        let before = self.control_plane.sample();
+        let (time, retries) = floor::run(
+            self.client,
+            self.namespaces,
+            secret_name,
+            self.payload,
+            self.concurrency,
+            create,
+        )
+        .await
+        .unwrap();
+        (time, retries, self.control_plane.sample().since(&before))
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let params = parse_args();
@@ -102,65 +130,39 @@ async fn main() {
         params.namespaces, params.namespaces
     ));
     let control_plane = cpu::Processes::control_plane();
-    let before = metrics::scrape(&client).await.unwrap();
     let payload = setup::sample_payload();
-    let cpu_before = control_plane.sample();
-    let (first_floor_time, floor_retries) = floor::run(
-        &client,
-        &world.floor_namespaces,
-        setup::SECRET_NAME,
-        &payload,
-        params.concurrency,
-        floor::Create::Post,
-    )
-    .await
-    .unwrap();
-    let floor_cpu = control_plane.sample().since(&cpu_before);
+    let floors = Floors {
+        client: &client,
+        namespaces: &world.floor_namespaces,
+        payload: &payload,
+        concurrency: params.concurrency,
+        control_plane: &control_plane,
+    };
+    let before = metrics::scrape(&client).await.unwrap();
+    let (first_floor_time, floor_retries, floor_cpu) =
+        floors.run(setup::SECRET_NAME, floor::Create::Post).await;
     let floor_writes = metrics::scrape(&client).await.unwrap().since(&before);
     // The same with the Secrets created by server-side apply, as the controller must to keep
     // its `create` right pinned to the Secret's name (a second Secret in the same namespaces).
     log("floor with server-side-apply creates");
-    let cpu_before = control_plane.sample();
-    let (apply_floor_time, _) = floor::run(
-        &client,
-        &world.floor_namespaces,
-        setup::APPLY_FLOOR_SECRET_NAME,
-        &payload,
-        params.concurrency,
-        floor::Create::Apply,
-    )
-    .await
-    .unwrap();
-    let apply_floor_cpu = control_plane.sample().since(&cpu_before);
+    let (apply_floor_time, _, apply_floor_cpu) = floors
+        .run(setup::APPLY_FLOOR_SECRET_NAME, floor::Create::Apply)
+        .await;
     // The plain floor again (a third Secret): one run varies by more than the goal's margin.
     log("floor again");
-    let (repeat_floor_time, _) = floor::run(
-        &client,
-        &world.floor_namespaces,
-        setup::REPEAT_FLOOR_SECRET_NAME,
-        &payload,
-        params.concurrency,
-        floor::Create::Post,
-    )
-    .await
-    .unwrap();
+    let (repeat_floor_time, _, _) = floors
+        .run(setup::REPEAT_FLOOR_SECRET_NAME, floor::Create::Post)
+        .await;
     let floor_time = (first_floor_time + repeat_floor_time) / 2;
     // And once writing exactly what the controller writes: its true end state.
     log("floor with the controller's objects");
-    let cpu_before = control_plane.sample();
-    let (like_floor_time, _) = floor::run(
-        &client,
-        &world.floor_namespaces,
-        setup::LIKE_FLOOR_SECRET_NAME,
-        &payload,
-        params.concurrency,
-        floor::Create::LikeController {
-            owner: world.policy_owner().await,
-        },
-    )
-    .await
-    .unwrap();
-    let like_floor_cpu = control_plane.sample().since(&cpu_before);
+    let owner = world.policy_owner().await;
+    let (like_floor_time, _, like_floor_cpu) = floors
+        .run(
+            setup::LIKE_FLOOR_SECRET_NAME,
+            floor::Create::LikeController { owner },
+        )
+        .await;
 
     // 2. Fan-out: one binding selecting every prepared namespace.
     let mut controller = world.start_controller();
