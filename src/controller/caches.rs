@@ -32,6 +32,8 @@ use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
+pub mod trim;
+
 /// The names of the caches the binding reconciler reads.
 pub mod kind {
     pub const BINDINGS: &str = "acrregistrybindings";
@@ -176,7 +178,7 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
 /// [`observe`]. Cached objects carry no `managedFields`: nothing reads them from a cache (the
 /// legacy translator reads its objects from the API), and with server-side apply they are often
 /// the larger part of a small object. `trim` drops what else of a kind nothing reads (see
-/// [`trim_service_account`]).
+/// [`trim`]).
 pub fn cache<K>(
     api: Api<K>,
     config: watcher::Config,
@@ -207,16 +209,6 @@ where
         relisted.clone(),
     );
     (store, stream)
-}
-
-/// Keeps nothing.
-pub fn trim_nothing<K>(_: &mut K) {}
-
-/// A cached ServiceAccount without its `secrets` (the token Secrets kube-controller-manager
-/// lists there up to Kubernetes 1.23): nothing reads them, and every ServiceAccount write is a
-/// JSON patch of `imagePullSecrets` and our annotation, never the whole object.
-pub fn trim_service_account(sa: &mut k8s_openapi::api::core::v1::ServiceAccount) {
-    sa.secrets = None;
 }
 
 #[cfg(test)]

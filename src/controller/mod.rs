@@ -361,7 +361,7 @@ fn start_caches(
         caches::kind::BINDINGS,
         readiness,
         relisted,
-        caches::trim_nothing,
+        caches::trim::nothing,
     );
     let (policies, policy_stream) = caches::cache::<AcrCredentialPolicy>(
         Api::all(client.clone()),
@@ -369,7 +369,7 @@ fn start_caches(
         caches::kind::POLICIES,
         readiness,
         relisted,
-        caches::trim_nothing,
+        caches::trim::nothing,
     );
     let (namespaces, ns_stream) = caches::cache::<Namespace>(
         Api::all(client.clone()),
@@ -377,7 +377,7 @@ fn start_caches(
         caches::kind::NAMESPACES,
         readiness,
         relisted,
-        caches::trim_nothing,
+        caches::trim::namespace,
     );
     let (service_accounts, sa_stream) = caches::cache::<ServiceAccount>(
         Api::all(client.clone()),
@@ -385,7 +385,7 @@ fn start_caches(
         caches::kind::SERVICE_ACCOUNTS,
         readiness,
         relisted,
-        caches::trim_service_account,
+        caches::trim::service_account,
     );
     let (secrets, secret_stream) = caches::cache::<Secret>(
         Api::all(client.clone()),
@@ -393,7 +393,7 @@ fn start_caches(
         caches::kind::SECRETS,
         readiness,
         relisted,
-        caches::trim_nothing,
+        caches::trim::secret,
     );
     let (written, secret_stream) = in_front_of(&secrets, &config.secret_name, secret_stream);
     let stores = Stores {

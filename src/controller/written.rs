@@ -110,8 +110,10 @@ impl Written {
         }
     }
 
-    /// Records the Secret a create or an update returned.
-    pub fn wrote(&self, before: Before, secret: Secret) {
+    /// Records the Secret a create or an update returned, without its `managedFields` (as the
+    /// cache keeps it: nothing reads them, and at a fan-out thousands of entries wait here).
+    pub fn wrote(&self, before: Before, mut secret: Secret) {
+        secret.metadata.managed_fields = None;
         self.record(before, Some(Arc::new(secret)));
     }
 
