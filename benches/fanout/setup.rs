@@ -188,7 +188,8 @@ impl World {
         }
     }
 
-    /// Starts the release controller binary against this cluster and the fake cloud.
+    /// Starts the release controller binary against this cluster and the fake cloud, with the
+    /// environment its image sets (see [`image_environment`]).
     pub fn start_controller(&self) -> Controller {
         let binary = std::env::var("ACC_BENCH_CONTROLLER")
             .expect("ACC_BENCH_CONTROLLER must name the controller binary");
@@ -199,6 +200,7 @@ impl World {
             .trim_end_matches('/')
             .to_string();
         let child = Command::new(binary)
+            .envs(image_environment())
             .arg("run")
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
@@ -416,4 +418,21 @@ impl Drop for Controller {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The `ENV` lines of the controller's `Containerfile`: the benchmark runs the binary as the
+/// image runs it (`MALLOC_ARENA_MAX` changes its memory), and reading them here keeps the two
+/// from drifting apart.
+pub fn image_environment() -> Vec<(String, String)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/Containerfile");
+    let text = std::fs::read_to_string(path).expect("reading the Containerfile");
+    text.lines()
+        .filter_map(|l| l.strip_prefix("ENV "))
+        .map(|kv| {
+            let (k, v) = kv
+                .split_once('=')
+                .expect("ENV lines in the Containerfile are KEY=value");
+            (k.trim().to_owned(), v.trim().to_owned())
+        })
+        .collect()
 }
