@@ -19,13 +19,14 @@ use crate::report::Memory;
 use crate::{Params, log};
 
 pub const SECRET_NAME: &str = "acr-credentials";
-/// The second floor's Secret (created by server-side apply) beside the first in each floor
-/// namespace.
+/// The Secret of the reference floor by server-side apply, beside the others in each floor
+/// namespace (the reference by POST writes [`SECRET_NAME`], so the controller caches a
+/// same-named Secret that is not its own in every floor namespace).
 pub const APPLY_FLOOR_SECRET_NAME: &str = "acr-credentials-apply";
-/// The plain floor's second run (a third Secret in each floor namespace): one run of the floor
-/// varies by more than the fan-out goal's margin, so the plain floor is the mean of two.
+/// The floor's second run, writing the controller's objects again (one run of the floor varies
+/// by more than the fan-out goal's margin, so the floor is the mean of two).
 pub const REPEAT_FLOOR_SECRET_NAME: &str = "acr-credentials-again";
-/// The floor that writes the controller's exact objects (a fourth Secret).
+/// The floor's first run, writing the controller's exact objects.
 pub const LIKE_FLOOR_SECRET_NAME: &str = "acr-credentials-like";
 const SYSTEM_NS: &str = "acc-bench-system";
 const UNRELATED_NS: &str = "acc-bench-unrelated";
