@@ -59,7 +59,7 @@ pub async fn default_service_accounts(
         .collect())
 }
 
-/// Writes one pull Secret and binds the `default` ServiceAccount in every namespace, starting
+/// Requests one pull Secret and binds the `default` ServiceAccount in every namespace, starting
 /// from `accounts` (read before); returns the wall-clock time and how many patches had to be
 /// retried because another writer (the token controller) changed the ServiceAccount in between.
 pub async fn run(

@@ -152,9 +152,14 @@ async fn main() {
         owner: owner.clone(),
     };
     let before = metrics::scrape(&client).await.unwrap();
+    let reads_before = metrics::scrape_reads(&client).await.unwrap();
     let (first_floor_time, floor_retries, floor_cpu) =
         floors.run(setup::LIKE_FLOOR_SECRET_NAME, like()).await;
     let floor_writes = metrics::scrape(&client).await.unwrap().since(&before);
+    let floor_reads = metrics::scrape_reads(&client)
+        .await
+        .unwrap()
+        .since(&reads_before);
     // Bare objects by a plain POST: the cheapest create, which needs a cluster-wide `create`
     // right on Secrets (RBAC cannot pin a POST to a name). The controller does not have it.
     log("reference: bare objects, POST");
@@ -173,6 +178,7 @@ async fn main() {
     let mut controller = world.start_controller();
     world.wait_policy_ready().await;
     let before = metrics::scrape(&client).await.unwrap();
+    let reads_before = metrics::scrape_reads(&client).await.unwrap();
     let cloud_before = world.cloud_calls();
     let everyone = control_plane.with_controller(controller.pid());
     log("fan-out: applying the binding");
@@ -190,8 +196,13 @@ async fn main() {
     // Let the last status write land before counting.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let fanout_writes = metrics::scrape(&client).await.unwrap().since(&before);
+    let fanout_reads = metrics::scrape_reads(&client)
+        .await
+        .unwrap()
+        .since(&reads_before);
     let fanout_cloud = world.cloud_calls() - cloud_before;
     let rss_after_fanout = controller.memory();
+    let written_payload = world.payload_bytes(&world.fanout_namespaces[0]).await;
 
     // 3. Steady state: nothing changes, nothing should be written.
     let mut overlaps = Vec::new();
@@ -306,6 +317,16 @@ async fn main() {
         apply_floor_time.as_secs_f64(),
         apply_floor_time.as_secs_f64() / floor_time.as_secs_f64().max(1e-9),
         ratio(apply_floor_time),
+    ));
+    report.note(format!(
+        "payload: the floor writes {} bytes of dockerconfigjson per Secret, the controller wrote {} (both domains of the instance, a token of the fake's form)",
+        payload.len(),
+        written_payload
+    ));
+    report.note(format!(
+        "reads (GET, LIST, WATCH requests, everyone's): floor (first run, with its one list off the clock) {}; fan-out {}",
+        floor_reads.describe(),
+        fanout_reads.describe()
     ));
     report.note(format!(
         "CPU used: floor (first run) {floor_cpu}; bare objects by POST {post_floor_cpu}; bare objects by server-side apply {apply_floor_cpu}; fan-out {fanout_cpu}"

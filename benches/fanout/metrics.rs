@@ -1,4 +1,5 @@
-//! Write counts taken from the API server's own `/metrics` (`apiserver_request_total`).
+//! Request counts taken from the API server's own `/metrics` (`apiserver_request_total`): writes,
+//! and reads (GET, LIST, WATCH) to see what else a phase asked of the API server.
 //!
 //! Counting on the server side, not in the controller, means nothing the controller forgets to
 //! count escapes the figure.
@@ -7,17 +8,18 @@ use std::collections::BTreeMap;
 
 use kube::Client;
 
-/// Write requests per `resource[/subresource]`, summed over verbs and response codes.
+/// Requests per `resource[/subresource]` (writes, or reads), summed over verbs and response codes.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Writes(pub BTreeMap<String, u64>);
+pub struct Requests(pub BTreeMap<String, u64>);
 
 const WRITE_VERBS: &[&str] = &[
     "POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE",
 ];
+const READ_VERBS: &[&str] = &["GET", "LIST", "WATCH"];
 
-impl Writes {
+impl Requests {
     /// `after - before`, dropping resources that did not move.
-    pub fn since(&self, before: &Writes) -> Writes {
+    pub fn since(&self, before: &Requests) -> Requests {
         let mut out = BTreeMap::new();
         for (resource, count) in &self.0 {
             let delta = count.saturating_sub(before.0.get(resource).copied().unwrap_or(0));
@@ -25,7 +27,7 @@ impl Writes {
                 out.insert(resource.clone(), delta);
             }
         }
-        Writes(out)
+        Requests(out)
     }
 
     pub fn get(&self, resource: &str) -> u64 {
@@ -46,7 +48,12 @@ impl Writes {
 }
 
 /// Parses the Prometheus text format for `apiserver_request_total` write verbs.
-pub fn parse_writes(text: &str) -> Writes {
+pub fn parse_writes(text: &str) -> Requests {
+    parse_requests(text, WRITE_VERBS)
+}
+
+/// Parses `apiserver_request_total` for `verbs`.
+fn parse_requests(text: &str, verbs: &[&str]) -> Requests {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
@@ -57,7 +64,7 @@ pub fn parse_writes(text: &str) -> Writes {
         };
         let labels = parse_labels(labels);
         let verb = labels.get("verb").map(String::as_str).unwrap_or("");
-        if !WRITE_VERBS.contains(&verb) {
+        if !verbs.contains(&verb) {
             continue;
         }
         let resource = labels.get("resource").cloned().unwrap_or_default();
@@ -68,7 +75,7 @@ pub fn parse_writes(text: &str) -> Writes {
         let count = value.trim().parse::<f64>().unwrap_or(0.0) as u64;
         *out.entry(key).or_insert(0) += count;
     }
-    Writes(out)
+    Requests(out)
 }
 
 fn parse_labels(s: &str) -> BTreeMap<String, String> {
@@ -86,10 +93,18 @@ fn parse_labels(s: &str) -> BTreeMap<String, String> {
 }
 
 /// Reads the current write counters from the API server.
-pub async fn scrape(client: &Client) -> Result<Writes, kube::Error> {
+pub async fn scrape(client: &Client) -> Result<Requests, kube::Error> {
+    Ok(parse_writes(&metrics_text(client).await?))
+}
+
+/// Reads the current read (GET, LIST, WATCH) counters from the API server.
+pub async fn scrape_reads(client: &Client) -> Result<Requests, kube::Error> {
+    Ok(parse_requests(&metrics_text(client).await?, READ_VERBS))
+}
+
+async fn metrics_text(client: &Client) -> Result<String, kube::Error> {
     let request = http::Request::get("/metrics")
         .body(Vec::new())
         .map_err(kube::Error::HttpError)?;
-    let text = client.request_text(request).await?;
-    Ok(parse_writes(&text))
+    client.request_text(request).await
 }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::Params;
-use crate::metrics::Writes;
+use crate::metrics::Requests;
 
 /// Peak and current resident memory of a process, in KiB.
 #[derive(Clone, Copy, Debug, Default)]
@@ -45,7 +45,7 @@ impl Figure {
         }
     }
 
-    pub fn writes(name: &str, measured: &Writes, floor: &Writes, expected: u64) -> Figure {
+    pub fn writes(name: &str, measured: &Requests, floor: &Requests, expected: u64) -> Figure {
         let ours = measured.get("secrets") + measured.get("serviceaccounts");
         Figure {
             name: name.into(),
@@ -55,7 +55,7 @@ impl Figure {
         }
     }
 
-    pub fn writes_expect(name: &str, measured: &Writes, expected: u64) -> Figure {
+    pub fn writes_expect(name: &str, measured: &Requests, expected: u64) -> Figure {
         let ours = measured.get("secrets") + measured.get("serviceaccounts");
         let verdict = if ours == expected {
             "at the floor".to_string()
@@ -199,7 +199,7 @@ impl Report {
         out
     }
 
-    /// Writes the table to `bench/results/<date>-n<N>-m<M>.md` and returns the path.
+    /// Requests the table to `bench/results/<date>-n<N>-m<M>.md` and returns the path.
     pub fn save(&self, markdown: &str) -> PathBuf {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/results");
         std::fs::create_dir_all(&dir).expect("creating bench/results");

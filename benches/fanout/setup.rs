@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use acr_credential_controller::controller::secret;
+use acr_credential_controller::sensitive::Sensitive;
 use acr_fake_cloud::{FakeCloud, Scenario};
+use base64::Engine;
 use futures::{StreamExt, stream};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -32,17 +35,41 @@ const SYSTEM_NS: &str = "acc-bench-system";
 const UNRELATED_NS: &str = "acc-bench-unrelated";
 const LABEL: &str = "acc-bench";
 const INSTANCE: &str = "cri-bench0000000001";
-const DOMAIN: &str = "bench-registry.cn-hangzhou.cr.aliyuncs.com";
+const ACCOUNT: &str = "1234567890123456";
 const POLICY: &str = "bench";
 const BINDING: &str = "bench";
 
-/// A dockerconfigjson of the same shape and size as the controller writes for one domain.
+/// The fake's default domains for the benchmark's instance (internet and VPC): the controller
+/// writes an auth for each.
+const DOMAINS: [&str; 2] = [
+    "bench-registry.cn-hangzhou.cr.aliyuncs.com",
+    "bench-registry-vpc.cn-hangzhou.cr.aliyuncs.com",
+];
+
+/// The dockerconfigjson the controller writes, built by the controller's own function over the
+/// instance's two domains, with a token of the fake's form and length (its claims in base64url,
+/// a colon, 40 hex digits). The floor writes this, so both write the same bytes; the report
+/// compares its size with a Secret the controller wrote.
 pub fn sample_payload() -> Vec<u8> {
-    let token = "x".repeat(180);
-    let auth = format!("cr_temp_user:{token}");
-    serde_json::to_vec(&json!({"auths": {DOMAIN: {
-        "username": "cr_temp_user", "password": token, "auth": auth}}}))
-    .unwrap_or_default()
+    let claims = json!({
+        "instanceId": INSTANCE,
+        "time": jiff::Timestamp::now().as_millisecond().to_string(),
+        "type": "sub",
+        "userId": ACCOUNT,
+    });
+    let token = format!(
+        "{}:{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(claims.to_string()),
+        "0".repeat(40)
+    );
+    secret::docker_config_json(&[secret::Contribution {
+        binding: BINDING.into(),
+        binding_uid: String::new(),
+        domains: DOMAINS.iter().map(|d| d.to_string()).collect(),
+        username: "cr_temp_user".into(),
+        password: Sensitive::new(token),
+        expires_at: jiff::Timestamp::now(),
+    }])
 }
 
 /// How long the fake's registry tokens live: the policy's `renewBefore` (3 minutes) plus time
@@ -61,7 +88,7 @@ fn scenario(namespaces: usize) -> Scenario {
 region: cn-hangzhou
 lifetimes: {{registrySeconds: {seconds}}}
 accounts:
-  - id: "1234567890123456"
+  - id: "{ACCOUNT}"
     accessKeys: [{{id: LTAIbenchkey, secret: benchsecret}}]
     instances:
       - id: {INSTANCE}
@@ -278,6 +305,17 @@ impl World {
     /// Every request the fake cloud has answered so far.
     pub fn cloud_calls(&self) -> usize {
         self.fake.handle().log().len()
+    }
+
+    /// The size of the dockerconfigjson in `namespace`'s pull Secret (0 without one).
+    pub async fn payload_bytes(&self, namespace: &str) -> usize {
+        Api::<Secret>::namespaced(self.client.clone(), namespace)
+            .get_opt(SECRET_NAME)
+            .await
+            .expect("reading a pull Secret")
+            .and_then(|s| s.data)
+            .and_then(|d| d.get(secret::DOCKER_CONFIG_KEY).map(|b| b.0.len()))
+            .unwrap_or(0)
     }
 
     /// The binding's `status.token.renewAt`.
