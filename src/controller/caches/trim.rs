@@ -41,8 +41,9 @@ pub fn namespace(ns: &mut Namespace) {
 }
 
 /// A ServiceAccount is read for its name, namespace, labels (selection), `imagePullSecrets`,
-/// our bookkeeping annotation, its resourceVersion (each patch tests it) and
-/// `deletionTimestamp`. Every write to it is a JSON patch of `imagePullSecrets` and our
+/// our bookkeeping annotation, its resourceVersion (each patch tests it), `deletionTimestamp`
+/// and `creationTimestamp` (a ServiceAccount bound after it was created although its binding
+/// asks for injection at creation is counted in a metric). Every write to it is a JSON patch of `imagePullSecrets` and our
 /// annotation, never the whole object, so the rest goes: the token Secrets kube-controller-
 /// manager lists under `secrets` up to Kubernetes 1.23, UID, owners, and other annotations. An
 /// annotation map that held only others' keys stays, empty: the patch adds our key to an
@@ -60,6 +61,7 @@ pub fn service_account(sa: &mut ServiceAccount) {
         labels: meta.labels,
         annotations,
         resource_version: meta.resource_version,
+        creation_timestamp: meta.creation_timestamp,
         deletion_timestamp: meta.deletion_timestamp,
         ..ObjectMeta::default()
     };

@@ -60,7 +60,8 @@ fn a_trimmed_service_account_is_patched_exactly_as_its_whole_copy() {
     let ours = ADDED_ANNOTATION;
     let accounts = [
         json!({"metadata": {"name": "default", "namespace": "n", "resourceVersion": "1",
-            "uid": "u"}, "secrets": [{"name": "default-token-abcde"}]}),
+            "uid": "u", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "secrets": [{"name": "default-token-abcde"}]}),
         json!({"metadata": {"name": "app", "namespace": "n", "resourceVersion": "2",
             "labels": {"app": "web"},
             "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
@@ -89,6 +90,10 @@ fn a_trimmed_service_account_is_patched_exactly_as_its_whole_copy() {
         assert_eq!(small.image_pull_secrets, whole.image_pull_secrets, "{name}");
         assert_eq!(
             small.metadata.deletion_timestamp, whole.metadata.deletion_timestamp,
+            "{name}"
+        );
+        assert_eq!(
+            small.metadata.creation_timestamp, whole.metadata.creation_timestamp,
             "{name}"
         );
         assert_eq!(recorded(&small), recorded(&whole), "{name}");
