@@ -30,13 +30,18 @@ pub fn memory_goal_mib(namespaces: usize) -> f64 {
     if namespaces <= 1000 { 64.0 } else { 96.0 }
 }
 
+/// `measured / floor`, as the table prints it (a zero floor counts as a nanosecond).
+pub fn ratio(measured: Duration, floor: Duration) -> f64 {
+    measured.as_secs_f64() / floor.as_secs_f64().max(1e-9)
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
 impl Figure {
     pub fn time(name: &str, measured: Duration, floor: Duration) -> Figure {
-        let ratio = measured.as_secs_f64() / floor.as_secs_f64().max(1e-9);
+        let ratio = ratio(measured, floor);
         Figure {
             name: name.into(),
             measured: format!("{:.2} s", measured.as_secs_f64()),

@@ -43,11 +43,11 @@ pub fn namespace(ns: &mut Namespace) {
 /// A ServiceAccount is read for its name, namespace, labels (selection), `imagePullSecrets`,
 /// our bookkeeping annotation, its resourceVersion (each patch tests it), `deletionTimestamp`
 /// and `creationTimestamp` (a ServiceAccount bound after it was created although its binding
-/// asks for injection at creation is counted in a metric). Every write to it is a JSON patch of `imagePullSecrets` and our
-/// annotation, never the whole object, so the rest goes: the token Secrets kube-controller-
-/// manager lists under `secrets` up to Kubernetes 1.23, UID, owners, and other annotations. An
-/// annotation map that held only others' keys stays, empty: the patch adds our key to an
-/// existing map, or the whole map when there is none.
+/// asks for injection at creation is counted in a metric). Every write to it is a JSON patch
+/// of `imagePullSecrets` and our annotation, never the whole object, so the rest goes: the
+/// token Secrets kube-controller-manager lists under `secrets` up to Kubernetes 1.23, UID,
+/// owners, and other annotations. An annotation map that held only others' keys stays, empty:
+/// the patch adds our key to an existing map, or the whole map when there is none.
 pub fn service_account(sa: &mut ServiceAccount) {
     let meta = std::mem::take(&mut sa.metadata);
     let annotations = meta.annotations.map(|mut a| {
