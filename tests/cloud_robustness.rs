@@ -395,3 +395,128 @@ async fn assume_role_parameter_and_trust_errors() {
     let ok = client.assume_role(&ci, &req(ROLE_ARN, 7200)).await.unwrap();
     assert!(ok.credentials.access_key_id.starts_with("STS."));
 }
+
+/// STS credentials whose every part is marked, so a leak of any of them shows.
+fn canary_sts() -> (Credentials, &'static str, &'static str) {
+    let token = "CAISCANARYsecuritytoken0123456789";
+    let id = "STS.NCANARYKEYID42";
+    let creds = Credentials {
+        access_key_id: id.into(),
+        access_key_secret: Sensitive::new("CANARYsecret".into()),
+        security_token: Some(Sensitive::new(token.into())),
+        expires_at: Some(jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)),
+        identity: "sts-test".into(),
+    };
+    (creds, token, id)
+}
+
+fn client_at(url: &str, style: SignatureStyle) -> CloudClient {
+    let endpoints = acr_credential_controller::cloud::endpoints::Endpoints::new(
+        "cn-hangzhou",
+        Default::default(),
+    )
+    .with_all_overridden(&url::Url::parse(url).unwrap());
+    CloudClient::new(acr_credential_controller::cloud::CloudConfig {
+        endpoints,
+        http: cloud_common::http(),
+        signature: style,
+    })
+    .unwrap()
+}
+
+/// Connection refused, DNS failure, TLS failure and a reset in the middle of the answer: the
+/// error (its text and its Debug form) names the API, the host and what failed, never the
+/// signed request (SecurityToken, Signature, AccessKeyId), in every signature style.
+#[tokio::test]
+async fn network_failures_never_carry_the_signed_request() {
+    use cloud_common::unreachable::{Failure, Unreachable};
+    let (creds, token, id) = canary_sts();
+    for endpoint in Unreachable::all().await {
+        for style in [SignatureStyle::V2, SignatureStyle::V3] {
+            let client = client_at(&endpoint.url, style);
+            let e = gat(&client, &creds).await.unwrap_err();
+            let text = format!("{e}\n{e:?}");
+            let what = format!("{} ({style:?})", endpoint.failure.name());
+            assert_eq!(e.reason(), "NetworkError", "{what}: {text}");
+            for secret in [token, "CANARY", "Signature=", id] {
+                assert!(!text.contains(secret), "{what}: {secret} leaked: {text}");
+            }
+            let e = client
+                .personal_token(&creds, "cn-hangzhou")
+                .await
+                .unwrap_err();
+            let text = format!("{e}\n{e:?}");
+            assert!(
+                !text.contains("CANARY") && !text.contains(id),
+                "{what}, ROA: {text}"
+            );
+        }
+        if endpoint.failure == Failure::Reset {
+            let received = endpoint.received();
+            assert!(
+                received.iter().any(|r| r.contains(token)),
+                "the reset server never read a request carrying the token: {received:?}"
+            );
+        }
+    }
+}
+
+/// A cloud (or proxy) that echoes the request in an error body: the values of SecurityToken,
+/// Signature, AccessKeyId and (for `AssumeRoleWithOIDC`) OIDCToken are scrubbed from the text.
+#[tokio::test]
+async fn echoed_signatures_key_ids_and_oidc_tokens_are_scrubbed() {
+    use acr_fake_cloud::{Fault, FaultKind};
+    let fake = fake().await;
+    let echo = |api: &str| Fault {
+        api: api.into(),
+        caller: None,
+        times: Some(1),
+        kind: FaultKind::Error {
+            status: 400,
+            code: "InvalidParameter".into(),
+            message: Some("bad request {request}".into()),
+        },
+    };
+    let oidc = oidc_token(SUBJECT, "sts.aliyuncs.com", ISSUER, 3600);
+    fake.handle().add_fault(echo("sts:AssumeRoleWithOIDC"));
+    let e = client(&fake)
+        .assume_role_with_oidc(&acr_credential_controller::cloud::sts::OidcRequest {
+            role_arn: ROLE_ARN.into(),
+            oidc_provider_arn: OIDC_PROVIDER_ARN.into(),
+            oidc_token: Sensitive::new(oidc.clone()),
+            session_name: "echo-test".into(),
+            duration: Duration::from_secs(3600),
+        })
+        .await
+        .unwrap_err();
+    let text = format!("{e}\n{e:?}");
+    assert!(
+        text.contains("OIDCToken="),
+        "the fake echoed nothing: {text}"
+    );
+    // Any sizeable piece of the token (its header, payload or signature).
+    for part in oidc.split('.') {
+        assert!(
+            !text.contains(&part[..part.len().min(24)]),
+            "OIDCToken leaked: {text}"
+        );
+    }
+
+    let (creds, token, id) = canary_sts();
+    fake.handle().add_fault(echo(GAT));
+    let e = gat(&client_with(&fake, SignatureStyle::V2, http()), &creds)
+        .await
+        .unwrap_err();
+    let text = format!("{e}\n{e:?}");
+    assert!(
+        text.contains("Signature="),
+        "the fake echoed nothing: {text}"
+    );
+    assert!(!text.contains(token) && !text.contains(id), "{text}");
+    let signature = text
+        .split("Signature=")
+        .nth(1)
+        .and_then(|s| s.split(['&', ' ', '"', '\n']).next())
+        .unwrap_or_default();
+    assert_eq!(signature, "<redacted>", "{text}");
+}

@@ -232,6 +232,33 @@ async fn worker_role_via_hardened_metadata() {
     );
 }
 
+/// A role name the metadata service does not know answers 404: the hint says what that means
+/// (no RAM role attached to the instance, or another name), not "check the instance id".
+#[tokio::test]
+async fn metadata_404_names_the_missing_ram_role() {
+    let fake = fake().await;
+    let client = Arc::new(client_with(&fake, SignatureStyle::V2, http()));
+    let provider = build_provider(
+        &ProviderConfig {
+            source: SourceConfig::WorkerRole {
+                role_name: Some("not-attached".into()),
+            },
+            assume_role: None,
+        },
+        client.clone(),
+        secrets(),
+    );
+    let e = registry::fetch_token(&client, &provider, &enterprise())
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), "NotFound", "{e}");
+    let hint = e.hint().unwrap_or_default();
+    assert!(
+        hint.contains("RAM role") && !hint.contains("instance id"),
+        "{e}: hint {hint:?}"
+    );
+}
+
 #[tokio::test]
 async fn rrsa_reads_the_token_file_and_assumes_the_role() {
     let file = temp_file(

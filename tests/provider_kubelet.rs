@@ -490,3 +490,71 @@ async fn malformed_requests_and_configurations() {
     );
     assert_eq!(fake.handle().log().len(), 0);
 }
+
+/// A node whose clock runs 12 minutes behind (within the 15 minutes the cloud accepts), a
+/// 60-minute token and the default 10-minute margin: the kubelet is told to cache the login
+/// for at most the token's real remaining life, as the cloud counts it (the node's clock
+/// alone would say 72 minutes left and a cacheDuration of 62).
+#[tokio::test]
+async fn cache_duration_follows_the_cloud_clock_not_the_node_clock() {
+    use acr_credential_controller::cloud::clock::OffsetClock;
+    use acr_credential_controller::provider;
+    let fake = FakeCloud::start(scenario()).await.unwrap();
+    let cfg = provider::config::parse(&node_config(&fake)).unwrap();
+    assert_eq!(cfg.cache_margin, Duration::from_secs(600));
+    let behind = OffsetClock(jiff::SignedDuration::from_mins(-12));
+    let client = std::sync::Arc::new(
+        (*provider::client(&cfg).unwrap())
+            .clone()
+            .with_clock(std::sync::Arc::new(behind)),
+    );
+    let req = provider::protocol::parse_request(&request(&image(EE_HOST), None, &[])).unwrap();
+    let asked = jiff::Timestamp::now();
+    let response = provider::answer(&cfg, &client, &req).await.unwrap();
+    let cache = go_duration(&response.cache_duration).unwrap();
+    let login = &response.auth.as_ref().unwrap()[EE_HOST];
+    assert!(fake.handle().registry_token_valid(&login.password));
+    // The fake issues 60-minute tokens by its own (real) clock.
+    let real_remaining =
+        Duration::from_secs(3600) - asked.duration_until(jiff::Timestamp::now()).unsigned_abs();
+    assert!(
+        cache <= real_remaining,
+        "cacheDuration {cache:?} outlives the token's real remaining life {real_remaining:?}"
+    );
+    assert!(
+        cache >= Duration::from_secs(49 * 60),
+        "cacheDuration {cache:?}: the margin is 10 minutes of a 60-minute token"
+    );
+}
+
+/// The node's worker role (STS credentials from the metadata service) and the registry API
+/// unreachable in four ways: the plugin's stderr, which lands in the kubelet's journal, never
+/// carries the SecurityToken or the signed request, at any log level.
+#[tokio::test]
+async fn unreachable_registry_api_keeps_the_signed_request_off_stderr() {
+    use cloud_common::unreachable::Unreachable;
+    let fake = FakeCloud::start(scenario()).await.unwrap();
+    let canary = "CANARYPROVIDERSTDERR";
+    fake.handle().set_marker(canary);
+    let base = fake.base_url().as_str().trim_end_matches('/').to_owned();
+    for endpoint in Unreachable::all().await {
+        let cfg = format!(
+            "apiVersion: acrcredentials.io/v1alpha1\nkind: AcrCredentialProviderConfig\nregion: cn-hangzhou\n\
+             identity: {{node: {{}}}}\n{REGISTRIES}endpoints: {{sts: '{base}', cr: '{}', metadata: '{base}'}}\n",
+            endpoint.url
+        );
+        for log in [None, Some("debug")] {
+            let out = run_plugin_logging(&cfg, &request(&image(EE_HOST), None, &[]), log).await;
+            let e = out.error();
+            let what = format!("{} (RUST_LOG {log:?})", endpoint.failure.name());
+            assert!(e.contains("cr:GetAuthorizationToken"), "{what}: {e}");
+            for secret in [canary, "SecurityToken=", "Signature=", "AccessKeyId="] {
+                assert!(!e.contains(secret), "{what}: {secret} on stderr: {e}");
+            }
+        }
+    }
+    assert!(
+        fake.handle().count_ok("ecs:metadata") > 0,
+        "the worker role's credentials were never fetched"
+    );
+}

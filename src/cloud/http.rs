@@ -341,6 +341,60 @@ mod tests {
         assert_eq!(text.matches("<redacted>").count(), 4, "{text}");
     }
 
+    #[test]
+    fn echoed_signatures_key_ids_and_oidc_tokens_are_scrubbed() {
+        let req = Prepared {
+            method: reqwest::Method::POST,
+            url: Url::parse(
+                "http://x/?AccessKeyId=STS.keyid&Signature=sig%2Bnature%3D&SignatureNonce=n&Action=A",
+            )
+            .unwrap(),
+            headers: vec![
+                ("x-acs-accesskey-id".into(), "STS.headerid".into()),
+                (
+                    "authorization".into(),
+                    "ACS3-HMAC-SHA256 Credential=STS.headerid,SignedHeaders=host,Signature=abc123def".into(),
+                ),
+            ],
+            body: b"OIDCToken=eyJhb.eyJzd.sig&RoleArn=r".to_vec(),
+            timeout: None,
+        };
+        let body = br#"{"Code":"InvalidParameter","Message":"echo AccessKeyId=STS.keyid Signature=sig+nature= OIDCToken=eyJhb.eyJzd.sig STS.headerid abc123def"}"#;
+        let err = error_from_answer(
+            "sts:AssumeRoleWithOIDC",
+            400,
+            None,
+            &scrub(body, &sent_secrets(&req)),
+        );
+        let text = err.to_string();
+        for secret in [
+            "STS.keyid",
+            "sig+nature=",
+            "eyJhb",
+            "STS.headerid",
+            "abc123def",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("Signature=<redacted>"), "{text}");
+    }
+
+    #[test]
+    fn a_prepared_request_debug_names_only_the_host_and_path() {
+        let req = Prepared {
+            method: reqwest::Method::POST,
+            url: Url::parse("http://cr.example/?SecurityToken=CAIStok&Signature=s1g").unwrap(),
+            headers: vec![("x-acs-security-token".into(), "CAIShead".into())],
+            body: b"OIDCToken=eyJtok".to_vec(),
+            timeout: None,
+        };
+        let text = format!("{req:?}");
+        for secret in ["CAIStok", "s1g", "CAIShead", "eyJtok"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(text.contains("cr.example"), "{text}");
+    }
+
     fn throttled(after_ms: Option<u64>) -> CloudError {
         error_from_answer(
             "sts:AssumeRole",

@@ -252,6 +252,57 @@ mod tests {
         "2024-01-02T03:04:05Z".parse().unwrap()
     }
 
+    /// Every form of a signed (or token-carrying) request prints without its secrets: the
+    /// SecurityToken, the signature, the AccessKeyId and an OIDC token in the form.
+    #[test]
+    fn debug_of_requests_shows_no_secret() {
+        let base = Url::parse("https://cr.cn-hangzhou.aliyuncs.com").unwrap();
+        let token = "CAISdebugcanarytoken";
+        let c = creds(Some(token));
+        let mut oidc = gat();
+        oidc.form
+            .insert("OIDCToken".into(), "eyJoidcdebugcanary".into());
+        let nonce = "0123456789abcdef0123456789abcdef";
+        let prepared = [
+            prepare_rpc_v2(&base, &gat(), &c, ts(), nonce),
+            prepare_rpc_v3(&base, &gat(), &c, ts(), nonce),
+            prepare_roa_get(
+                &base,
+                "/tokens",
+                "GetAuthorizationToken",
+                "2016-06-07",
+                &c,
+                ts(),
+                nonce,
+            ),
+            prepare_rpc_anonymous(&base, &oidc, ts(), nonce),
+        ];
+        let signature = |p: &Prepared| {
+            p.url
+                .query_pairs()
+                .find(|(k, _)| k == "Signature")
+                .map(|(_, v)| v.into_owned())
+                .or_else(|| {
+                    p.headers
+                        .iter()
+                        .find(|(k, _)| k == "authorization")
+                        .map(|(_, v)| v.rsplit(['=', ':']).next().unwrap_or_default().to_owned())
+                })
+        };
+        for p in &prepared {
+            let text = format!("{p:?}");
+            for secret in [token, "eyJoidcdebugcanary", "STS.testid", "testsecret"] {
+                assert!(!text.contains(secret), "{secret} in {text}");
+            }
+            if let Some(sig) = signature(p) {
+                assert!(!text.contains(&sig), "signature {sig} in {text}");
+            }
+            assert!(text.contains("cr.cn-hangzhou.aliyuncs.com"), "{text}");
+        }
+        let text = format!("{oidc:?}");
+        assert!(!text.contains("eyJoidcdebugcanary"), "{text}");
+    }
+
     #[test]
     fn v2_request_matches_vector_rpc_4() {
         let base = Url::parse("https://cr.cn-hangzhou.aliyuncs.com").unwrap();

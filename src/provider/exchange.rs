@@ -287,6 +287,17 @@ mod tests {
     }
 
     #[test]
+    fn a_long_non_ascii_subject_is_refused_without_panicking() {
+        let b64 = |v: serde_json::Value| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string())
+        };
+        // Byte 64 of "a" + "é" x 40 falls inside a two-byte character.
+        let sub = format!("system:serviceaccount:a{}:puller", "é".repeat(40));
+        let token = format!("h.{}.s", b64(serde_json::json!({ "sub": sub })));
+        assert_eq!(session_name_from_token(&token), None);
+    }
+
+    #[test]
     fn cache_duration_is_always_below_the_remaining_life() {
         let m = Duration::from_secs(600);
         assert_eq!(

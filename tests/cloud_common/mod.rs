@@ -10,6 +10,8 @@ use acr_credential_controller::cloud::http::HttpConfig;
 use acr_credential_controller::cloud::{CloudClient, CloudConfig, SignatureStyle};
 use acr_fake_cloud::{FakeCloud, Scenario};
 
+pub mod unreachable;
+
 pub const ACCOUNT: &str = "1111111111111111";
 pub const OTHER_ACCOUNT: &str = "2222222222222222";
 pub const INSTANCE: &str = "cri-test1";
