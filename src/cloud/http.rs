@@ -5,9 +5,14 @@
 //! 5xx and network failures are retried, at most `max_attempts` times in total; a throttled
 //! answer's `x-acs-retry-after` (milliseconds, as Alibaba's SDKs read it) is honoured when it
 //! is not longer than `max_retry_after`, otherwise the error is returned for the caller to
-//! reschedule. Nothing here logs headers or bodies, so no secret can leak through it.
+//! reschedule. Nothing here logs headers or bodies, so no secret can leak through it: a network
+//! failure is described without the request URL (which, signed with V2, holds the
+//! SecurityToken, AccessKeyId and Signature), an error body has every credential value the
+//! request carried scrubbed out, and a [`Prepared`] request prints only its method, host and
+//! path. The `Date` of the latest answer gives [`Transport::cloud_now`], the cloud's clock.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use url::Url;
 
@@ -41,8 +46,9 @@ impl Default for HttpConfig {
     }
 }
 
-/// A fully built request, signed if it needs to be.
-#[derive(Debug, Clone)]
+/// A fully built request, signed if it needs to be. Its `Debug` shows the method, host and
+/// path only: the query, headers and body hold the signature and credentials.
+#[derive(Clone)]
 pub struct Prepared {
     pub method: reqwest::Method,
     pub url: Url,
@@ -51,6 +57,27 @@ pub struct Prepared {
     pub body: Vec<u8>,
     /// Overrides the transport's request timeout (the metadata service uses 1 s).
     pub timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Prepared")
+            .field("method", &self.method)
+            .field(
+                "url",
+                &format!(
+                    "{}://{}{}",
+                    self.url.scheme(),
+                    super::endpoints::host_header(&self.url),
+                    self.url.path()
+                ),
+            )
+            .field("headers", &headers)
+            .field("body_bytes", &self.body.len())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// A successful (2xx) answer.
@@ -117,24 +144,49 @@ pub fn safe_message(message: &str) -> String {
         .collect()
 }
 
-/// The security tokens a request carries (query, form body or `x-acs-security-token`): an
-/// error body may echo them in a wording [`safe_message`] does not know.
+/// Request parameters whose values are secret or replayable: an error may not repeat them.
+const SECRET_PARAMS: [&str; 4] = ["SecurityToken", "Signature", "OIDCToken", "AccessKeyId"];
+
+/// The credential values a request carries (SecurityToken, Signature, OIDCToken and AccessKeyId
+/// in the query or form body; the security token, key id and signature in headers): an error
+/// body may echo them in a wording [`safe_message`] does not know.
 fn sent_secrets(req: &Prepared) -> Vec<String> {
     let mut out: Vec<String> = req
         .url
         .query_pairs()
         .chain(url::form_urlencoded::parse(&req.body))
-        .filter(|(k, _)| k == "SecurityToken")
+        .filter(|(k, _)| SECRET_PARAMS.contains(&k.as_ref()))
         .map(|(_, v)| v.into_owned())
         .collect();
-    out.extend(
-        req.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case("x-acs-security-token"))
-            .map(|(_, v)| v.clone()),
-    );
+    for (k, v) in &req.headers {
+        let name = k.to_ascii_lowercase();
+        if name == "x-acs-security-token" || name == "x-acs-accesskey-id" {
+            out.push(v.clone());
+        } else if name == "authorization" {
+            out.extend(authorization_secrets(v));
+        }
+    }
     out.retain(|s| !s.is_empty());
     out
+}
+
+/// The key id and signature of an `Authorization` header: V3
+/// (`ACS3-HMAC-SHA256 Credential=ID,SignedHeaders=..,Signature=SIG`) or ROA (`acs ID:SIG`).
+fn authorization_secrets(value: &str) -> Vec<String> {
+    let field = |name: &str| {
+        value
+            .split([',', ' '])
+            .find_map(|f| f.strip_prefix(name))
+            .map(str::to_string)
+    };
+    match (field("Credential="), field("Signature=")) {
+        (None, None) => value
+            .strip_prefix("acs ")
+            .and_then(|rest| rest.split_once(':'))
+            .map(|(id, sig)| vec![id.to_string(), sig.to_string()])
+            .unwrap_or_default(),
+        (id, sig) => id.into_iter().chain(sig).collect(),
+    }
 }
 
 /// `body` with every value of `secrets` replaced by `<redacted>`: as sent, percent-encoded and
@@ -143,7 +195,12 @@ pub fn scrub(body: &[u8], secrets: &[String]) -> Vec<u8> {
     if secrets.is_empty() {
         return body.to_vec();
     }
-    let mut text = String::from_utf8_lossy(body).into_owned();
+    scrub_text(&String::from_utf8_lossy(body), secrets).into_bytes()
+}
+
+/// `text` with every value of `secrets` replaced by `<redacted>` (see [`scrub`]).
+pub fn scrub_text(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_owned();
     for secret in secrets {
         for form in [
             secret.clone(),
@@ -153,7 +210,7 @@ pub fn scrub(body: &[u8], secrets: &[String]) -> Vec<u8> {
             text = text.replace(&form, "<redacted>");
         }
     }
-    text.into_bytes()
+    text
 }
 
 /// How long to wait before attempt `attempt + 1` after `err`, or `None` to give up.
@@ -186,6 +243,8 @@ pub fn retry_delay(
 pub struct Transport {
     client: reqwest::Client,
     config: HttpConfig,
+    /// The `Date` of the latest answer and when it arrived (shared by clones).
+    cloud_time: Arc<Mutex<Option<(jiff::Timestamp, Instant)>>>,
 }
 
 impl Transport {
@@ -202,7 +261,19 @@ impl Transport {
             .map_err(|e| CloudError::Config {
                 message: format!("HTTP client: {e}"),
             })?;
-        Ok(Self { client, config })
+        Ok(Self {
+            client,
+            config,
+            cloud_time: Arc::default(),
+        })
+    }
+
+    /// The cloud's current time as its latest answer's `Date` header tells (whole seconds,
+    /// rounded down), advanced by the monotonic time since; `None` before any dated answer.
+    pub fn cloud_now(&self) -> Option<jiff::Timestamp> {
+        let (date, at) = (*self.cloud_time.lock().ok()?)?;
+        let elapsed = jiff::SignedDuration::try_from(at.elapsed()).ok()?;
+        date.checked_add(elapsed).ok()
     }
 
     pub fn config(&self) -> &HttpConfig {
@@ -233,6 +304,8 @@ impl Transport {
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
         }
+        // reqwest's errors name the URL; the message is built without it, and scrubbed of
+        // anything the request carried in case a lower layer repeats it.
         let classify = |e: reqwest::Error| {
             if e.is_timeout() {
                 CloudError::Timeout {
@@ -244,12 +317,20 @@ impl Transport {
                 CloudError::Network {
                     api,
                     host: host.clone(),
-                    message: error_chain(&e),
+                    message: scrub_text(&error_chain(&e.without_url()), &sent),
                 }
             }
         };
         let response = builder.send().await.map_err(classify)?;
         let status = response.status().as_u16();
+        let date = response
+            .headers()
+            .get(reqwest::header::DATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(super::sign::roa::parse_http_date);
+        if let (Some(date), Ok(mut latest)) = (date, self.cloud_time.lock()) {
+            *latest = Some((date, Instant::now()));
+        }
         let retry_after = response
             .headers()
             .get("x-acs-retry-after")

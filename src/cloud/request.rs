@@ -14,8 +14,9 @@ use super::http::Prepared;
 use super::keypair::Credentials;
 use super::sign::{self, roa, rpc, v3};
 
-/// One RPC API call.
-#[derive(Debug, Clone)]
+/// One RPC API call. Its `Debug` names the parameters without their values (the form of
+/// `AssumeRoleWithOIDC` holds the ServiceAccount token).
+#[derive(Clone)]
 pub struct RpcCall {
     /// `product:Action`, for errors and logs.
     pub api: &'static str,
@@ -25,6 +26,18 @@ pub struct RpcCall {
     pub query: BTreeMap<String, String>,
     /// API parameters sent as an `application/x-www-form-urlencoded` body.
     pub form: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for RpcCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RpcCall")
+            .field("api", &self.api)
+            .field("action", &self.action)
+            .field("version", &self.version)
+            .field("query", &self.query.keys().collect::<Vec<_>>())
+            .field("form", &self.form.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -286,7 +299,12 @@ mod tests {
                     p.headers
                         .iter()
                         .find(|(k, _)| k == "authorization")
-                        .map(|(_, v)| v.rsplit(['=', ':']).next().unwrap_or_default().to_owned())
+                        .and_then(|(_, v)| {
+                            // V3 `..,Signature=SIG`, ROA `acs ID:SIG`.
+                            v.split_once("Signature=")
+                                .or_else(|| v.split_once(':'))
+                                .map(|(_, sig)| sig.to_owned())
+                        })
                 })
         };
         for p in &prepared {
@@ -295,6 +313,7 @@ mod tests {
                 assert!(!text.contains(secret), "{secret} in {text}");
             }
             if let Some(sig) = signature(p) {
+                assert!(sig.len() >= 20, "{sig:?}");
                 assert!(!text.contains(&sig), "signature {sig} in {text}");
             }
             assert!(text.contains("cr.cn-hangzhou.aliyuncs.com"), "{text}");

@@ -39,8 +39,9 @@ pub fn signature(access_key_secret: &str, string_to_sign: &str) -> String {
     hmac_sha1_base64(format!("{access_key_secret}&").as_bytes(), string_to_sign)
 }
 
-/// The common parameters that identify and date one signed RPC request.
-#[derive(Debug, Clone, Copy)]
+/// The common parameters that identify and date one signed RPC request. Its `Debug` leaves
+/// out the AccessKeyId and the SecurityToken.
+#[derive(Clone, Copy)]
 pub struct Common<'a> {
     pub action: &'a str,
     pub version: &'a str,
@@ -48,6 +49,18 @@ pub struct Common<'a> {
     pub security_token: Option<&'a str>,
     pub timestamp: jiff::Timestamp,
     pub nonce: &'a str,
+}
+
+impl std::fmt::Debug for Common<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Common")
+            .field("action", &self.action)
+            .field("version", &self.version)
+            .field("security_token", &self.security_token.map(|_| "<redacted>"))
+            .field("timestamp", &self.timestamp)
+            .field("nonce", &self.nonce)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Adds the common parameters (`Action`, `Version`, `Format=JSON`, `AccessKeyId`,

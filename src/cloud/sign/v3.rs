@@ -63,8 +63,9 @@ pub fn canonical_headers<'a>(
         .collect()
 }
 
-/// One request as the canonicaliser sees it.
-#[derive(Debug, Clone, Copy)]
+/// One request as the canonicaliser sees it. Its `Debug` names the headers without their
+/// values (they hold the SecurityToken).
+#[derive(Clone, Copy)]
 pub struct RequestParts<'a> {
     pub method: &'a str,
     /// URL path; empty means `/`.
@@ -72,6 +73,19 @@ pub struct RequestParts<'a> {
     pub query: &'a BTreeMap<String, String>,
     pub headers: &'a [(&'a str, &'a str)],
     pub payload_sha256: &'a str,
+}
+
+impl std::fmt::Debug for RequestParts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<&str> = self.headers.iter().map(|(k, _)| *k).collect();
+        f.debug_struct("RequestParts")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("query", &self.query.keys().collect::<Vec<_>>())
+            .field("headers", &headers)
+            .field("payload_sha256", &self.payload_sha256)
+            .finish()
+    }
 }
 
 /// The canonical request string.
