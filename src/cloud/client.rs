@@ -78,6 +78,12 @@ impl CloudClient {
         &self.clock
     }
 
+    /// The cloud's clock, from the `Date` of its latest answer (see [`Transport::cloud_now`]);
+    /// `None` before any dated answer.
+    pub fn cloud_now(&self) -> Option<jiff::Timestamp> {
+        self.transport.cloud_now()
+    }
+
     pub fn now(&self) -> jiff::Timestamp {
         self.clock.now()
     }

@@ -224,6 +224,9 @@ impl CloudError {
             Self::PermissionDenied { .. } => {
                 "grant the RAM identity cr:GetAuthorizationToken and cr:ListInstanceEndpoint on the instance"
             }
+            Self::NotFound { detail } if detail.api == "ecs:metadata" => {
+                "the metadata service has no such RAM role: attach a RAM role to this ECS instance, or set the role name to the one attached (instance details in the ECS console)"
+            }
             Self::NotFound { .. } => "check the instance id and region",
             Self::Throttled { .. } => {
                 "the cloud throttled us; the controller backs off and retries"
@@ -381,6 +384,16 @@ mod tests {
             CloudError::from_answer(detail(400, "InvalidSecurityToken.Expired"), None)
                 .is_expired_credentials()
         );
+    }
+
+    #[test]
+    fn a_metadata_404_is_about_the_ram_role() {
+        let mut d = detail(404, "HTTP404");
+        d.api = "ecs:metadata";
+        let hint = CloudError::from_answer(d, None).hint().unwrap_or_default();
+        assert!(hint.contains("RAM role"), "{hint}");
+        let instance = CloudError::from_answer(detail(404, "INSTANCE_NOT_EXIST"), None);
+        assert_eq!(instance.hint(), Some("check the instance id and region"));
     }
 
     #[test]

@@ -87,11 +87,42 @@ pub fn session_name_from_token(token: &str) -> Option<String> {
     let sub = claims.get("sub")?.as_str()?;
     let rest = sub.strip_prefix("system:serviceaccount:")?;
     let (ns, name) = rest.split_once(':')?;
-    let mut session: String = format!("{ns}.{name}");
-    session.truncate(64);
+    // At most 64 bytes, cut on a character boundary (a non-ASCII name is then refused below).
+    let session: String = format!("{ns}.{name}")
+        .chars()
+        .scan(0, |bytes, c| {
+            *bytes += c.len_utf8();
+            (*bytes <= 64).then_some(c)
+        })
+        .collect();
     crate::cloud::sts::validate_session_name(&session)
         .is_ok()
         .then_some(session)
+}
+
+/// The longest life of a registry token: one hour ("The temporary password is valid for 1
+/// hour"; with STS credentials never beyond them).
+pub const MAX_TOKEN_LIFE: Duration = Duration::from_secs(3600);
+
+/// A token's remaining life as the cloud counts it: from `cloud_now` (the cloud's clock, from
+/// the `Date` of its answer, which is rounded down to the second, so one second less) when
+/// known, else from the node's clock; never more than [`MAX_TOKEN_LIFE`]. `None` when nothing
+/// is left. A node clock running behind would otherwise make the kubelet cache a token past
+/// its real expiry.
+pub fn remaining_life(
+    expires_at: jiff::Timestamp,
+    node_now: jiff::Timestamp,
+    cloud_now: Option<jiff::Timestamp>,
+) -> Option<Duration> {
+    let (now, slack) = match cloud_now {
+        Some(t) => (t, Duration::from_secs(1)),
+        None => (node_now, Duration::ZERO),
+    };
+    Duration::try_from(expires_at.duration_since(now))
+        .ok()?
+        .checked_sub(slack)
+        .filter(|d| !d.is_zero())
+        .map(|d| d.min(MAX_TOKEN_LIFE))
 }
 
 /// How long the kubelet may cache a token with `remaining` life: `remaining` minus the margin,
@@ -295,6 +326,35 @@ mod tests {
         let sub = format!("system:serviceaccount:a{}:puller", "é".repeat(40));
         let token = format!("h.{}.s", b64(serde_json::json!({ "sub": sub })));
         assert_eq!(session_name_from_token(&token), None);
+    }
+
+    #[test]
+    fn remaining_life_counts_with_the_cloud_clock_and_is_capped() {
+        let t = |s: &str| -> jiff::Timestamp { s.parse().unwrap() };
+        let expires = t("2026-01-01T11:00:00Z");
+        let cloud = Some(t("2026-01-01T10:00:00Z"));
+        // The node runs 12 minutes behind: the cloud's clock decides.
+        assert_eq!(
+            remaining_life(expires, t("2026-01-01T09:48:00Z"), cloud),
+            Some(Duration::from_secs(3599))
+        );
+        // No dated answer: the node's clock, capped at the longest token life.
+        assert_eq!(
+            remaining_life(expires, t("2026-01-01T09:48:00Z"), None),
+            Some(MAX_TOKEN_LIFE)
+        );
+        assert_eq!(
+            remaining_life(expires, t("2026-01-01T10:30:00Z"), None),
+            Some(Duration::from_secs(1800))
+        );
+        assert_eq!(
+            remaining_life(expires, t("2026-01-01T09:00:00Z"), Some(expires)),
+            None
+        );
+        assert_eq!(
+            remaining_life(expires, t("2026-01-01T12:00:00Z"), None),
+            None
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! `CredentialProviderRequest` to stdin and reads a `CredentialProviderResponse` from stdout.
 //! The plugin maps the image's host to an ACR registry ([`hosts`]), obtains credentials with
 //! the node's RAM role or with the pulling Pod's own ServiceAccount token ([`exchange`]), and
-//! answers with a registry token cached for its real remaining life minus a margin. No Secret
+//! answers with a registry token cached for its real remaining life minus a margin (counted with
+//! the cloud's clock, from the `Date` of its answer, not the node's). No Secret
 //! is written anywhere. The same RAM roles and policies serve the controller.
 //!
 //! - [`protocol`]: the kubelet's request and response types (pure).
@@ -108,10 +109,7 @@ pub async fn answer(
     let token = tokio::time::timeout(config.timeout, work)
         .await
         .map_err(|_| ProviderError::Timeout(config.timeout))??;
-    let remaining = token.expires_at.duration_since(client.now());
-    let remaining = Duration::try_from(remaining)
-        .ok()
-        .filter(|d| !d.is_zero())
+    let remaining = exchange::remaining_life(token.expires_at, client.now(), client.cloud_now())
         .ok_or_else(|| ProviderError::Expired(registry.key()))?;
     let cache_for = exchange::cache_duration(remaining, config.cache_margin);
     tracing::info!(
