@@ -17,8 +17,8 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/acr-
 say() { printf '[faults] %s\n' "$*" >&2; }
 
 bash scripts/setup.sh
-say "building the release controller and the scenarios"
-cargo build --release --bin acr-credential-controller
+say "building the release controller and credential provider, and the scenarios"
+cargo build --release --bin acr-credential-controller --bin acr-credential-provider
 cargo test --no-run --test faults
 
 export ACC_CLUSTER_DIR=$REPO/.cluster-faults
@@ -29,6 +29,7 @@ trap 'bash scripts/cluster.sh down; rm -f "$rows"' EXIT
 
 export ACC_FAULTS_FULL=true ACC_FAULTS_OWN_CLUSTER=true ACC_FAULTS_ROWS=$rows
 export ACC_FAULTS_CONTROLLER=$CARGO_TARGET_DIR/release/acr-credential-controller
+export ACC_FAULTS_PROVIDER=$CARGO_TARGET_DIR/release/acr-credential-provider
 started=$SECONDS
 status=0
 cargo test --test faults -- --include-ignored --test-threads 1 "$@" || status=$?
