@@ -140,6 +140,14 @@ async fn run_cli(
     fake: &acr_fake_cloud::FakeCloud,
     file: &std::path::Path,
 ) -> (Option<i32>, String, String) {
+    run_cli_with(fake, file, &[]).await
+}
+
+async fn run_cli_with(
+    fake: &acr_fake_cloud::FakeCloud,
+    file: &std::path::Path,
+    extra: &[&str],
+) -> (Option<i32>, String, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_acr-credential-controller"))
         .args([
             "doctor",
@@ -151,6 +159,7 @@ async fn run_cli(
             "vpc",
         ])
         .args(["--endpoint-url", fake.base_url().as_str()])
+        .args(extra)
         .output()
         .await
         .unwrap();
@@ -186,4 +195,39 @@ async fn doctor_command_from_files() {
     let (code, _, stderr) = run_cli(&fake, &invalid).await;
     assert_eq!(code, Some(1));
     assert!(stderr.contains("AcrCredentialPolicy/default"), "{stderr}");
+}
+
+/// STS credentials (the assumed role's, whose SecurityToken carries a marker) and the registry
+/// API unreachable in four ways: `doctor` reports the network failure without the signed
+/// request (SecurityToken, Signature, AccessKeyId).
+#[tokio::test]
+async fn doctor_with_the_registry_api_unreachable_prints_no_signed_request() {
+    use cloud_common::unreachable::Unreachable;
+    let fake = fake().await;
+    let marker = "CANARYDOCTOR";
+    fake.handle().set_marker(marker);
+    let file = temp_file("setup.yaml", &manifests("cisecret"));
+    for endpoint in Unreachable::all().await {
+        let (code, stdout, stderr) =
+            run_cli_with(&fake, &file, &["--cr-endpoint", &endpoint.url]).await;
+        let all = format!("{stdout}{stderr}");
+        let what = endpoint.failure.name();
+        assert_eq!(code, Some(1), "{what}: {all}");
+        assert!(all.contains("NetworkError"), "{what}: {all}");
+        for secret in [marker, "SecurityToken=", "Signature=", "AccessKeyId="] {
+            assert!(!all.contains(secret), "{what}: {secret} printed: {all}");
+        }
+        // The assumed role's AccessKeyId is shown once, as the step's identity; never in the
+        // error.
+        let id = all
+            .split("access key: ")
+            .filter_map(|s| s.split_whitespace().next())
+            .find(|id| id.starts_with("STS."))
+            .unwrap_or_else(|| panic!("{what}: no STS access key shown: {all}"));
+        assert_eq!(all.matches(id).count(), 1, "{what}: {all}");
+    }
+    assert!(
+        fake.handle().count_ok("sts:AssumeRole") >= 4,
+        "no STS credentials were used"
+    );
 }

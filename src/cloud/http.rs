@@ -80,11 +80,21 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
-/// A successful (2xx) answer.
-#[derive(Debug, Clone)]
+/// A successful (2xx) answer. Its `Debug` shows the body's length only: it holds tokens and
+/// credentials.
+#[derive(Clone)]
 pub struct Answer {
     pub status: u16,
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field("status", &self.status)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 /// Reads the cloud's JSON error envelope (`Code`/`code`, `Message`/`message`, `RequestId`/`requestId`).
@@ -474,6 +484,12 @@ mod tests {
             assert!(!text.contains(secret), "{secret} in {text}");
         }
         assert!(text.contains("cr.example"), "{text}");
+        let answer = Answer {
+            status: 200,
+            body: br#"{"AuthorizationToken":"registrypassword"}"#.to_vec(),
+        };
+        let text = format!("{answer:?}");
+        assert!(!text.contains("registrypassword"), "{text}");
     }
 
     fn throttled(after_ms: Option<u64>) -> CloudError {
