@@ -302,7 +302,8 @@ fn the_admission_policy_lets_the_controller_change_only_its_entries_on_service_a
     assert_eq!(check(&sa, &sa), (true, true));
 
     // Denied: everything else a stolen controller token could want to change.
-    let denied: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    type Change = Box<dyn Fn(&mut Value)>;
+    let denied: Vec<(&str, Change)> = vec![
         (
             "rewrite the RRSA role-name annotation",
             Box::new(|v| {
