@@ -100,7 +100,12 @@ pub fn lease_timings(args: &RunArgs) -> Result<LeaseTimings, String> {
         renew_deadline: secs("renew-deadline-seconds", args.renew_deadline_seconds)?,
         retry_period: secs("retry-period-seconds", args.retry_period_seconds)?,
     };
-    timings.validate()?;
+    timings.validate().map_err(|e| {
+        format!(
+            "--lease-duration-seconds {}, --renew-deadline-seconds {}, --retry-period-seconds {}: {e}",
+            args.lease_duration_seconds, args.renew_deadline_seconds, args.retry_period_seconds
+        )
+    })?;
     Ok(timings)
 }
 
@@ -268,5 +273,46 @@ pub async fn run(args: &RunArgs, err: &mut dyn Write) -> Result<ExitCode, CliErr
             let _ = writeln!(err, "error: {e}");
             Ok(ExitCode::from(EXIT_FAILURE))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Command};
+
+    fn run_args(flags: &[&str]) -> super::RunArgs {
+        let cli = Cli::try_parse_from(
+            ["acr-credential-controller", "run", "--leader-elect"]
+                .iter()
+                .chain(flags),
+        )
+        .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        run
+    }
+
+    #[test]
+    fn lease_timings_that_let_two_replicas_lead_are_refused_naming_the_flags() {
+        let args = run_args(&[
+            "--lease-duration-seconds",
+            "11",
+            "--renew-deadline-seconds",
+            "10",
+            "--retry-period-seconds",
+            "2",
+        ]);
+        let message = super::lease_timings(&args).expect_err("11/10/2 is refused");
+        assert!(
+            message.starts_with(
+                "--lease-duration-seconds 11, --renew-deadline-seconds 10, --retry-period-seconds 2: "
+            ),
+            "{message}"
+        );
+        assert!(message.contains("at least"), "{message}");
+        assert!(super::lease_timings(&run_args(&[])).is_ok(), "the defaults");
     }
 }

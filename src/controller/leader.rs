@@ -6,19 +6,23 @@
 //! before the lease duration lets another replica take over. On shutdown it releases the Lease
 //! so a standby leads within one retry period.
 //!
-//! [`Leadership`] is the read side that writers consult (and that the probes and metrics read);
-//! [`gated_client`] refuses writes while not leading; [`decide`] is the pure rule over an
-//! observed Lease.
+//! [`Leadership`] is the read side that writers consult (and that the probes and metrics read):
+//! it trusts the time since the last successful renewal, not only the loop's flag, so writes stop
+//! by the renew deadline even when the loop cannot run. [`gated_client`] refuses writes while
+//! not leading; [`decide`] is the pure rule over an observed Lease; [`LeaseTimings::validate`]
+//! keeps the lease duration longer than everything a leader may take to stop.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use tokio::sync::{oneshot, watch};
+// tokio's clock: the same as std's in production, and paused and advanced by tests.
+use tokio::time::Instant;
 
 /// Timings of the election (client-go's defaults: 15 s, 10 s, 2 s).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,16 +45,35 @@ impl Default for LeaseTimings {
     }
 }
 
+/// What the lease duration must exceed the renew deadline plus the retry period by (see
+/// [`LeaseTimings::validate`]).
+pub const TIMING_MARGIN: Duration = Duration::from_secs(1);
+
 impl LeaseTimings {
-    /// Checks client-go's rule: lease duration > renew deadline > 1.2 × retry period > 0.
+    /// Checks that a standby can never lead while this replica still writes:
+    /// lease duration ≥ renew deadline + retry period + [`TIMING_MARGIN`], and client-go's
+    /// renew deadline > 1.2 × retry period > 0.
+    ///
+    /// A standby takes over one lease duration after it saw the last renewal. The leader's write
+    /// gate closes one renew deadline after that renewal started, and its loop, which passes once
+    /// per retry period, gives the lead up (and the process exits) at most one retry period
+    /// later. The margin is for what is still under way then: a write let through just before
+    /// the gate closed, on its way to the API server, and the two nodes' clocks running at
+    /// slightly different rates.
     pub fn validate(&self) -> Result<(), String> {
         if self.retry_period.is_zero() {
             return Err("the retry period must be positive".into());
         }
-        if self.lease_duration <= self.renew_deadline {
+        let stops_by = self.renew_deadline + self.retry_period + TIMING_MARGIN;
+        if self.lease_duration < stops_by {
             return Err(format!(
-                "the lease duration ({:?}) must be longer than the renew deadline ({:?})",
-                self.lease_duration, self.renew_deadline
+                "the lease duration ({:?}) must be at least the renew deadline ({:?}) plus the retry period ({:?}) plus {:?}, i.e. {:?}: a standby takes the Lease over one lease duration after the last renewal, and a leader that cannot renew stops writing by the renew deadline and gives the lead up within one more retry period; the {:?} covers a write still on its way to the API server and clocks running at different rates",
+                self.lease_duration,
+                self.renew_deadline,
+                self.retry_period,
+                TIMING_MARGIN,
+                stops_by,
+                TIMING_MARGIN,
             ));
         }
         if self.renew_deadline.as_secs_f64() <= 1.2 * self.retry_period.as_secs_f64() {
@@ -77,9 +100,45 @@ pub struct LeaseConfig {
 #[derive(Clone, Debug)]
 pub struct Leadership {
     leading: watch::Receiver<bool>,
-    /// Milliseconds since `epoch` of the loop's last pass; `None` when there is no loop (the
-    /// election is off and this replica always leads).
-    heartbeat: Option<(Instant, Arc<AtomicU64>)>,
+    /// The loop's clock; `None` when there is no loop (the election is off and this replica
+    /// always leads).
+    heartbeat: Option<Arc<Beats>>,
+}
+
+/// Instants the loop records and the read side checks, as milliseconds since `epoch` (rounded
+/// down, so an instant read back is never later than the one recorded).
+#[derive(Debug)]
+struct Beats {
+    epoch: Instant,
+    /// The loop's last pass.
+    pass: AtomicU64,
+    /// When the last successful acquisition or renewal started.
+    renewed: AtomicU64,
+    /// How long after `renewed` writes stay open.
+    renew_deadline: Duration,
+}
+
+impl Beats {
+    fn new(renew_deadline: Duration) -> Self {
+        Self {
+            epoch: Instant::now(),
+            pass: AtomicU64::new(0),
+            renewed: AtomicU64::new(0),
+            renew_deadline,
+        }
+    }
+
+    fn record(&self, slot: &AtomicU64, at: Instant) {
+        let millis =
+            u64::try_from(at.saturating_duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX);
+        slot.store(millis, Ordering::Release);
+    }
+
+    /// How long ago the instant in `slot` was.
+    fn since(&self, slot: &AtomicU64) -> Duration {
+        let at = Duration::from_millis(slot.load(Ordering::Acquire));
+        self.epoch.elapsed().saturating_sub(at)
+    }
 }
 
 impl Leadership {
@@ -95,10 +154,19 @@ impl Leadership {
     }
 
     /// Whether this replica may write now: it leads, and (with election) the loop that keeps
-    /// the Lease is still there.
+    /// the Lease is still there and the last successful renewal started less than a renew
+    /// deadline ago. The last condition holds even when the loop cannot run (a starved runtime,
+    /// a frozen process) to notice that its renewals stopped.
     pub fn is_leader(&self) -> bool {
         let leading = *self.leading.borrow();
-        leading && (self.heartbeat.is_none() || self.leading.has_changed().is_ok())
+        match &self.heartbeat {
+            None => leading,
+            Some(beats) => {
+                leading
+                    && self.leading.has_changed().is_ok()
+                    && beats.since(&beats.renewed) < beats.renew_deadline
+            }
+        }
     }
 
     /// A receiver of the leading flag (for other writers, e.g. a translator task).
@@ -110,10 +178,7 @@ impl Leadership {
     pub fn loop_alive(&self, max_age: Duration) -> bool {
         match &self.heartbeat {
             None => true,
-            Some((epoch, beat)) => {
-                let last = Duration::from_millis(beat.load(Ordering::Relaxed));
-                epoch.elapsed().saturating_sub(last) <= max_age
-            }
+            Some(beats) => beats.since(&beats.pass) <= max_age,
         }
     }
 
@@ -234,15 +299,14 @@ impl LeaseHandle {
 /// Starts the election loop.
 pub fn start(client: Client, config: LeaseConfig) -> LeaseHandle {
     let (tx, rx) = watch::channel(false);
-    let epoch = Instant::now();
-    let beat = Arc::new(AtomicU64::new(0));
+    let beats = Arc::new(Beats::new(config.timings.renew_deadline));
     let (stop_tx, stop_rx) = oneshot::channel();
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
-    let task = tokio::spawn(run_loop(api, config, tx, epoch, beat.clone(), stop_rx));
+    let task = tokio::spawn(run_loop(api, config, tx, beats.clone(), stop_rx));
     LeaseHandle {
         leadership: Leadership {
             leading: rx,
-            heartbeat: Some((epoch, beat)),
+            heartbeat: Some(beats),
         },
         stop: Some(stop_tx),
         task,
@@ -254,7 +318,7 @@ struct Observed {
     /// Holder and renew time last seen, and when they last changed (local clock).
     record: Option<(Option<String>, Option<MicroTime>)>,
     since: Instant,
-    /// When we last renewed successfully, while leading.
+    /// When the last successful renewal started, while leading.
     last_renewal: Option<Instant>,
     /// The other replica last logged as the leader.
     followed: Option<String>,
@@ -264,8 +328,7 @@ async fn run_loop(
     api: Api<Lease>,
     config: LeaseConfig,
     leading: watch::Sender<bool>,
-    epoch: Instant,
-    beat: Arc<AtomicU64>,
+    beats: Arc<Beats>,
     mut stop: oneshot::Receiver<()>,
 ) {
     let t = &config.timings;
@@ -284,6 +347,9 @@ async fn run_loop(
             _ = ticker.tick() => {}
         }
         let was_leading = *leading.borrow();
+        // The API server stores the renewal after this instant, so a standby counts its lease
+        // duration from later than the gate counts its renew deadline.
+        let started = Instant::now();
         // One attempt may not outlast the time left before the renew deadline.
         let attempt = tokio::time::timeout(t.retry_period, try_once(&api, &config, &mut observed));
         let outcome = match attempt.await {
@@ -292,7 +358,9 @@ async fn run_loop(
         };
         let now_leading = match outcome {
             Ok(true) => {
-                observed.last_renewal = Some(Instant::now());
+                observed.last_renewal = Some(started);
+                // Before the flag is published, so the gate opens on a fresh renewal.
+                beats.record(&beats.renewed, started);
                 true
             }
             Ok(false) => false,
@@ -314,8 +382,7 @@ async fn run_loop(
         if !now_leading {
             observed.last_renewal = None;
         }
-        let millis = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        beat.store(millis, Ordering::Relaxed);
+        beats.record(&beats.pass, Instant::now());
     }
     if *leading.borrow() {
         // Stop writing before the Lease can pass on.

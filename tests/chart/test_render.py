@@ -118,8 +118,13 @@ def test_rbac_pins_secrets_to_the_configured_name():
         (("admissionregistration.k8s.io",), ("mutatingwebhookconfigurations",),
          ("acr-credential-controller",), ("get", "update")),
     ]
+    # Events: the recorder creates events.k8s.io Events and patches their series; the core
+    # Event (Kubernetes before 1.22) is only created; the legacy ConfigMap's Events only created.
     events = one(docs, "Role", "acr-credential-controller-events", "default")
-    assert rules(events) == [(("", "events.k8s.io"), ("events",), (), ("create", "patch"))]
+    assert rules(events) == [(("",), ("events",), (), ("create",)),
+                             (("events.k8s.io",), ("events",), (), ("create", "patch"))]
+    legacy = one(docs, "Role", "acr-credential-controller-events", "kube-system")
+    assert rules(legacy)[0] == (("events.k8s.io",), ("events",), (), ("create",))
     # No rule anywhere grants Secrets without a name, nor anything with a wildcard.
     for role in find(docs, "ClusterRole") + find(docs, "Role"):
         for groups, resources, names, verbs in rules(role):
@@ -128,8 +133,9 @@ def test_rbac_pins_secrets_to_the_configured_name():
                 assert names, f"{role['metadata']['name']}: {resources} without resourceNames"
     lease = one(docs, "Role", "acr-credential-controller-lease")
     assert lease["metadata"]["namespace"] == "acr-system"
+    # The Lease is read and replaced with its resourceVersion: never patched.
     assert rules(lease) == [(("coordination.k8s.io",), ("leases",), ("acr-credential-controller",),
-                             ("get", "update", "patch")),
+                             ("get", "update")),
                             (("coordination.k8s.io",), ("leases",), (), ("create",))]
     for b in find(docs, "RoleBinding") + find(docs, "ClusterRoleBinding"):
         assert b["subjects"] == [{"kind": "ServiceAccount", "name": "acr-credential-controller",
@@ -268,19 +274,34 @@ def test_pod_disruption_budget_follows_the_api():
 def test_admission_policy_only_where_the_api_exists():
     kw = dict(kube_version="v1.30.0", api_versions=chartlib.API_VERSIONS_1_30)
     docs = objects({"secretName": "pull"}, name="acr-credential-controller", **kw)
-    vap = one(docs, "ValidatingAdmissionPolicy")
+    vap = one(docs, "ValidatingAdmissionPolicy", "acr-credential-controller-secrets")
     assert vap["spec"]["matchConditions"][0]["expression"] == (
         "request.userInfo.username == 'system:serviceaccount:acr-system:acr-credential-controller'")
     assert vap["spec"]["validations"][0]["expression"] == (
         "object.metadata.name == 'pull' || (request.namespace == 'acr-system'"
         " && object.metadata.name == 'acr-credential-controller-webhook-tls')")
     off = objects({"secretName": "pull", "webhook": {"enabled": False}}, name="acr-credential-controller", **kw)
-    assert one(off, "ValidatingAdmissionPolicy")["spec"]["validations"][0]["expression"] == (
-        "object.metadata.name == 'pull'")
-    binding = one(docs, "ValidatingAdmissionPolicyBinding")
+    assert one(off, "ValidatingAdmissionPolicy", "acr-credential-controller-secrets")["spec"]["validations"][0][
+        "expression"] == "object.metadata.name == 'pull'"
+    binding = one(docs, "ValidatingAdmissionPolicyBinding", "acr-credential-controller-secrets")
     assert binding["spec"] == {"policyName": vap["metadata"]["name"], "validationActions": ["Deny"]}
-    assert not find(objects({"admissionPolicy": {"enabled": False}}, **kw), "ValidatingAdmissionPolicy")
-    assert not find(objects(kube_version="v1.30.0"), "ValidatingAdmissionPolicy")
+    # The ServiceAccount policy (its CEL is checked in tests/chart_templates.rs) beside it.
+    sa = one(docs, "ValidatingAdmissionPolicy", "acr-credential-controller-serviceaccounts")
+    assert sa["spec"]["matchConditions"] == vap["spec"]["matchConditions"]
+    assert one(docs, "ValidatingAdmissionPolicyBinding", "acr-credential-controller-serviceaccounts")["spec"] == {
+        "policyName": sa["metadata"]["name"], "validationActions": ["Deny"]}
+    only_secrets = objects({"serviceAccountPolicy": {"enabled": False}}, name="acr-credential-controller", **kw)
+    assert [p["metadata"]["name"] for p in find(only_secrets, "ValidatingAdmissionPolicy")] == [
+        "acr-credential-controller-secrets"]
+    only_sa = objects({"admissionPolicy": {"enabled": False}}, name="acr-credential-controller", **kw)
+    assert [p["metadata"]["name"] for p in find(only_sa, "ValidatingAdmissionPolicy")] == [
+        "acr-credential-controller-serviceaccounts"]
+    assert not find(objects({"admissionPolicy": {"enabled": False}, "serviceAccountPolicy": {"enabled": False}},
+                            **kw), "ValidatingAdmissionPolicy")
+    # No API, no policy: Kubernetes before 1.30 (the version alone is not enough).
+    for version in ("v1.20.2", "v1.29.0", "v1.30.0"):
+        assert not find(objects(kube_version=version), "ValidatingAdmissionPolicy")
+        assert not find(objects(kube_version=version), "ValidatingAdmissionPolicyBinding")
 
 
 def test_notes_say_what_to_apply_and_how_to_check():
@@ -360,7 +381,8 @@ def test_webhook_configuration_without_ca_bundle_and_its_rbac():
     assert rules(tls) == [(("",), ("secrets",), ("acr-credential-controller-webhook-tls",),
                            ("get", "create", "update", "patch"))]
     # Values: failure policy and timeout, a bad failure policy or timeout is refused.
-    hook = one(objects({"webhook": {"failurePolicy": "Fail", "timeoutSeconds": 10}}),
+    hook = one(objects({"webhook": {"failurePolicy": "Fail", "timeoutSeconds": 10,
+                                    "allowFailWithoutCertManager": True}}),
                "MutatingWebhookConfiguration")["webhooks"][0]
     assert (hook["failurePolicy"], hook["timeoutSeconds"]) == ("Fail", 10)
     for bad in ({"failurePolicy": "Sometimes"}, {"timeoutSeconds": 31}, {"timeoutSeconds": 0}):
@@ -405,3 +427,23 @@ def test_webhook_with_cert_manager_is_opt_in():
                                                                                  "kind": "ClusterIssuer"}}}}),
               "Certificate")
     assert own["spec"]["issuerRef"] == {"name": "corp-ca", "kind": "ClusterIssuer", "group": "cert-manager.io"}
+
+
+def test_failure_policy_fail_needs_cert_manager_or_an_acknowledgment():
+    # No caBundle is rendered and the controller publishes its CA only once it runs: Fail would
+    # refuse every ServiceAccount create (new namespaces' default ones too) until then.
+    with pytest.raises(helm.HelmError) as e:
+        chartlib.render({"webhook": {"failurePolicy": "Fail"}})
+    message = str(e.value)
+    assert "webhook.failurePolicy=Fail needs webhook.certManager.enabled=true" in message
+    assert "webhook.allowFailWithoutCertManager=true" in message
+    assert "caBundle" in message and "default ServiceAccount of every new namespace" in message
+    # With cert-manager injecting the CA, or with the acknowledgment, it renders.
+    for webhook in ({"failurePolicy": "Fail", "certManager": {"enabled": True}},
+                    {"failurePolicy": "Fail", "allowFailWithoutCertManager": True}):
+        hook = one(objects({"webhook": webhook}), "MutatingWebhookConfiguration")["webhooks"][0]
+        assert hook["failurePolicy"] == "Fail"
+    # Ignore (the default) and a disabled webhook need neither.
+    assert one(objects(), "MutatingWebhookConfiguration")["webhooks"][0]["failurePolicy"] == "Ignore"
+    assert not find(objects({"webhook": {"enabled": False, "failurePolicy": "Fail"}}),
+                    "MutatingWebhookConfiguration")

@@ -2,6 +2,9 @@
 //! `charts/`, names made unique); its right to create, update and patch Secrets is taken away
 //! for 60 s while a user deletes its pull Secret. No crash; the status and an Event say
 //! Forbidden and name the resource; once the right returns the Secret is back.
+//!
+//! Also the chart's RBAC matrix on the real authorizer (SubjectAccessReview): exactly the verbs
+//! the controller uses, with and without the legacy ConfigMap's live translation.
 
 use std::time::{Duration, Instant};
 
@@ -20,9 +23,14 @@ const CHART_NAMESPACE: &str = "acr-system";
 
 /// The chart's ServiceAccount and RBAC objects, renamed `<prefix>…` and moved to `ns`.
 fn chart_rbac(ns: &str, prefix: &str) -> Vec<serde_yaml::Value> {
+    chart_rbac_with(ns, prefix, false)
+}
+
+/// [`chart_rbac`], with the legacy ConfigMap's live translation on or off.
+fn chart_rbac_with(ns: &str, prefix: &str, legacy: bool) -> Vec<serde_yaml::Value> {
     let values = serde_json::json!({
         "accessKeySecrets": [{"namespace": ns, "name": "alibaba-ak"}],
-        "legacyConfigMap": {"enabled": false},
+        "legacyConfigMap": {"enabled": legacy},
     });
     let out = std::process::Command::new("python3")
         .arg(support::repo_root().join("tests/chart/chartlib.py"))
@@ -266,4 +274,464 @@ async fn rbac_revoked_then_restored() {
     });
     let _ = event_text;
     row.finish();
+}
+
+/// One question to the authorizer: may the chart's ServiceAccount `verb` the resource?
+struct Ask {
+    what: &'static str,
+    expected: bool,
+    verb: &'static str,
+    group: &'static str,
+    resource: &'static str,
+    subresource: Option<&'static str>,
+    namespace: Option<String>,
+    name: Option<&'static str>,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn ask(
+    what: &'static str,
+    expected: bool,
+    verb: &'static str,
+    group: &'static str,
+    resource: &'static str,
+    namespace: Option<&str>,
+    name: Option<&'static str>,
+) -> Ask {
+    Ask {
+        what,
+        expected,
+        verb,
+        group,
+        resource,
+        subresource: None,
+        namespace: namespace.map(str::to_owned),
+        name,
+    }
+}
+
+async fn allowed(client: &kube::Client, user: &str, a: &Ask) -> bool {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+    };
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: Some(user.to_owned()),
+            groups: Some(vec![
+                "system:serviceaccounts".into(),
+                "system:authenticated".into(),
+            ]),
+            resource_attributes: Some(ResourceAttributes {
+                verb: Some(a.verb.into()),
+                group: Some(a.group.into()),
+                resource: Some(a.resource.into()),
+                subresource: a.subresource.map(str::to_owned),
+                namespace: a.namespace.clone(),
+                name: a.name.map(str::to_owned),
+                ..ResourceAttributes::default()
+            }),
+            ..SubjectAccessReviewSpec::default()
+        },
+        ..SubjectAccessReview::default()
+    };
+    Api::<k8s_openapi::api::authorization::v1::SubjectAccessReview>::all(client.clone())
+        .create(&kube::api::PostParams::default(), &review)
+        .await
+        .unwrap()
+        .status
+        .is_some_and(|s| s.allowed)
+}
+
+/// Applies the chart's RBAC for `prefix` and checks `rows` against the real authorizer, waiting
+/// for the authorizer's cache to see the new roles. Returns the rows that differ.
+async fn matrix(env: &support::TestEnv, prefix: &str, legacy: bool, rows: &[Ask]) -> Vec<String> {
+    let ns = env.namespace().to_owned();
+    for o in chart_rbac_with(&ns, prefix, legacy) {
+        env.apply(&serde_yaml::to_string(&o).unwrap()).await;
+        if let Some(other) = o["metadata"]["namespace"].as_str().filter(|n| *n != ns) {
+            let name = o["metadata"]["name"].as_str().unwrap();
+            let resource = match o["kind"].as_str() {
+                Some("Role") => ApiResource::erase::<Role>(&()),
+                _ => ApiResource::erase::<RoleBinding>(&()),
+            };
+            env.track(resource, Some(other), name);
+        }
+    }
+    let user = format!("system:serviceaccount:{ns}:{prefix}");
+    let client = env.client();
+    let started = Instant::now();
+    loop {
+        let mut wrong = Vec::new();
+        let mut table = String::new();
+        for a in rows {
+            let got = allowed(&client, &user, a).await;
+            table.push_str(&format!(
+                "  {:<62} {:<8} {}\n",
+                a.what,
+                if got { "allowed" } else { "denied" },
+                if got == a.expected { "ok" } else { "WRONG" }
+            ));
+            if got != a.expected {
+                wrong.push(format!("{} (expected {})", a.what, a.expected));
+            }
+        }
+        if wrong.is_empty() || started.elapsed() > Duration::from_secs(20) {
+            println!(
+                "RBAC matrix, legacy translation {}:\n{table}",
+                if legacy { "on" } else { "off" }
+            );
+            return wrong;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test]
+async fn chart_rbac_grants_exactly_what_the_controller_uses() {
+    let env = support::TestEnv::new("faults-rbac-matrix").await;
+    let ns = env.namespace().to_owned();
+    let other_ns = Some("default");
+    let here = Some(ns.as_str());
+    const LEASE: &str = "acr-credential-controller";
+    const COORD: &str = "coordination.k8s.io";
+    const ACR: &str = "acrcredentials.io";
+    let mut common = vec![
+        // The Lease: read, then replaced with its resourceVersion; created once.
+        ask(
+            "get the Lease by name",
+            true,
+            "get",
+            COORD,
+            "leases",
+            here,
+            Some(LEASE),
+        ),
+        ask(
+            "update the Lease by name",
+            true,
+            "update",
+            COORD,
+            "leases",
+            here,
+            Some(LEASE),
+        ),
+        ask(
+            "create a Lease in its namespace",
+            true,
+            "create",
+            COORD,
+            "leases",
+            here,
+            None,
+        ),
+        ask(
+            "patch the Lease",
+            false,
+            "patch",
+            COORD,
+            "leases",
+            here,
+            Some(LEASE),
+        ),
+        ask(
+            "delete the Lease",
+            false,
+            "delete",
+            COORD,
+            "leases",
+            here,
+            Some(LEASE),
+        ),
+        ask(
+            "update another Lease",
+            false,
+            "update",
+            COORD,
+            "leases",
+            here,
+            Some("other"),
+        ),
+        // The pull Secret, by name, anywhere; no other Secret.
+        ask(
+            "get the pull Secret",
+            true,
+            "get",
+            "",
+            "secrets",
+            other_ns,
+            Some(SECRET_NAME),
+        ),
+        ask(
+            "update the pull Secret",
+            true,
+            "update",
+            "",
+            "secrets",
+            other_ns,
+            Some(SECRET_NAME),
+        ),
+        ask(
+            "delete the pull Secret",
+            true,
+            "delete",
+            "",
+            "secrets",
+            other_ns,
+            Some(SECRET_NAME),
+        ),
+        ask(
+            "get another Secret",
+            false,
+            "get",
+            "",
+            "secrets",
+            other_ns,
+            Some("other"),
+        ),
+        ask(
+            "update another Secret",
+            false,
+            "update",
+            "",
+            "secrets",
+            other_ns,
+            Some("other"),
+        ),
+        ask(
+            "patch another Secret",
+            false,
+            "patch",
+            "",
+            "secrets",
+            other_ns,
+            Some("other"),
+        ),
+        ask(
+            "delete another Secret",
+            false,
+            "delete",
+            "",
+            "secrets",
+            other_ns,
+            Some("other"),
+        ),
+        ask(
+            "delete Secrets by collection",
+            false,
+            "deletecollection",
+            "",
+            "secrets",
+            other_ns,
+            None,
+        ),
+        // ServiceAccounts: patched, never created, replaced, deleted, or asked for tokens.
+        ask(
+            "patch ServiceAccounts",
+            true,
+            "patch",
+            "",
+            "serviceaccounts",
+            other_ns,
+            Some("default"),
+        ),
+        ask(
+            "update ServiceAccounts",
+            false,
+            "update",
+            "",
+            "serviceaccounts",
+            other_ns,
+            Some("default"),
+        ),
+        ask(
+            "create ServiceAccounts",
+            false,
+            "create",
+            "",
+            "serviceaccounts",
+            other_ns,
+            None,
+        ),
+        ask(
+            "delete ServiceAccounts",
+            false,
+            "delete",
+            "",
+            "serviceaccounts",
+            other_ns,
+            Some("default"),
+        ),
+        // Bindings and policies: patched (finalizers) and their status.
+        ask(
+            "patch bindings",
+            true,
+            "patch",
+            ACR,
+            "acrregistrybindings",
+            None,
+            Some("b"),
+        ),
+        ask(
+            "update bindings",
+            false,
+            "update",
+            ACR,
+            "acrregistrybindings",
+            None,
+            Some("b"),
+        ),
+        // Events: events.k8s.io created and patched as a series; core Events only created.
+        ask(
+            "create core Events in default",
+            true,
+            "create",
+            "",
+            "events",
+            other_ns,
+            None,
+        ),
+        ask(
+            "patch core Events in default",
+            false,
+            "patch",
+            "",
+            "events",
+            other_ns,
+            None,
+        ),
+        ask(
+            "create events.k8s.io Events in default",
+            true,
+            "create",
+            "events.k8s.io",
+            "events",
+            other_ns,
+            None,
+        ),
+        ask(
+            "patch events.k8s.io Events in default",
+            true,
+            "patch",
+            "events.k8s.io",
+            "events",
+            other_ns,
+            None,
+        ),
+        ask(
+            "create Events elsewhere",
+            false,
+            "create",
+            "events.k8s.io",
+            "events",
+            here,
+            None,
+        ),
+        // No way to grant itself more.
+        ask(
+            "create ClusterRoleBindings",
+            false,
+            "create",
+            "rbac.authorization.k8s.io",
+            "clusterrolebindings",
+            None,
+            None,
+        ),
+        ask(
+            "create Roles",
+            false,
+            "create",
+            "rbac.authorization.k8s.io",
+            "roles",
+            here,
+            None,
+        ),
+    ];
+    let mut token = ask(
+        "create ServiceAccount tokens",
+        false,
+        "create",
+        "",
+        "serviceaccounts",
+        other_ns,
+        Some("default"),
+    );
+    token.subresource = Some("token");
+    common.push(token);
+
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    for (list, translating) in [(&mut off, false), (&mut on, true)] {
+        for (what, verb, resource) in [
+            ("create bindings", "create", "acrregistrybindings"),
+            ("delete bindings", "delete", "acrregistrybindings"),
+            ("create policies", "create", "acrcredentialpolicies"),
+            ("delete policies", "delete", "acrcredentialpolicies"),
+        ] {
+            list.push(ask(what, translating, verb, ACR, resource, None, Some("x")));
+        }
+        list.push(ask(
+            "read the legacy ConfigMap",
+            translating,
+            "get",
+            "",
+            "configmaps",
+            Some("kube-system"),
+            Some("acr-configuration"),
+        ));
+    }
+    on.push(ask(
+        "read another ConfigMap in kube-system",
+        false,
+        "get",
+        "",
+        "configmaps",
+        Some("kube-system"),
+        Some("other"),
+    ));
+    on.push(ask(
+        "create the legacy ConfigMap's Events",
+        true,
+        "create",
+        "events.k8s.io",
+        "events",
+        Some("kube-system"),
+        None,
+    ));
+    on.push(ask(
+        "patch Events in kube-system",
+        false,
+        "patch",
+        "events.k8s.io",
+        "events",
+        Some("kube-system"),
+        None,
+    ));
+    // The create/delete rows are asked without a name too (create never carries one).
+    let mut wrong = Vec::new();
+    for (suffix, legacy, extra) in [("off", false, off), ("on", true, on)] {
+        let mut rows: Vec<Ask> = extra;
+        for a in &common {
+            rows.push(Ask {
+                what: a.what,
+                expected: a.expected,
+                verb: a.verb,
+                group: a.group,
+                resource: a.resource,
+                subresource: a.subresource,
+                namespace: a.namespace.clone(),
+                name: a.name,
+            });
+        }
+        let prefix = format!("{}-{suffix}", support::unique_name("ctl"));
+        wrong.extend(
+            matrix(&env, &prefix, legacy, &rows)
+                .await
+                .into_iter()
+                .map(|w| format!("translation {suffix}: {w}")),
+        );
+    }
+    assert!(
+        wrong.is_empty(),
+        "the chart's RBAC differs from what the controller uses: {wrong:#?}"
+    );
 }
