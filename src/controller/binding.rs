@@ -141,7 +141,7 @@ async fn token(
     live: &[Resolved],
 ) -> TokenOutcome {
     ctx.tokens.retain(&live_requests(live));
-    super::sync::adopt_previous_token(ctx, resolved).await;
+    super::adopt::adopt_previous_token(ctx, resolved).await;
     let outcome = ctx.tokens.get(&resolved.request).await;
     emit_token_event(ctx, binding, resolved, &outcome).await;
     outcome

@@ -13,6 +13,8 @@
 //! - [`tokens`]: the shared token manager (coalescing, renewal, backoff).
 //! - [`secret`]: the dockerconfigjson Secret builder and change detection (pure).
 //! - [`service_accounts`]: version-checked `imagePullSecrets` patches.
+//! - [`adopt`]: after a restart, taking over a token the binding's pull Secrets hold, only when
+//!   the binding's status proves the controller issued it.
 //! - [`sync`]: converging one namespace from every live binding (selection, a pure plan of the
 //!   Secret, then the writes).
 //! - [`observe`]: folds one reconcile's namespace outcomes into the binding's view (pure).
@@ -24,6 +26,7 @@
 //!
 //! [`run`] wires it together and is what the `run` subcommand and the integration tests call.
 
+pub mod adopt;
 pub mod binding;
 pub mod caches;
 pub mod context;

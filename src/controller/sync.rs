@@ -80,7 +80,7 @@ async fn contributions(ctx: &Context, selecting: &[&Resolved]) -> Vec<Contributi
     for b in selecting {
         // After a restart another binding's token may not be held yet: adopt it from its
         // Secrets rather than dropping its domains from this shared Secret.
-        adopt_previous_token(ctx, b).await;
+        super::adopt::adopt_previous_token(ctx, b).await;
         let Some(token) = ctx.tokens.peek(&b.request.key()).await else {
             continue;
         };
@@ -380,63 +380,6 @@ pub fn namespaces_owned_by(ctx: &Context, binding: &str) -> BTreeSet<String> {
         .filter(|s| is_ours(s) && super::secret::owner_bindings(s).contains(binding))
         .filter_map(|s| s.namespace())
         .collect()
-}
-
-/// A token this binding distributed before, read back from one of its pull Secrets (for
-/// [`super::tokens::TokenManager::adopt`] after a restart): the auth of its first domain and
-/// the Secret's expiry annotation.
-pub fn token_in_secrets(
-    ctx: &Context,
-    binding: &str,
-    domains: &[String],
-) -> Option<crate::cloud::registry::RegistryToken> {
-    let first = domains.first()?;
-    ctx.stores.secrets.state().iter().find_map(|s| {
-        if !is_ours(s) || !super::secret::owner_bindings(s).contains(binding) {
-            return None;
-        }
-        let expires = s
-            .metadata
-            .annotations
-            .as_ref()?
-            .get(super::secret::EXPIRES_ANNOTATION)?
-            .parse::<jiff::Timestamp>()
-            .ok()?;
-        let bytes = &s.data.as_ref()?.get(super::secret::DOCKER_CONFIG_KEY)?.0;
-        let doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-        let auth = doc.get("auths")?.get(first)?;
-        Some(crate::cloud::registry::RegistryToken {
-            username: auth.get("username")?.as_str()?.to_owned(),
-            password: crate::sensitive::Sensitive::new(auth.get("password")?.as_str()?.to_owned()),
-            expires_at: expires,
-            request_id: None,
-        })
-    })
-}
-
-/// After a restart: take over the still-valid token a binding's Secrets hold, instead of asking
-/// the cloud again and rewriting every Secret. A no-op once a token is held.
-pub async fn adopt_previous_token(ctx: &Context, binding: &Resolved) {
-    if ctx.tokens.holds(&binding.request.key()).await {
-        return;
-    }
-    let domains = binding
-        .domains
-        .clone()
-        .unwrap_or_else(|| binding.previous_domains.clone());
-    let Some(token) = token_in_secrets(ctx, &binding.name, &domains) else {
-        return;
-    };
-    let issued = binding
-        .previous_issued_at
-        .unwrap_or_else(|| ctx.clock.now());
-    if ctx
-        .tokens
-        .adopt(&binding.request, token, issued, Some(domains))
-        .await
-    {
-        tracing::info!(binding = %binding.name, "adopted the still-valid token from the binding's pull Secrets");
-    }
 }
 
 #[cfg(test)]
