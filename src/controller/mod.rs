@@ -6,6 +6,7 @@
 //! - [`guard`]: the envelope of every reconcile (caches synced, deadline, error policy) and the
 //!   leadership gate in front of it.
 //! - [`leader`]: leader election on a Lease; only the leader writes.
+//! - [`locks`]: the per-namespace write locks (entries nobody holds are dropped).
 //! - [`probes`]: `/readyz`, `/livez` and `/metrics` with the per-binding gauges.
 //! - [`finalizer`]: the binding finalizer, added in the pass that first converges a binding.
 //! - [`selection`]: which namespaces and ServiceAccounts a binding targets (pure).
@@ -36,6 +37,7 @@ pub mod finalizer;
 pub mod guard;
 pub mod leader;
 pub mod legacy_sync;
+pub mod locks;
 pub mod observe;
 pub mod policy;
 pub mod probes;

@@ -195,8 +195,7 @@ pub async fn sync_namespace(
     live: &[Resolved],
     service_accounts: &[Arc<ServiceAccount>],
 ) -> Result<NamespaceOutcome> {
-    let lock = ctx.namespace_lock(namespace);
-    let _guard = lock.lock().await;
+    let _guard = ctx.namespace_lock(namespace).await;
     let secret_name = ctx.config.secret_name.clone();
     let selecting = selecting_bindings(ctx, namespace, live);
     let existing = ctx.stores.secret(namespace);
