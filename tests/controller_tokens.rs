@@ -8,6 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use acr_fake_cloud::OutageMode;
+use base64::Engine;
 use controller_common::{
     DOMAINS, Harness, OTHER_INSTANCE, SECRET_NAME, auths, pull_secret_names, ready_condition,
     wait_sa, wait_secret,
@@ -261,6 +262,63 @@ async fn restart_converges_without_duplicates_and_one_call_per_token() {
     assert_eq!(
         auths(&new_ns)[DOMAINS[0]],
         auths(&after_restart)[DOMAINS[0]]
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_a_tenant_planted_is_not_adopted_after_a_restart() {
+    let h = Harness::new("ctrl-planted", 3600, "15m").await;
+    let ns = h.env.namespace().to_owned();
+    let running = h.start();
+    let name = format!("{}-planted", h.id);
+    h.bind(&name, &h.test_binding().names(&[&ns])).await;
+    h.wait_ready(&name, "True", Duration::from_secs(60)).await;
+    let secrets = h.secrets(&ns);
+    let issued = wait_secret(&secrets, "Secret", |_| true).await;
+    running.stop().await;
+    assert_eq!(h.handle().count_ok("cr:GetAuthorizationToken"), 1);
+
+    // While the controller is down, a tenant who may edit Secrets in the namespace plants a
+    // token of their own that claims to live until 2100 (owner references and labels stay).
+    let mut planted = issued.clone();
+    let forged = "forged";
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("cr_temp_user:{forged}"));
+    let doc = serde_json::json!({"auths": DOMAINS.iter().map(|d| {
+        (d.to_string(), serde_json::json!({"username": "cr_temp_user", "password": forged, "auth": auth}))
+    }).collect::<serde_json::Map<_, _>>()});
+    planted.data = Some(
+        [(
+            ".dockerconfigjson".to_owned(),
+            k8s_openapi::ByteString(serde_json::to_vec(&doc).unwrap()),
+        )]
+        .into(),
+    );
+    planted.metadata.annotations = Some(
+        [(
+            "acrcredentials.io/expires-at".to_owned(),
+            "2100-01-01T00:00:00Z".to_owned(),
+        )]
+        .into(),
+    );
+    secrets
+        .replace(SECRET_NAME, &kube::api::PostParams::default(), &planted)
+        .await
+        .unwrap();
+
+    // After the restart the controller asks the cloud and replaces the planted token.
+    let running = h.start();
+    let fixed = wait_secret(&secrets, "a token the cloud issued", |s| {
+        h.handle().registry_token_valid(&password(s))
+    })
+    .await;
+    assert_ne!(password(&fixed), forged);
+    assert_eq!(h.handle().count_ok("cr:GetAuthorizationToken"), 2);
+    let b = h.wait_ready(&name, "True", Duration::from_secs(30)).await;
+    let expires = b.status.unwrap().token.unwrap().expires_at.unwrap().0;
+    assert!(
+        expires < "2099-01-01T00:00:00Z".parse().unwrap(),
+        "status reports the planted expiry {expires}"
     );
     running.stop().await;
 }

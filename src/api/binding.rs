@@ -247,6 +247,13 @@ pub struct TokenStatus {
     /// When the controller plans to renew the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renew_at: Option<Time>,
+
+    /// SHA-256 (hex) of the registry credential this binding distributes, salted with the
+    /// binding's UID; never the credential itself. After a restart the controller takes a
+    /// token over from a pull Secret only when it matches this digest (only the controller
+    /// writes status), and otherwise asks the cloud for a new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 /// Namespace counts of a binding.

@@ -43,6 +43,7 @@ pub async fn reconcile(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> R
                 cleanup(binding.clone(), &ctx).await?;
                 finalizer::remove(&api, &binding).await?;
             }
+            ctx.retries.succeeded(&guard::retry_key(&*binding));
             return Ok(Action::await_change());
         }
         finalizer::add(&api, &binding).await?;
@@ -105,7 +106,17 @@ async fn apply(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<Ac
     let retry_soon = tally.retry_soon;
     let obs = observation(&binding, &resolved, &outcome, &selection, tally);
     write_status(&binding, &ctx, &obs).await?;
-    Ok(Action::requeue(next_look(&ctx, &outcome, retry_soon)))
+    // A namespace that keeps failing (quota, an admission webhook) is retried with the same
+    // backoff as a failed reconcile; a pass without failures resets it.
+    let key = guard::retry_key(&*binding);
+    let retry = match retry_soon {
+        true => Some(ctx.retries.failed(&key, std::time::Instant::now())),
+        false => {
+            ctx.retries.succeeded(&key);
+            None
+        }
+    };
+    Ok(Action::requeue(next_look(&ctx, &outcome, retry)))
 }
 
 /// The binding cannot be converged (invalid spec, missing or invalid policy): say so once, in
@@ -129,6 +140,7 @@ async fn blocked(binding: &AcrRegistryBinding, ctx: &Context, blocker: Blocker) 
         .await;
         send_status(ctx, binding, &status).await?;
     }
+    ctx.retries.succeeded(&guard::retry_key(binding));
     Ok(Action::requeue(ctx.config.resync))
 }
 
@@ -141,7 +153,7 @@ async fn token(
     live: &[Resolved],
 ) -> TokenOutcome {
     ctx.tokens.retain(&live_requests(live));
-    super::sync::adopt_previous_token(ctx, resolved).await;
+    super::adopt::adopt_previous_token(ctx, resolved).await;
     let outcome = ctx.tokens.get(&resolved.request).await;
     emit_token_event(ctx, binding, resolved, &outcome).await;
     outcome
@@ -202,16 +214,15 @@ async fn send_status(
 }
 
 /// When to reconcile again: when the token needs a look (renewal, retry, expiry), at the
-/// latest after the resync period, and within 10 s when a namespace failed.
-fn next_look(ctx: &Context, outcome: &TokenOutcome, retry_soon: bool) -> Duration {
+/// latest after the resync period, and within `retry` (the backoff) when a namespace failed.
+fn next_look(ctx: &Context, outcome: &TokenOutcome, retry: Option<Duration>) -> Duration {
     let until_check = Duration::try_from(outcome.next_check.duration_since(ctx.clock.now()))
         .unwrap_or(Duration::from_secs(1))
         .max(Duration::from_secs(1));
     let wait = until_check.min(ctx.config.resync);
-    if retry_soon {
-        wait.min(Duration::from_secs(10))
-    } else {
-        wait
+    match retry {
+        Some(retry) => wait.min(retry),
+        None => wait,
     }
 }
 

@@ -1,8 +1,7 @@
 //! The one `Context` every reconcile gets: the Kubernetes client, the watch caches (stores),
 //! the token manager, the Event recorder, configuration and the clock.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::Client;
@@ -104,7 +103,10 @@ pub struct Context {
     pub tokens: Arc<TokenManager>,
     pub recorder: Recorder,
     pub clock: Arc<dyn Clock>,
-    namespace_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One lock per namespace being converged; entries nobody holds are dropped.
+    pub namespace_locks: super::locks::NamespaceLocks,
+    /// Consecutive failures per binding and policy, for the retry backoff.
+    pub retries: super::guard::Backoff,
 }
 
 impl Context {
@@ -125,18 +127,15 @@ impl Context {
             tokens,
             recorder,
             clock,
-            namespace_locks: Mutex::new(HashMap::new()),
+            namespace_locks: super::locks::NamespaceLocks::default(),
+            retries: super::guard::Backoff::default(),
         }
     }
 
-    /// The lock serialising writes to one namespace's Secret and ServiceAccounts (several
-    /// bindings may reconcile the same namespace at once).
-    pub fn namespace_lock(&self, namespace: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self
-            .namespace_locks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        map.entry(namespace.to_owned()).or_default().clone()
+    /// Waits for the lock serialising writes to one namespace's Secret and ServiceAccounts
+    /// (several bindings may reconcile the same namespace at once); held until dropped.
+    pub async fn namespace_lock(&self, namespace: &str) -> super::locks::NamespaceGuard<'_> {
+        self.namespace_locks.lock(namespace).await
     }
 
     /// Publishes an Event about a binding or policy; a failure to publish is only logged.

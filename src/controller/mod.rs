@@ -6,6 +6,7 @@
 //! - [`guard`]: the envelope of every reconcile (caches synced, deadline, error policy) and the
 //!   leadership gate in front of it.
 //! - [`leader`]: leader election on a Lease; only the leader writes.
+//! - [`locks`]: the per-namespace write locks (entries nobody holds are dropped).
 //! - [`probes`]: `/readyz`, `/livez` and `/metrics` with the per-binding gauges.
 //! - [`finalizer`]: the binding finalizer, added in the pass that first converges a binding.
 //! - [`selection`]: which namespaces and ServiceAccounts a binding targets (pure).
@@ -13,6 +14,8 @@
 //! - [`tokens`]: the shared token manager (coalescing, renewal, backoff).
 //! - [`secret`]: the dockerconfigjson Secret builder and change detection (pure).
 //! - [`service_accounts`]: version-checked `imagePullSecrets` patches.
+//! - [`adopt`]: after a restart, taking over a token the binding's pull Secrets hold, only when
+//!   the binding's status proves the controller issued it.
 //! - [`sync`]: converging one namespace from every live binding (selection, a pure plan of the
 //!   Secret, then the writes).
 //! - [`observe`]: folds one reconcile's namespace outcomes into the binding's view (pure).
@@ -24,6 +27,7 @@
 //!
 //! [`run`] wires it together and is what the `run` subcommand and the integration tests call.
 
+pub mod adopt;
 pub mod binding;
 pub mod caches;
 pub mod context;
@@ -33,6 +37,7 @@ pub mod finalizer;
 pub mod guard;
 pub mod leader;
 pub mod legacy_sync;
+pub mod locks;
 pub mod observe;
 pub mod policy;
 pub mod probes;

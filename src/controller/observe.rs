@@ -126,6 +126,9 @@ pub fn observation(
             .as_ref()
             .map(|t| t.domains.clone())
             .unwrap_or_default(),
+        token_digest: token
+            .as_ref()
+            .map(|t| super::adopt::token_digest(&resolved.uid, &t.username, t.password.expose())),
         token,
         token_failure: outcome.failure.clone(),
         namespaces_selected: selection.selected.len(),

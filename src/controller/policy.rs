@@ -115,12 +115,17 @@ pub fn policy_stalled(ready: &Verdict) -> Option<Verdict> {
 
 /// Reconciles one policy.
 pub async fn reconcile(policy: Arc<AcrCredentialPolicy>, ctx: Arc<Context>) -> Result<Action> {
+    let key = guard::retry_key(&*policy);
     let work = guarded(
         &ctx.readiness,
         ctx.config.reconcile_timeout,
         refresh(policy, &ctx),
     );
-    guard::leading(&ctx, "policy", work).await
+    let result = guard::leading(&ctx, "policy", work).await;
+    if result.is_ok() {
+        ctx.retries.succeeded(&key);
+    }
+    result
 }
 
 async fn refresh(policy: Arc<AcrCredentialPolicy>, ctx: &Context) -> Result<Action> {

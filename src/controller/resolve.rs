@@ -34,8 +34,8 @@ pub struct Resolved {
     pub renew_before: Duration,
     /// Domains the binding's status reported (discovered ones survive a restart this way).
     pub previous_domains: Vec<String>,
-    /// When the token in the binding's status was issued.
-    pub previous_issued_at: Option<jiff::Timestamp>,
+    /// The token the binding's status records (written only by the controller).
+    pub previous_token: Option<PreviousToken>,
     /// Whether the admission webhook adds the Secret to matching ServiceAccounts as they are
     /// created (`spec.injectOnCreate`).
     pub inject_on_create: bool,
@@ -48,6 +48,26 @@ impl Resolved {
     pub fn selects(&self, name: &str, labels: &std::collections::BTreeMap<String, String>) -> bool {
         namespace_verdict(&self.namespaces, self.allowed.as_ref(), name, labels)
             == NamespaceVerdict::Selected
+    }
+}
+
+/// The token a binding's status records: what a restarted controller checks a token read back
+/// from a pull Secret against before it takes it over.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PreviousToken {
+    pub issued_at: Option<jiff::Timestamp>,
+    pub expires_at: Option<jiff::Timestamp>,
+    /// See [`super::adopt::token_digest`].
+    pub digest: Option<String>,
+}
+
+impl PreviousToken {
+    fn from_status(t: &crate::api::TokenStatus) -> Self {
+        PreviousToken {
+            issued_at: t.issued_at.as_ref().map(|t| t.0),
+            expires_at: t.expires_at.as_ref().map(|t| t.0),
+            digest: t.digest.clone(),
+        }
     }
 }
 
@@ -118,12 +138,11 @@ pub fn resolve(
             .as_ref()
             .map(|s| s.domains.clone())
             .unwrap_or_default(),
-        previous_issued_at: binding
+        previous_token: binding
             .status
             .as_ref()
             .and_then(|s| s.token.as_ref())
-            .and_then(|t| t.issued_at.as_ref())
-            .map(|t| t.0),
+            .map(PreviousToken::from_status),
         inject_on_create: spec.inject_on_create(),
         created_at: binding.metadata.creation_timestamp.as_ref().map(|t| t.0),
     })

@@ -47,6 +47,8 @@ pub struct BindingObservation {
     /// Invalid spec, missing or invalid policy.
     pub blocker: Option<Blocker>,
     pub token: Option<HeldToken>,
+    /// [`super::adopt::token_digest`] of `token`, recorded so a restart can recognise it.
+    pub token_digest: Option<String>,
     pub token_failure: Option<TokenFailure>,
     pub domains: Vec<String>,
     pub namespaces_selected: usize,
@@ -385,6 +387,7 @@ fn write_counts(status: &mut AcrRegistryBindingStatus, obs: &BindingObservation)
         issued_at: Some(time(t.issued_at)),
         expires_at: Some(time(t.expires_at)),
         renew_at: Some(time(t.renew_at)),
+        digest: obs.token_digest.clone(),
     });
     status.domains = obs.domains.clone();
     status.namespaces = Some(NamespacesStatus::new(

@@ -7,16 +7,18 @@
 //! [`super::written`]):
 //! created by server-side apply (so RBAC can pin `create` to its name), updated in place with a
 //! version-checked replace (same object, same UID). A same-named Secret without our label is left
-//! alone. When no binding selects the namespace any more, our ServiceAccount entries are removed
-//! first, then our Secret is deleted. A namespace whose bindings merely lack a valid token right
-//! now keeps its Secret as it is: never empty, never rewritten with an expired token.
+//! alone, also when only a create conflict reveals it (then no ServiceAccount is bound to it).
+//! When no binding selects the namespace any more, our ServiceAccount entries are removed
+//! first, then our Secret is deleted, with preconditions on the very object that was read. A
+//! namespace whose bindings merely lack a valid token right now keeps its Secret as it is:
+//! never empty, never rewritten with an expired token.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
 
 use super::context::Context;
@@ -80,7 +82,7 @@ async fn contributions(ctx: &Context, selecting: &[&Resolved]) -> Vec<Contributi
     for b in selecting {
         // After a restart another binding's token may not be held yet: adopt it from its
         // Secrets rather than dropping its domains from this shared Secret.
-        adopt_previous_token(ctx, b).await;
+        super::adopt::adopt_previous_token(ctx, b).await;
         let Some(token) = ctx.tokens.peek(&b.request.key()).await else {
             continue;
         };
@@ -100,12 +102,21 @@ async fn contributions(ctx: &Context, selecting: &[&Resolved]) -> Vec<Contributi
     out
 }
 
+/// What became of a Secret write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WriteOutcome {
+    /// Ours, holding what we want (written now or already so).
+    Ours,
+    /// A conflict revealed a same-named Secret that is not ours: left alone.
+    OwnedByOthers,
+}
+
 async fn write_secret(
     ctx: &Context,
     namespace: &str,
     desired: &Secret,
     existing: Option<&Secret>,
-) -> Result<()> {
+) -> Result<WriteOutcome> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let name = &ctx.config.secret_name;
     let params = PostParams {
@@ -137,7 +148,7 @@ async fn write_secret(
                 crate::metrics::write("Secret", verb);
                 // Until the cache shows it, the next pass reads this copy instead.
                 ctx.stores.written.wrote(before, written);
-                return Ok(());
+                return Ok(WriteOutcome::Ours);
             }
             // 422 on create: a same-named Secret of another type appeared (type is immutable).
             Err(e) if is_status(&e, 409) || (creating && is_status(&e, 422)) => {
@@ -145,8 +156,8 @@ async fn write_secret(
                 let fresh = api.get_opt(name).await?;
                 before.read(fresh.as_ref());
                 match fresh {
-                    Some(fresh) if !is_ours(&fresh) => return Ok(()),
-                    Some(fresh) if !needs_update(&fresh, desired) => return Ok(()),
+                    Some(fresh) if !is_ours(&fresh) => return Ok(WriteOutcome::OwnedByOthers),
+                    Some(fresh) if !needs_update(&fresh, desired) => return Ok(WriteOutcome::Ours),
                     fresh => current = fresh,
                 }
             }
@@ -184,8 +195,7 @@ pub async fn sync_namespace(
     live: &[Resolved],
     service_accounts: &[Arc<ServiceAccount>],
 ) -> Result<NamespaceOutcome> {
-    let lock = ctx.namespace_lock(namespace);
-    let _guard = lock.lock().await;
+    let _guard = ctx.namespace_lock(namespace).await;
     let secret_name = ctx.config.secret_name.clone();
     let selecting = selecting_bindings(ctx, namespace, live);
     let existing = ctx.stores.secret(namespace);
@@ -203,8 +213,20 @@ pub async fn sync_namespace(
     if let Some(d) = &desired
         && existing.as_ref().is_none_or(|e| needs_update(e, d))
     {
-        write_secret(ctx, namespace, d, existing.as_deref()).await?;
-        tracing::info!(namespace, contributors = ?contributors, "pull Secret written");
+        match write_secret(ctx, namespace, d, existing.as_deref()).await? {
+            WriteOutcome::Ours => {
+                tracing::info!(namespace, contributors = ?contributors, "pull Secret written");
+            }
+            // Someone else's Secret took the name before the cache showed it: bind nothing to
+            // it and do not count the namespace as synced.
+            WriteOutcome::OwnedByOthers => {
+                tracing::info!(
+                    namespace,
+                    "a same-named Secret that is not ours exists: left alone"
+                );
+                return Ok(leave_others_secret(ctx, &sa_api, service_accounts).await);
+            }
+        }
     }
     let secret_present = matches!(secret_state, SecretState::Current | SecretState::Waiting)
         && (existing.is_some() || desired.is_some());
@@ -213,8 +235,11 @@ pub async fn sync_namespace(
         bind_service_accounts(ctx, &sa_api, service_accounts, &selecting, secret_present).await;
 
     // Nothing selects the namespace any more: our entries are gone, now the Secret goes too.
-    if secret_state == SecretState::Absent && existing.is_some() && errors.is_empty() {
-        delete_secret(ctx, namespace).await?;
+    if secret_state == SecretState::Absent
+        && let Some(ours) = &existing
+        && errors.is_empty()
+    {
+        delete_secret(ctx, namespace, ours).await?;
     }
     Ok(NamespaceOutcome {
         secret: secret_state,
@@ -326,11 +351,14 @@ async fn bind_service_accounts(
 }
 
 /// Deletes our Secret from a namespace no binding selects any more (already gone is fine).
-async fn delete_secret(ctx: &Context, namespace: &str) -> Result<()> {
+/// Only the very Secret we decided on goes: the delete carries its UID and resourceVersion as
+/// preconditions, so a Secret the user put in its place (or relabelled as theirs) after the
+/// cache was read survives; the next reconcile decides again from what the cache then shows.
+async fn delete_secret(ctx: &Context, namespace: &str, decided_on: &Secret) -> Result<()> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let before = ctx.stores.written.before_write(namespace);
     match api
-        .delete(&ctx.config.secret_name, &DeleteParams::default())
+        .delete(&ctx.config.secret_name, &delete_params(decided_on))
         .await
     {
         Ok(_) => {
@@ -343,7 +371,25 @@ async fn delete_secret(ctx: &Context, namespace: &str) -> Result<()> {
             Ok(())
         }
         Err(e) if is_status(&e, 404) => Ok(()),
+        Err(e) if is_status(&e, 409) => {
+            tracing::info!(
+                namespace,
+                "pull Secret not deleted: it changed or was replaced since it was read"
+            );
+            Ok(())
+        }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A delete of exactly `secret`: its UID and resourceVersion as preconditions.
+pub fn delete_params(secret: &Secret) -> DeleteParams {
+    DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: secret.metadata.uid.clone(),
+            resource_version: secret.metadata.resource_version.clone(),
+        }),
+        ..DeleteParams::default()
     }
 }
 
@@ -380,63 +426,6 @@ pub fn namespaces_owned_by(ctx: &Context, binding: &str) -> BTreeSet<String> {
         .filter(|s| is_ours(s) && super::secret::owner_bindings(s).contains(binding))
         .filter_map(|s| s.namespace())
         .collect()
-}
-
-/// A token this binding distributed before, read back from one of its pull Secrets (for
-/// [`super::tokens::TokenManager::adopt`] after a restart): the auth of its first domain and
-/// the Secret's expiry annotation.
-pub fn token_in_secrets(
-    ctx: &Context,
-    binding: &str,
-    domains: &[String],
-) -> Option<crate::cloud::registry::RegistryToken> {
-    let first = domains.first()?;
-    ctx.stores.secrets.state().iter().find_map(|s| {
-        if !is_ours(s) || !super::secret::owner_bindings(s).contains(binding) {
-            return None;
-        }
-        let expires = s
-            .metadata
-            .annotations
-            .as_ref()?
-            .get(super::secret::EXPIRES_ANNOTATION)?
-            .parse::<jiff::Timestamp>()
-            .ok()?;
-        let bytes = &s.data.as_ref()?.get(super::secret::DOCKER_CONFIG_KEY)?.0;
-        let doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-        let auth = doc.get("auths")?.get(first)?;
-        Some(crate::cloud::registry::RegistryToken {
-            username: auth.get("username")?.as_str()?.to_owned(),
-            password: crate::sensitive::Sensitive::new(auth.get("password")?.as_str()?.to_owned()),
-            expires_at: expires,
-            request_id: None,
-        })
-    })
-}
-
-/// After a restart: take over the still-valid token a binding's Secrets hold, instead of asking
-/// the cloud again and rewriting every Secret. A no-op once a token is held.
-pub async fn adopt_previous_token(ctx: &Context, binding: &Resolved) {
-    if ctx.tokens.holds(&binding.request.key()).await {
-        return;
-    }
-    let domains = binding
-        .domains
-        .clone()
-        .unwrap_or_else(|| binding.previous_domains.clone());
-    let Some(token) = token_in_secrets(ctx, &binding.name, &domains) else {
-        return;
-    };
-    let issued = binding
-        .previous_issued_at
-        .unwrap_or_else(|| ctx.clock.now());
-    if ctx
-        .tokens
-        .adopt(&binding.request, token, issued, Some(domains))
-        .await
-    {
-        tracing::info!(binding = %binding.name, "adopted the still-valid token from the binding's pull Secrets");
-    }
 }
 
 #[cfg(test)]

@@ -180,6 +180,23 @@ pub const BASE_RETRY: Duration = Duration::from_secs(5);
 /// Longest retry delay.
 pub const MAX_RETRY: Duration = Duration::from_secs(300);
 
+/// The longest a registry token lives: an hour, or as long as the STS credentials that asked
+/// for it, whose longest session is 12 hours.
+pub const MAX_TOKEN_LIFETIME: SignedDuration = SignedDuration::from_hours(12);
+/// How far in the future an adopted token's issue time may be (clocks of two replicas differ).
+pub const ADOPT_CLOCK_SKEW: SignedDuration = SignedDuration::from_mins(1);
+
+/// Whether a token issued at `issued` and expiring at `expires` could come from the cloud, as
+/// seen at `now`: issued no later than now (give or take [`ADOPT_CLOCK_SKEW`]) and living no
+/// longer than [`MAX_TOKEN_LIFETIME`].
+pub fn plausible_lifetime(issued: Timestamp, expires: Timestamp, now: Timestamp) -> bool {
+    let not_future = now
+        .checked_add(ADOPT_CLOCK_SKEW)
+        .is_ok_and(|latest| issued <= latest);
+    let lifetime = expires.duration_since(issued);
+    not_future && lifetime > SignedDuration::ZERO && lifetime <= MAX_TOKEN_LIFETIME
+}
+
 /// When a token issued at `issued` and expiring at `expires` should be renewed: `renewBefore`
 /// ahead of expiry, minus `jitter` (at most a tenth of `renewBefore` and [`MAX_JITTER`]); when
 /// `renewBefore` is not shorter than the lifetime, halfway through it.
@@ -275,7 +292,9 @@ impl TokenManager {
 
     /// Adopts a token obtained before (by an earlier run of the controller, read back from a
     /// pull Secret it wrote) when nothing is held for `req` yet, so a restart costs no cloud
-    /// call and no Secret rewrite. Expired tokens are ignored. Returns whether it was adopted.
+    /// call and no Secret rewrite. Expired tokens are ignored, and so are tokens no cloud
+    /// issues: living longer than [`MAX_TOKEN_LIFETIME`], or issued later than now (beyond
+    /// [`ADOPT_CLOCK_SKEW`]). Returns whether it was adopted.
     pub async fn adopt(
         &self,
         req: &TokenRequest,
@@ -284,7 +303,7 @@ impl TokenManager {
         domains: Option<Vec<String>>,
     ) -> bool {
         let now = self.clock.now();
-        if token.expires_at <= now {
+        if token.expires_at <= now || !plausible_lifetime(issued_at, token.expires_at, now) {
             return false;
         }
         let entry = self.entry(&req.key());

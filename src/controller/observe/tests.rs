@@ -33,7 +33,7 @@ fn resolved(sa_names: &[&str]) -> Resolved {
         },
         renew_before: Duration::from_secs(900),
         previous_domains: Vec::new(),
-        previous_issued_at: None,
+        previous_token: None,
         inject_on_create: false,
         created_at: None,
     }

@@ -324,6 +324,41 @@ async fn an_adopted_token_is_served_until_renewal_is_due() {
 }
 
 #[tokio::test]
+async fn an_adopted_token_living_longer_than_any_token_can_is_refused() {
+    let (_clock, fake, manager) = setup();
+    let req = request();
+    let forged = RegistryToken {
+        username: "cr_temp_user".into(),
+        password: Sensitive::new("forged".into()),
+        expires_at: t("2100-01-01T00:00:00Z"),
+        request_id: None,
+    };
+    assert!(
+        !manager
+            .adopt(&req, forged, t("2023-12-31T23:30:00Z"), None)
+            .await,
+        "a token valid until 2100 was adopted"
+    );
+    // Issued "in the future": not a token this controller obtained.
+    let early = RegistryToken {
+        username: "cr_temp_user".into(),
+        password: Sensitive::new("early".into()),
+        expires_at: t("2024-01-01T00:30:00Z"),
+        request_id: None,
+    };
+    assert!(
+        !manager
+            .adopt(&req, early, t("2024-01-01T00:10:00Z"), None)
+            .await,
+        "a token issued after now was adopted"
+    );
+    // Nothing adopted: the cloud is asked.
+    let out = manager.get(&req).await;
+    assert_eq!(out.activity, Activity::Issued);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn a_token_no_live_binding_uses_is_forgotten_with_its_credentials() {
     let (_clock, fake, manager) = setup();
     let first = request();
