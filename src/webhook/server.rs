@@ -46,9 +46,9 @@ use crate::controller::{ControllerConfig, Readiness, Stores};
 /// How long the namespace GET of a cache miss may take.
 const NAMESPACE_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 /// The largest request body read: a ServiceAccount AdmissionReview is a few KiB (one with
-/// 100 labels, 100 annotations, a `last-applied-configuration` and 50 pull Secrets is about
-/// 24 KiB, see `tests/webhook_limits.rs`). A larger one is answered 413 and the API server
-/// applies the failure policy.
+/// 100 labels, 100 annotations, a `last-applied-configuration` of them, 50 pull Secrets and a
+/// user in 30 groups is 31 KiB, see `tests/webhook_limits.rs`). A larger one is answered 413
+/// and the API server applies the failure policy.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// One deadline for a whole connection, which carries one request: TLS handshake, request
 /// head, body, decision and answer. The API server gives up on a webhook after its
