@@ -250,10 +250,16 @@ async fn stall(
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        match tokio::time::timeout(Duration::from_secs(60), tls.read(&mut buf)).await {
+        match tokio::time::timeout(Duration::from_secs(30), tls.read(&mut buf)).await {
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
-            Err(_) => panic!("the server kept a stalled connection open for 60 s"),
+            // Reported as lasting past the deadline; the test fails on it.
+            Err(_) => {
+                return Ended {
+                    after: started.elapsed(),
+                    status: Some("(still open after 30 s)".into()),
+                };
+            }
         }
     }
     let status = String::from_utf8_lossy(&answer)
