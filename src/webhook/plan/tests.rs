@@ -118,7 +118,7 @@ fn a_secret_that_stops_parsing_keeps_the_published_ca_for_one_overlap() {
     );
     let dropped = pass(Some(&published), Publication::Carried, &[], 32);
     assert_eq!(dropped.step, Step::DropOldCa);
-    assert_eq!(dropped.write.unwrap().bundle, [created.ca.cert.clone()]);
+    assert_eq!(dropped.write.unwrap().bundle, vec![created.ca.cert]);
 }
 
 /// A configuration carrying many CAs (edited by hand) does not make the bundle grow without
