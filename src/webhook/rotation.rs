@@ -337,3 +337,6 @@ fn state_of(secret: &Secret) -> Option<CertState> {
     let data = secret.data.as_ref()?;
     certs::from_secret(data, secret.annotations())
 }
+
+#[cfg(test)]
+mod tests;
