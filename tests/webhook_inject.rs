@@ -547,6 +547,18 @@ async fn bad_inputs_each_get_a_clear_answer() {
             ),
             "NamespaceUnknown",
         ),
+        (
+            // Would be `GET /api/v1/namespaces/x?watch=1` if it were looked up.
+            "a namespace that is not a DNS label",
+            review(
+                "x?watch=1",
+                "ServiceAccount",
+                "serviceaccounts",
+                "CREATE",
+                sa(json!({})),
+            ),
+            "InvalidName",
+        ),
     ];
     for (case, body, decision) in unchanged {
         let (status, text) = post(&h, &w, &body).await;

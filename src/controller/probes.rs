@@ -1,5 +1,6 @@
 //! The plain-HTTP probe and metrics server: `/readyz` (every watch cache holds its first list,
-//! and the webhook, when on, has a certificate),
+//! and the webhook, when on, serves a certificate that is valid and chains to the CA bundle
+//! the API server is given, so a replica that missed a rotation step leaves the Service),
 //! `/livez` (the controllers run and the leader-election loop made a pass lately), `/metrics`
 //! (OpenMetrics text: the counted [`crate::metrics`] plus per-binding gauges computed at scrape
 //! time from the bindings cache, as cert-manager does for certificates).
@@ -42,6 +43,19 @@ pub struct Health {
 }
 
 impl Health {
+    /// Why the process is not ready at `now`, if it is not.
+    pub fn not_ready(&self, now: std::time::SystemTime) -> Option<String> {
+        if let Some(why) = self.webhook.as_ref().and_then(|w| w.problem(now)) {
+            return Some(why.to_owned());
+        }
+        if self.readiness.is_ready() {
+            None
+        } else {
+            let pending = self.readiness.pending().join(", ");
+            Some(format!("caches not synced: {pending}"))
+        }
+    }
+
     /// Why the process is not live, if it is not.
     pub fn not_live(&self) -> Option<&'static str> {
         if !self.running.load(Ordering::Relaxed) {
@@ -162,21 +176,9 @@ struct Shared {
 }
 
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
-    if s.health.webhook.as_ref().is_some_and(|w| !w.is_loaded()) {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "webhook certificate not loaded\n",
-        )
-            .into_response()
-    } else if s.health.readiness.is_ready() {
-        (StatusCode::OK, "ok\n").into_response()
-    } else {
-        let pending = s.health.readiness.pending().join(", ");
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("caches not synced: {pending}\n"),
-        )
-            .into_response()
+    match s.health.not_ready(std::time::SystemTime::now()) {
+        None => (StatusCode::OK, "ok\n").into_response(),
+        Some(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response(),
     }
 }
 
@@ -229,4 +231,79 @@ pub async fn serve(
     });
     tracing::info!(address = %bound, "probe and metrics server listening");
     Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::time::{Duration, SystemTime};
+
+    use jiff::Timestamp;
+
+    use super::*;
+    use crate::webhook::CertSlot;
+    use crate::webhook::certs::{self, CertTimings, Identity};
+
+    fn timings() -> CertTimings {
+        CertTimings {
+            validity: Duration::from_secs(3600),
+            renew_before: Duration::from_secs(600),
+            overlap: Duration::from_secs(10),
+        }
+    }
+
+    /// A CA and a serving certificate it signed at `now`, valid for an hour.
+    fn minted(now: Timestamp) -> (certs::Pair, certs::Pair) {
+        let identity = Identity {
+            dns_names: vec!["acr-webhook.acr-system.svc".into()],
+            ip_addresses: vec![],
+        };
+        let ca = certs::mint_ca(now, &timings()).unwrap();
+        let serving = certs::mint_serving(&ca, now, &timings(), &identity)
+            .unwrap()
+            .0;
+        (ca, serving)
+    }
+
+    fn health(slot: Arc<CertSlot>) -> Health {
+        Health {
+            readiness: Readiness::new([]),
+            leadership: Leadership::always(),
+            loop_max_age: Duration::from_secs(60),
+            running: Arc::new(AtomicBool::new(true)),
+            webhook: Some(slot),
+        }
+    }
+
+    /// Readiness looked only at whether a certificate was loaded: a replica serving an expired
+    /// one, or one the published bundle no longer trusts (it missed a rotation step), stayed in
+    /// the Service and failed every handshake.
+    #[test]
+    fn readiness_fails_on_an_expired_or_untrusted_webhook_certificate() {
+        let now = SystemTime::now();
+        let slot = Arc::new(CertSlot::default());
+        let h = health(slot.clone());
+        assert_eq!(
+            h.not_ready(now).as_deref(),
+            Some("webhook certificate not loaded")
+        );
+
+        let (ca, serving) = minted(Timestamp::now());
+        slot.load(&serving).unwrap();
+        slot.trust(Some(vec![ca.cert.clone()]));
+        assert_eq!(h.not_ready(now), None);
+        // Past its expiry (an hour and a bit later).
+        let later = now + Duration::from_secs(3700);
+        let why = h.not_ready(later).unwrap();
+        assert!(why.contains("expired"), "{why}");
+        // The published bundle holds another CA only (the old one was dropped).
+        let (other, _) = minted(Timestamp::now());
+        slot.trust(Some(vec![other.cert.clone()]));
+        let why = h.not_ready(now).unwrap();
+        assert!(why.contains("does not chain"), "{why}");
+        // Both CAs published (mid-rotation): ready.
+        slot.trust(Some(vec![other.cert, ca.cert]));
+        assert_eq!(h.not_ready(now), None);
+    }
 }

@@ -11,7 +11,13 @@
 //! 3. [`Step::DropOldCa`]: the bundle becomes `[new]`.
 //!
 //! `overlap` is how long the API server and every replica get to pick up the previous step
-//! (the bundle from the webhook configuration, the certificate from the Secret).
+//! (the bundle from the webhook configuration, the certificate from the Secret). It is counted
+//! from the later of the step and the moment the webhook configuration was seen carrying the
+//! bundle ([`CertState::published_at`]), so a bundle published late still gets its whole
+//! overlap before a certificate it alone trusts is served.
+//!
+//! Certificates are valid from [`BACKDATE`] before they are minted, so an API server whose
+//! clock lags the leader's still accepts them.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -47,7 +53,13 @@ pub mod annotation {
     pub const STEP_AT: &str = "acrcredentials.io/webhook-cert-step-at";
     /// The names the serving certificate is for (comma-separated).
     pub const NAMES: &str = "acrcredentials.io/webhook-cert-names";
+    /// When the webhook configuration was first seen carrying `ca-bundle.crt` (RFC 3339);
+    /// absent until then.
+    pub const PUBLISHED_AT: &str = "acrcredentials.io/webhook-ca-bundle-published-at";
 }
+
+/// How long before they are minted certificates become valid.
+pub const BACKDATE: Duration = Duration::from_secs(3600);
 
 /// Errors of this module.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +157,9 @@ pub struct CertState {
     pub bundle: Vec<String>,
     pub not_after: Timestamp,
     pub step_at: Timestamp,
+    /// When the webhook configuration was first seen carrying `bundle`; `None` until then
+    /// (and again after a step that changes the bundle).
+    pub published_at: Option<Timestamp>,
     pub names: String,
 }
 
@@ -188,7 +203,11 @@ pub fn next_step(
         // Expired (the controller was down through the whole window): start afresh.
         return Step::Create;
     }
-    let settled = now >= after(s.step_at, timings.overlap);
+    // Both the step (replicas load certificates from the Secret) and the publication (the API
+    // server reads the configuration) need `overlap` to be picked up.
+    let settled = s
+        .published_at
+        .is_some_and(|p| now >= after(p.max(s.step_at), timings.overlap));
     if s.next_ca.is_some() {
         return if settled { Step::Switch } else { Step::Nothing };
     }
@@ -230,7 +249,7 @@ fn ca_params(key: &KeyPair, now: Timestamp, lifetime: Duration) -> CertificatePa
         KeyUsagePurpose::CrlSign,
         KeyUsagePurpose::DigitalSignature,
     ];
-    params.not_before = to_time(before(now, Duration::from_secs(60)));
+    params.not_before = to_time(before(now, BACKDATE));
     params.not_after = to_time(after(now, lifetime));
     params
 }
@@ -275,7 +294,7 @@ pub fn mint_serving(
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let not_after = after(now, timings.validity);
-    params.not_before = to_time(before(now, Duration::from_secs(60)));
+    params.not_before = to_time(before(now, BACKDATE));
     params.not_after = to_time(not_after);
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
@@ -290,7 +309,8 @@ pub fn mint_serving(
     ))
 }
 
-/// The state after taking `step` at `now` (`state` is `None` only for [`Step::Create`]).
+/// The state after taking `step` at `now` (`state` is `None` only for [`Step::Create`]). A step
+/// that changes the bundle leaves it unpublished.
 pub fn take_step(
     step: Step,
     state: Option<&CertState>,
@@ -307,6 +327,7 @@ pub fn take_step(
             bundle,
             not_after,
             step_at: now,
+            published_at: None,
             names: identity.joined(),
         })
     };
@@ -317,7 +338,10 @@ pub fn take_step(
             let bundle = vec![ca.cert.clone()];
             fresh(ca, bundle)?
         }
-        (Step::Reissue, Some(s)) => fresh(s.ca.clone(), s.bundle.clone())?,
+        (Step::Reissue, Some(s)) => CertState {
+            published_at: s.published_at,
+            ..fresh(s.ca.clone(), s.bundle.clone())?
+        },
         (Step::AddNextCa, Some(s)) => {
             let next = mint_ca(now, timings)?;
             let mut bundle = vec![s.ca.cert.clone()];
@@ -326,16 +350,21 @@ pub fn take_step(
                 bundle,
                 next_ca: Some(next),
                 step_at: now,
+                published_at: None,
                 ..s.clone()
             }
         }
         (Step::Switch, Some(s)) => match &s.next_ca {
-            Some(next) => fresh(next.clone(), s.bundle.clone())?,
+            Some(next) => CertState {
+                published_at: s.published_at,
+                ..fresh(next.clone(), s.bundle.clone())?
+            },
             None => return Ok(None),
         },
         (Step::DropOldCa, Some(s)) => CertState {
             bundle: vec![s.ca.cert.clone()],
             step_at: now,
+            published_at: None,
             ..s.clone()
         },
     };
@@ -375,6 +404,7 @@ pub fn from_secret(
         bundle,
         not_after: time(annotation::NOT_AFTER)?,
         step_at: time(annotation::STEP_AT)?,
+        published_at: time(annotation::PUBLISHED_AT),
         names: annotations
             .get(annotation::NAMES)
             .cloned()
@@ -382,7 +412,8 @@ pub fn from_secret(
     })
 }
 
-/// The Secret data and annotations for `state`.
+/// The Secret data and annotations for `state` (an annotation of [`annotation`] missing from
+/// them is to be removed from the Secret).
 pub fn to_secret(state: &CertState) -> (BTreeMap<String, ByteString>, BTreeMap<String, String>) {
     let b = |s: &str| ByteString(s.as_bytes().to_vec());
     let mut data = BTreeMap::from([
@@ -396,7 +427,7 @@ pub fn to_secret(state: &CertState) -> (BTreeMap<String, ByteString>, BTreeMap<S
         data.insert(key::NEXT_CA_CERT.to_owned(), b(&next.cert));
         data.insert(key::NEXT_CA_KEY.to_owned(), b(next.key.expose()));
     }
-    let annotations = BTreeMap::from([
+    let mut annotations = BTreeMap::from([
         (
             annotation::NOT_AFTER.to_owned(),
             state.not_after.to_string(),
@@ -404,6 +435,9 @@ pub fn to_secret(state: &CertState) -> (BTreeMap<String, ByteString>, BTreeMap<S
         (annotation::STEP_AT.to_owned(), state.step_at.to_string()),
         (annotation::NAMES.to_owned(), state.names.clone()),
     ]);
+    if let Some(p) = state.published_at {
+        annotations.insert(annotation::PUBLISHED_AT.to_owned(), p.to_string());
+    }
     (data, annotations)
 }
 
@@ -418,4 +452,4 @@ pub fn split_pem(text: &str) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -7,7 +7,8 @@
 //! - [`review`]: AdmissionReview v1 parsing and answers (pure).
 //! - [`decide`]: which ServiceAccount gets the reference, with the reconciler's selection over
 //!   the controller's watch caches, and the JSONPatch (pure).
-//! - [`certs`]: CA and serving certificates and their rotation plan (pure).
+//! - [`certs`]: CA and serving certificates and their rotation steps (pure).
+//! - [`plan`]: the leader's pass over the certificate: publication time and step (pure).
 //! - [`rotation`]: the certificate Secret, the `caBundle` and reloading (I/O).
 //! - [`server`]: the HTTPS server every replica runs, with a hot-swapped certificate.
 //!
@@ -15,6 +16,7 @@
 
 pub mod certs;
 pub mod decide;
+pub mod plan;
 pub mod review;
 pub mod rotation;
 pub mod server;
@@ -98,13 +100,13 @@ pub async fn start(
 ) -> Result<Started, WebhookError> {
     let slot = Arc::new(CertSlot::default());
     let field_manager = config.field_manager.clone();
-    let handler = server::Handler {
-        client: client.clone(),
+    let handler = server::Handler::new(
+        client.clone(),
         stores,
         readiness,
         config,
-        settings: webhook.settings.clone(),
-    };
+        webhook.settings.clone(),
+    );
     let address = server::serve(
         webhook.address,
         slot.clone(),

@@ -47,6 +47,27 @@ pub mod not_ours {
     pub const NOT_A_SERVICE_ACCOUNT: &str = "NotAServiceAccount";
     pub const NOT_A_CREATE: &str = "NotACreate";
     pub const NO_OBJECT: &str = "NoObject";
+    /// The namespace is not a DNS-1123 label, or the name not a DNS-1123 subdomain: no API
+    /// server sends that (it validates names first), so nothing is looked up for it.
+    pub const INVALID_NAME: &str = "InvalidName";
+}
+
+/// Whether `s` is a DNS-1123 label (a namespace name): at most 63 lowercase letters, digits and
+/// `-`, starting and ending with a letter or digit.
+pub fn is_dns_label(s: &str) -> bool {
+    let alnum = |c: u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter().all(|&c| alnum(c) || c == b'-')
+        && b.first().copied().is_some_and(alnum)
+        && b.last().copied().is_some_and(alnum)
+}
+
+/// Whether `s` is a DNS-1123 subdomain (a ServiceAccount name): at most 253 characters of
+/// DNS-1123 labels joined by `.`.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 fn str_at<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
@@ -111,6 +132,10 @@ pub fn parse(body: &[u8]) -> Result<Review, Invalid> {
         .or_else(|| str_at(meta, "name"))
         .unwrap_or_default()
         .to_owned();
+    // Checked before anything is looked up: the namespace goes into an API path.
+    if !is_dns_label(&namespace) || !(name.is_empty() || is_dns_subdomain(&name)) {
+        return not_ours(not_ours::INVALID_NAME);
+    }
     Ok(Review::Create(ServiceAccountCreate {
         uid,
         namespace,
@@ -242,6 +267,48 @@ pub(crate) mod tests {
         let mut empty = request("a", sa);
         empty["request"]["object"] = Value::Null;
         assert_eq!(not_ours(empty), not_ours::NO_OBJECT);
+    }
+
+    /// A namespace from the (unauthenticated) body goes into `GET /api/v1/namespaces/{ns}`:
+    /// anything but a DNS-1123 label is answered without a lookup.
+    #[test]
+    fn names_that_are_not_dns_names_are_not_looked_up() {
+        for ns in [
+            "x?watch=1",
+            "a/b",
+            "",
+            "UPPER",
+            "-a",
+            "a-",
+            &"a".repeat(64),
+            "a.b",
+        ] {
+            let body = request(ns, json!({"metadata": {"name": "x"}}));
+            match parse(body.to_string().as_bytes()).unwrap() {
+                Review::NotOurs { why, .. } => assert_eq!(why, not_ours::INVALID_NAME, "{ns:?}"),
+                other => panic!("{ns:?}: {other:?}"),
+            }
+        }
+        for name in ["x?watch=1", "a/b", "A", &"a".repeat(254), "a..b"] {
+            let body = request("team-a", json!({"metadata": {"name": name}}));
+            match parse(body.to_string().as_bytes()).unwrap() {
+                Review::NotOurs { why, .. } => {
+                    assert_eq!(why, not_ours::INVALID_NAME, "{name:?}")
+                }
+                other => panic!("{name:?}: {other:?}"),
+            }
+        }
+        for (ns, name) in [
+            ("a", "b"),
+            ("team-a-1", "build.er-2"),
+            (&*"a".repeat(63), "x"),
+        ] {
+            let body = request(ns, json!({"metadata": {"name": name}}));
+            assert!(matches!(
+                parse(body.to_string().as_bytes()).unwrap(),
+                Review::Create(_)
+            ));
+        }
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! writes the one certificate Secret (created by server-side apply, so RBAC can pin `create`
 //! to its name; updated in place, version-checked) and publishes the Secret's CA bundle as the
 //! `caBundle` of every webhook of the one MutatingWebhookConfiguration it owns (a
-//! version-checked update). No step is taken while the published bundle differs from the
-//! Secret's: a certificate is never switched before the API server can trust it. Every replica
-//! loads the serving certificate from the Secret into its [`CertSlot`].
+//! version-checked update). When the configuration is first seen carrying the Secret's bundle
+//! the time is recorded in the Secret, and the next step waits one overlap from it
+//! ([`super::plan`]): a certificate is never switched before the API server can trust it.
+//! Every replica loads the serving certificate from the Secret into its [`CertSlot`], and the
+//! configuration's `caBundle` next to it, for readiness to check that one chains to the other.
 //!
 //! From files (cert-manager): `tls.crt` and `tls.key` of a mounted directory are loaded when
 //! they change; nothing is written and `caBundle` is left to cert-manager's CA injector.
@@ -24,6 +26,7 @@ use kube::{Client, ResourceExt};
 
 use super::WebhookError;
 use super::certs::{self, CertState, CertTimings, Identity, Pair, Step};
+use super::plan::{self, Publication};
 use super::server::CertSlot;
 use crate::cloud::clock::Clock;
 use crate::controller::Leadership;
@@ -98,7 +101,20 @@ pub async fn run(
     }
 }
 
+/// Loads `tls.crt` and `tls.key`; a pair that does not match (the kubelet swapped the files
+/// between the two reads) is read once more, and if it still does not, the previous pair stays
+/// served until the next check.
 async fn load_files(dir: &std::path::Path, slot: &CertSlot) -> Result<(), WebhookError> {
+    match load_files_once(dir, slot).await {
+        Err(WebhookError::Tls(_)) => {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            load_files_once(dir, slot).await
+        }
+        other => other,
+    }
+}
+
+async fn load_files_once(dir: &std::path::Path, slot: &CertSlot) -> Result<(), WebhookError> {
     let read = |name: &str| {
         let path = dir.join(name);
         async move {
@@ -114,6 +130,12 @@ async fn load_files(dir: &std::path::Path, slot: &CertSlot) -> Result<(), Webhoo
     if slot.load(&pair)? {
         tracing::info!(dir = %dir.display(), "webhook certificate loaded from files");
     }
+    // cert-manager's Secret carries the issuing CA: readiness checks the certificate against it.
+    let ca = tokio::fs::read_to_string(dir.join("ca.crt")).await.ok();
+    slot.trust(
+        ca.map(|pem| certs::split_pem(&pem))
+            .filter(|cas| !cas.is_empty()),
+    );
     Ok(())
 }
 
@@ -128,7 +150,9 @@ impl Keeper<'_> {
         Api::namespaced(self.client.clone(), &self.managed.namespace)
     }
 
-    /// One pass: (leader) publish, step, publish; (everyone) load.
+    /// One pass: (leader) publish, plan, write, publish; (everyone) load the serving
+    /// certificate and note the bundle the configuration carries (readiness checks the one
+    /// against the other).
     async fn pass(
         &self,
         slot: &CertSlot,
@@ -138,25 +162,49 @@ impl Keeper<'_> {
         let name = &self.managed.secret_name;
         let secret = self.secrets().get_opt(name).await?;
         let mut state = secret.as_ref().and_then(state_of);
-        if leadership.is_leader() {
-            let published = match &state {
+        let read = self.configured().await;
+        let leader = leadership.is_leader();
+        let mut configured = match read {
+            Ok(c) => c,
+            // The leader needs it to publish; another replica loads its certificate anyway.
+            Err(e) if leader => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "webhook certificate: could not read the webhook configuration");
+                if let Some(s) = &state {
+                    slot.load(&s.serving)?;
+                }
+                return Ok(());
+            }
+        };
+        if leader {
+            let publication = match &state {
                 Some(s) => self.publish(s).await?,
-                None => true,
+                None => Publication::Missing,
             };
+            if publication == Publication::Published {
+                configured = state.as_ref().map(|s| s.bundle.clone());
+            }
             let now = clock.now();
             let m = self.managed;
-            let step = certs::next_step(state.as_ref(), now, &m.timings, &m.identity);
-            // Never switch or drop a CA the API server has not been shown yet.
-            let held = !published && matches!(step, Step::Switch | Step::DropOldCa);
-            let next = if held {
-                None
-            } else {
-                certs::take_step(step, state.as_ref(), now, &m.timings, &m.identity)?
-            };
-            if let Some(next) = next {
+            let previous = configured.clone().unwrap_or_default();
+            let plan = plan::plan(
+                state.as_ref(),
+                publication,
+                &previous,
+                now,
+                &m.timings,
+                &m.identity,
+            )?;
+            if let Some(next) = plan.write {
                 self.write(secret.as_ref(), &next).await?;
-                tracing::info!(step = ?step, not_after = %next.not_after, cas = next.bundle.len(), "webhook certificate: rotation step taken");
-                self.publish(&next).await?;
+                if plan.step == Step::Nothing {
+                    tracing::info!(published_at = ?next.published_at, "webhook certificate: publication recorded");
+                } else {
+                    tracing::info!(step = ?plan.step, not_after = %next.not_after, cas = next.bundle.len(), "webhook certificate: rotation step taken");
+                    if self.publish(&next).await? == Publication::Published {
+                        configured = Some(next.bundle.clone());
+                    }
+                }
                 state = Some(next);
             }
         }
@@ -165,7 +213,31 @@ impl Keeper<'_> {
         {
             tracing::info!(not_after = %s.not_after, "webhook certificate loaded");
         }
+        slot.trust(configured);
         Ok(())
+    }
+
+    /// The CAs the configuration's webhooks carry (`None` when it does not exist).
+    async fn configured(&self) -> Result<Option<Vec<String>>, WebhookError> {
+        let api: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
+        let Some(config) = api.get_opt(&self.managed.configuration_name).await? else {
+            return Ok(None);
+        };
+        let mut cas: Vec<String> = Vec::new();
+        for hook in config.webhooks.iter().flatten() {
+            let pem = hook
+                .client_config
+                .ca_bundle
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+                .unwrap_or_default();
+            for ca in certs::split_pem(&pem) {
+                if !cas.contains(&ca) {
+                    cas.push(ca);
+                }
+            }
+        }
+        Ok(Some(cas))
     }
 
     async fn write(
@@ -209,6 +281,8 @@ impl Keeper<'_> {
                 let mut next = current.clone();
                 next.data = Some(data);
                 let all = next.metadata.annotations.get_or_insert_with(BTreeMap::new);
+                // An annotation of ours the state does not have (the publication time) goes.
+                all.remove(certs::annotation::PUBLISHED_AT);
                 all.extend(annotations);
                 // Keys of a previous step (the next CA) must go: the data is replaced whole.
                 let params = PostParams {
@@ -222,14 +296,14 @@ impl Keeper<'_> {
         Ok(())
     }
 
-    /// Sets `caBundle` on every webhook of the configuration; returns whether the configuration
-    /// now carries the Secret's bundle (`false` when it does not exist).
-    async fn publish(&self, state: &CertState) -> Result<bool, WebhookError> {
+    /// Sets `caBundle` on every webhook of the configuration; returns whether it carried the
+    /// Secret's bundle already, does now, or does not (it does not exist, or changed meanwhile).
+    async fn publish(&self, state: &CertState) -> Result<Publication, WebhookError> {
         let api: Api<MutatingWebhookConfiguration> = Api::all(self.client.clone());
         let name = &self.managed.configuration_name;
         let Some(mut config) = api.get_opt(name).await? else {
             tracing::warn!(configuration = %name, "webhook certificate: the MutatingWebhookConfiguration does not exist; caBundle not published");
-            return Ok(false);
+            return Ok(Publication::Missing);
         };
         let want = ByteString(certs::bundle_pem(state).into_bytes());
         let mut changed = false;
@@ -250,11 +324,12 @@ impl Keeper<'_> {
                     tracing::info!(configuration = %name, cas = state.bundle.len(), "webhook caBundle published");
                 }
                 // Changed meanwhile: the next pass reads it again.
-                Err(e) if is_status(&e, 409) => return Ok(false),
+                Err(e) if is_status(&e, 409) => return Ok(Publication::Missing),
                 Err(e) => return Err(e.into()),
             }
+            return Ok(Publication::Published);
         }
-        Ok(true)
+        Ok(Publication::Carried)
     }
 }
 
@@ -262,3 +337,6 @@ fn state_of(secret: &Secret) -> Option<CertState> {
     let data = secret.data.as_ref()?;
     certs::from_secret(data, secret.annotations())
 }
+
+#[cfg(test)]
+mod tests;

@@ -447,3 +447,75 @@ def test_failure_policy_fail_needs_cert_manager_or_an_acknowledgment():
     assert one(objects(), "MutatingWebhookConfiguration")["webhooks"][0]["failurePolicy"] == "Ignore"
     assert not find(objects({"webhook": {"enabled": False, "failurePolicy": "Fail"}}),
                     "MutatingWebhookConfiguration")
+
+
+def test_networkpolicy_is_off_by_default():
+    assert not find(objects(), "NetworkPolicy")
+
+
+def test_networkpolicy_admits_the_api_server_to_the_webhook_and_prometheus_to_metrics():
+    values = {"networkPolicy": {
+        "enabled": True,
+        "apiServer": {"ipBlocks": ["10.0.0.0/24", "192.168.3.4/32"],
+                      "namespaceSelector": {"kubernetes.io/metadata.name": "kube-system"}},
+        "prometheus": {"namespaceSelector": {"kubernetes.io/metadata.name": "monitoring"},
+                       "podSelector": {"app.kubernetes.io/name": "prometheus"}}},
+        "webhook": {"port": 10250}, "probes": {"port": 9402}}
+    docs = objects(values)
+    np = one(docs, "NetworkPolicy", "acr-acr-credential-controller")
+    assert np["metadata"]["namespace"] == "acr-system"
+    pod_labels = one(docs, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    selector = np["spec"]["podSelector"]["matchLabels"]
+    assert selector and selector.items() <= pod_labels.items()
+    assert np["spec"]["policyTypes"] == ["Ingress"]
+    assert np["spec"]["ingress"] == [
+        {"ports": [{"port": 10250, "protocol": "TCP"}],
+         "from": [{"ipBlock": {"cidr": "10.0.0.0/24"}},
+                  {"ipBlock": {"cidr": "192.168.3.4/32"}},
+                  {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}]},
+        # One peer: Prometheus pods in the monitoring namespaces (both selectors must match).
+        {"ports": [{"port": 9402, "protocol": "TCP"}],
+         "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}},
+                   "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}]},
+    ]
+    # The ports are the container's.
+    c = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {p["containerPort"] for p in c["ports"]} == {10250, 9402}
+    for version in ("v1.20.2", "v1.30.0"):
+        report = helm.lint(CHART, values, strict=True, kube_version=version, namespace="acr-system")
+        problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+        assert not problems, f"helm lint --strict for {version}: {problems}"
+
+
+def test_networkpolicy_without_prometheus_closes_the_metrics_port():
+    docs = objects({"networkPolicy": {"enabled": True, "apiServer": {"ipBlocks": ["10.0.0.0/24"]}}})
+    (rule,) = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    assert rule == {"ports": [{"port": 9443, "protocol": "TCP"}], "from": [{"ipBlock": {"cidr": "10.0.0.0/24"}}]}
+    # A pod selector alone: Prometheus pods of the release namespace.
+    docs = objects({"networkPolicy": {"enabled": True, "apiServer": {"ipBlocks": ["10.0.0.0/24"]},
+                                      "prometheus": {"podSelector": {"app": "prometheus"}}}})
+    metrics = one(docs, "NetworkPolicy")["spec"]["ingress"][1]
+    assert metrics["from"] == [{"podSelector": {"matchLabels": {"app": "prometheus"}}}]
+
+
+def test_networkpolicy_refuses_a_webhook_the_api_server_cannot_reach():
+    with pytest.raises(helm.HelmError) as e:
+        chartlib.render({"networkPolicy": {"enabled": True}})
+    assert "networkPolicy.apiServer" in str(e.value)
+    # Without the webhook there is nothing for the API server to reach.
+    docs = objects({"webhook": {"enabled": False},
+                    "networkPolicy": {"enabled": True,
+                                      "prometheus": {"namespaceSelector": {"team": "obs"}}}})
+    (rule,) = one(docs, "NetworkPolicy")["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 8080, "protocol": "TCP"}]
+    assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"team": "obs"}}}]
+
+
+def test_networkpolicy_values_are_checked_by_the_schema():
+    chart = helm.Chart.load(CHART)
+    for bad, name in [({"networkPolicy": {"apiServer": {"ipBlock": ["10.0.0.0/8"]}}}, "ipBlock"),
+                      ({"networkPolicy": {"apiServer": {"ipBlocks": ["10.0.0.0"]}}}, "ipBlocks"),
+                      ({"networkPolicy": {"prometheus": {"podSelector": {"app": 1}}}}, "podSelector")]:
+        with pytest.raises(helm.HelmError) as e:
+            chart.validate_schema(bad)
+        assert name in str(e.value), str(e.value)

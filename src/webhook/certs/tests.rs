@@ -9,7 +9,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
 use super::*;
 
-fn timings() -> CertTimings {
+pub(crate) fn timings() -> CertTimings {
     CertTimings {
         validity: Duration::from_secs(100),
         renew_before: Duration::from_secs(40),
@@ -17,19 +17,19 @@ fn timings() -> CertTimings {
     }
 }
 
-fn identity() -> Identity {
+pub(crate) fn identity() -> Identity {
     Identity {
         dns_names: vec!["acr-webhook.acr-system.svc".into()],
         ip_addresses: vec!["127.0.0.1".parse().unwrap()],
     }
 }
 
-fn t(secs: i64) -> Timestamp {
+pub(crate) fn t(secs: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + secs).unwrap()
 }
 
 /// Whether the state's serving certificate verifies, for `name` at `now`, against `bundle`.
-fn verifies(bundle: &[String], serving: &Pair, name: &str, now: Timestamp) -> bool {
+pub(crate) fn verifies(bundle: &[String], serving: &Pair, name: &str, now: Timestamp) -> bool {
     let mut roots = rustls::RootCertStore::empty();
     for pem in bundle {
         roots
@@ -53,10 +53,17 @@ fn verifies(bundle: &[String], serving: &Pair, name: &str, now: Timestamp) -> bo
         .is_ok()
 }
 
+/// One leader pass at `now` over `state`, the configuration carrying its bundle (published
+/// at the pass after each step).
 fn step(state: Option<&CertState>, now: Timestamp) -> (Step, Option<CertState>) {
-    let s = next_step(state, now, &timings(), &identity());
-    let next = take_step(s, state, now, &timings(), &identity()).unwrap();
-    (s, next)
+    use crate::webhook::plan::{Publication, plan};
+    let publication = if state.is_some() {
+        Publication::Carried
+    } else {
+        Publication::Missing
+    };
+    let p = plan(state, publication, &[], now, &timings(), &identity()).unwrap();
+    (p.step, p.write)
 }
 
 #[test]
@@ -110,6 +117,12 @@ fn every_step_of_a_rotation_keeps_old_and_new_verifying() {
         now += 1;
         let (s, next) = step(Some(&state), t(now));
         let Some(next) = next else { continue };
+        if s == Step::Nothing {
+            // The publication recorded.
+            assert_eq!(next.published_at, Some(t(now)));
+            state = next;
+            continue;
+        }
         for bundle in [&state.bundle, &next.bundle] {
             for serving in [&state.serving, &next.serving] {
                 assert!(
@@ -134,11 +147,12 @@ fn every_step_of_a_rotation_keeps_old_and_new_verifying() {
             Step::AddNextCa
         ]
     );
-    // The steps are `overlap` apart, and rotation starts `renew_before` ahead of expiry.
+    // The steps are `overlap` apart, counted from the publication of the bundle (one pass
+    // after the step that changed it), and rotation starts `renew_before` ahead of expiry.
     assert_eq!(seen[0].1, 60);
-    assert_eq!(seen[1].1, 70);
-    assert_eq!(seen[2].1, 80);
-    assert_eq!(seen[3].1, 70 + 60);
+    assert_eq!(seen[1].1, 71);
+    assert_eq!(seen[2].1, 81);
+    assert_eq!(seen[3].1, 71 + 60);
 }
 
 #[test]
@@ -169,10 +183,44 @@ fn the_secret_round_trips_and_incomplete_ones_are_none() {
     assert!(state.next_ca.is_some());
     let (data, annotations) = to_secret(&state);
     assert_eq!(from_secret(&data, &annotations), Some(state.clone()));
+    let published = CertState {
+        published_at: Some(t(61)),
+        ..state.clone()
+    };
+    let (pdata, pannotations) = to_secret(&published);
+    assert_eq!(from_secret(&pdata, &pannotations), Some(published));
     let mut partial = data.clone();
     partial.remove(key::TLS_KEY);
     assert_eq!(from_secret(&partial, &annotations), None);
     assert_eq!(from_secret(&data, &BTreeMap::new()), None);
     assert_eq!(split_pem(&bundle_pem(&state)), state.bundle);
     assert!(!format!("{state:?}").contains("PRIVATE KEY"));
+}
+
+/// Minted certificates are valid from an hour before: an API server whose clock lags the
+/// leader's by up to that still accepts a fresh one (they were backdated 60 s).
+#[test]
+fn certificates_are_valid_from_an_hour_before_they_are_minted() {
+    let state = step(None, t(0)).1.unwrap();
+    assert!(verifies(
+        &state.bundle,
+        &state.serving,
+        "127.0.0.1",
+        t(-3590)
+    ));
+    assert!(!verifies(
+        &state.bundle,
+        &state.serving,
+        "127.0.0.1",
+        t(-3610)
+    ));
+    let next = step(Some(&state), t(60)).1.unwrap();
+    let next_ca = next.next_ca.unwrap();
+    let (serving, _) = mint_serving(&next_ca, t(60), &timings(), &identity()).unwrap();
+    assert!(verifies(
+        &[next_ca.cert],
+        &serving,
+        "127.0.0.1",
+        t(60 - 3590)
+    ));
 }
