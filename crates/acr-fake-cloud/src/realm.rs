@@ -225,13 +225,14 @@ pub fn sign(now: jiff::Timestamp, service: &str, access: Vec<Access>) -> Result<
         .map_err(|e| Refusal::Signing(e.to_string()))
 }
 
-/// Answers a token request: the JSON body of a 200, or why not.
+/// Answers a token request: the JSON body of a 200, or why not. Credentials expire on the
+/// fake's clock; the JWT's times are the host's, which the registry checks them against.
 pub fn token(
     inner: &Inner,
     request: &TokenRequest,
 ) -> Result<(serde_json::Value, String), Refusal> {
     let account = authenticate(inner, request)?;
-    let now = inner.now();
+    let now = jiff::Timestamp::now();
     let jwt = sign(now, &request.service, granted(&request.scopes))?;
     Ok((
         serde_json::json!({
