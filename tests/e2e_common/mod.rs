@@ -189,7 +189,7 @@ pub fn kubelet_credentials(secret: &Secret, image: &str) -> Option<Creds> {
                 .trim_end_matches('/');
             let host_matches = image_path.split('/').next() == Some(key);
             let prefix_matches = key.contains('/') && image_path.starts_with(&format!("{key}/"));
-            (host_matches || prefix_matches).then(|| Creds {
+            (host_matches || prefix_matches).then_some(Creds {
                 username: user,
                 password: pass,
             })
