@@ -196,6 +196,8 @@ case "$CNI_COMMAND" in
 esac
 EOF
   chmod +x "$dir/cni/bin/acr-e2e-stub"
+  # containerd also sets up every sandbox's loopback interface through a plugin of this name.
+  cp "$dir/cni/bin/acr-e2e-stub" "$dir/cni/bin/loopback"
   printf '{"cniVersion":"0.4.0","name":"acr-e2e","type":"acr-e2e-stub"}\n' >"$dir/cni/conf/10-acr-e2e.conf"
 }
 
@@ -235,6 +237,9 @@ up() {
 
   containerd_config "$dir"
   cni_stub "$dir"
+  [ -d /sys/fs/cgroup/memory/k8s.io ] || touch "$dir/cgroup-parent-ours"
+  # The CRI plugin creates /run/netns, machine-wide; remove it at down when it was not there.
+  [ -d /run/netns ] || touch "$dir/run-netns-ours"
   mkdir -p "$dir/certs.d/127.0.0.1:$port"
   printf 'server = "http://127.0.0.1:%s"\n[host."http://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n' \
     "$port" "$port" >"$dir/certs.d/127.0.0.1:$port/hosts.toml"
@@ -295,10 +300,16 @@ down() {
   [ "${2:-}" = --from-watchdog ] || stop_pid_file "$dir/watchdog.pid"
   local tasks=$dir/containerd/state/io.containerd.runtime.v2.task
   # Containers first (their init PIDs), then their shims, then containerd and the registry.
+  local ids=() f
   if [ -d "$tasks" ]; then
-    local f
     for f in "$tasks"/*/*/init.pid; do [ -f "$f" ] && stop_pid_file "$f"; done
     for f in "$tasks"/*/*/shim.pid; do [ -f "$f" ] && stop_pid_file "$f"; done
+  fi
+  # Every sandbox and container this containerd ran, to find their cgroups.
+  if [ -d "$dir/containerd/root/io.containerd.grpc.v1.cri" ]; then
+    for f in "$dir"/containerd/root/io.containerd.grpc.v1.cri/{sandboxes,containers}/*; do
+      [ -d "$f" ] && ids+=("$(basename "$f")")
+    done
   fi
   stop_pid_file "$dir/containerd.pid"
   stop_pid_file "$dir/registry.pid"
@@ -307,19 +318,24 @@ down() {
   awk -v d="$dir/" 'index($2, d) == 1 { print $2 }' /proc/self/mounts | sort -r |
     while read -r m; do umount -l "$m" 2>/dev/null || true; done
   # Network namespaces the CRI plugin created for this containerd's sandboxes.
-  if [ -d "$dir/containerd/root/io.containerd.grpc.v1.cri/sandboxes" ]; then
+  if [ -d "$dir/containerd/root" ]; then
     local ns
-    for ns in $(grep -rhoE '/var/run/netns/cni-[0-9a-f-]+|/run/netns/cni-[0-9a-f-]+' \
-      "$dir/containerd/root/io.containerd.grpc.v1.cri/sandboxes" 2>/dev/null | sort -u); do
+    for ns in $(grep -rahoE '/var/run/netns/cni-[0-9a-f-]+|/run/netns/cni-[0-9a-f-]+' \
+      "$dir/containerd/root/io.containerd.metadata.v1.bolt" 2>/dev/null | sort -u); do
       umount "$ns" 2>/dev/null || true
       rm -f "$ns"
     done
   fi
-  # Cgroups of this containerd's pods and containers (cgroupfs driver), depth first.
-  if [ -f "$dir/cgroup-parent" ]; then
-    local parent; parent=$(cat "$dir/cgroup-parent")
-    find /sys/fs/cgroup -depth -type d -path "*/$parent*" -exec rmdir {} \; 2>/dev/null || true
+  # Their cgroups (cgroupfs driver, no kubelet QoS parent: <hierarchy>/k8s.io/<id>), and the
+  # k8s.io parents when this chain created them and they are empty.
+  local id
+  for id in "${ids[@]}"; do
+    find /sys/fs/cgroup -depth -type d -name "$id" -exec rmdir {} \; 2>/dev/null || true
+  done
+  if [ -f "$dir/cgroup-parent-ours" ]; then
+    find /sys/fs/cgroup -mindepth 2 -maxdepth 2 -type d -name k8s.io -exec rmdir {} \; 2>/dev/null || true
   fi
+  if [ -f "$dir/run-netns-ours" ]; then rmdir /run/netns 2>/dev/null || true; fi
   rm -rf "$dir"
 }
 
