@@ -4,6 +4,13 @@
 #
 #   scripts/kubelet.sh build    build the kubelet once into its own cache (no-op when cached)
 #   scripts/kubelet.sh path     print the cached kubelet's path (exit 3 when not built)
+#   scripts/kubelet.sh up CHAIN_DIR KUBECONFIG [NODE_NAME]
+#       run the kubelet as node NODE_NAME (default acr-e2e-node) of the cluster KUBECONFIG names,
+#       on the containerd of a chain `scripts/pull-chain.sh up CHAIN_DIR` started; loopback only,
+#       state in CHAIN_DIR/kubelet. It records the machine-wide sysctls a kubelet changes at start
+#       (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops) in CHAIN_DIR/kubelet/sysctls.
+#   scripts/kubelet.sh down CHAIN_DIR
+#       stop that kubelet by PID and restore the recorded sysctls (run it before pull-chain down)
 #
 # Cached under ${XDG_CACHE_HOME:-~/.cache}/acr-credential-controller/kubelet-<version>-r<recipe>/
 # (override the parent: ACC_CACHE_DIR), apart from the control plane's binaries so that building
@@ -86,8 +93,68 @@ EOF
   say "built in $((SECONDS - started)) s; cached in $BIN"
 }
 
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+SYSCTLS=(vm.overcommit_memory kernel.panic kernel.panic_on_oops)
+
+cmd_up() {
+  local chain=${1:-} kubeconfig=${2:-} node=${3:-acr-e2e-node}
+  [ -f "$chain/env" ] && [ -f "$kubeconfig" ] || die "usage: up CHAIN_DIR KUBECONFIG [NODE_NAME]"
+  [ -x "$BIN/kubelet" ] || die "no kubelet built: scripts/kubelet.sh build"
+  chain=$(cd "$chain" && pwd)
+  local dir=$chain/kubelet sock=$chain/containerd.sock
+  mkdir -p "$dir"
+  if [ ! -f "$dir/sysctls" ]; then
+    local key
+    for key in "${SYSCTLS[@]}"; do printf '%s=%s\n' "$key" "$(sysctl -n "$key")"; done >"$dir/sysctls"
+  fi
+  # shellcheck disable=SC1091
+  . "$chain/env"
+  setsid "$BIN/kubelet" --kubeconfig "$kubeconfig" --hostname-override "$node" \
+    --container-runtime remote --container-runtime-endpoint "unix://$sock" --image-service-endpoint "unix://$sock" \
+    --root-dir "$dir/root" --cert-dir "$dir/pki" --volume-plugin-dir "$dir/volume-plugins" \
+    --node-ip 127.0.0.1 --address 127.0.0.1 --port "$(free_port)" --read-only-port 0 \
+    --healthz-bind-address 127.0.0.1 --healthz-port "$(free_port)" \
+    --cgroup-driver cgroupfs --cgroups-per-qos=false --enforce-node-allocatable= --fail-swap-on=false \
+    --oom-score-adj 0 --make-iptables-util-chains=false --eviction-hard= \
+    --image-gc-high-threshold 100 --image-gc-low-threshold 99 --pod-infra-container-image "$PAUSE_IMAGE" \
+    >"$dir/kubelet.log" 2>&1 </dev/null &
+  echo $! >"$dir/kubelet.pid"
+  local deadline=$((SECONDS + 60))
+  until kubectl --kubeconfig "$kubeconfig" get node "$node" \
+    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -q True; do
+    kill -0 "$(cat "$dir/kubelet.pid")" 2>/dev/null || { tail -20 "$dir/kubelet.log" >&2; cmd_down "$chain"; die "the kubelet exited"; }
+    [ $SECONDS -lt $deadline ] || { tail -20 "$dir/kubelet.log" >&2; cmd_down "$chain"; die "node $node not Ready within 60 s"; }
+    sleep 0.5
+  done
+  say "node $node Ready (kubelet pid $(cat "$dir/kubelet.pid"), log $dir/kubelet.log)"
+}
+
+cmd_down() {
+  local dir=${1:-}/kubelet pid
+  [ -d "$dir" ] || return 0
+  if [ -f "$dir/kubelet.pid" ]; then
+    pid=$(cat "$dir/kubelet.pid")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$dir/kubelet.pid"
+  fi
+  if [ -f "$dir/sysctls" ]; then
+    local line
+    while read -r line; do sysctl -q -w "$line" >/dev/null || say "could not restore $line"; done <"$dir/sysctls"
+    rm -f "$dir/sysctls"
+  fi
+}
+
 case "${1:-}" in
   build) cmd_build ;;
+  up) shift; cmd_up "$@" ;;
+  down) shift; cmd_down "$@" ;;
   path) [ -x "$BIN/kubelet" ] || exit 3; printf '%s\n' "$BIN/kubelet" ;;
-  *) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

@@ -298,6 +298,8 @@ down() {
   [ -d "$dir" ] || return 0
   dir=$(cd "$dir" && pwd)
   [ "${2:-}" = --from-watchdog ] || stop_pid_file "$dir/watchdog.pid"
+  # A kubelet on this chain's runtime goes first (kubelet.sh restores the sysctls it changed).
+  [ ! -d "$dir/kubelet" ] || bash "$(dirname "${BASH_SOURCE[0]}")/kubelet.sh" down "$dir"
   local tasks=$dir/containerd/state/io.containerd.runtime.v2.task
   # Containers first (their init PIDs), then their shims, then containerd and the registry.
   local ids=() f

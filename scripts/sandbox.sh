@@ -37,6 +37,7 @@ stop_pid() { # stop_pid <name>: stops the process whose PID is in $STATE/<name>.
 running() { [ -f "$STATE/$1.pid" ] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
 
 if [ "${1:-}" = down ]; then
+  bash scripts/kubelet.sh down "$STATE/pull-chain"
   bash scripts/pull-chain.sh down "$STATE/pull-chain"
   stop_pid controller
   stop_pid fake-cloud
@@ -136,6 +137,27 @@ echo "and without it, the registry refuses:"
 echo "\$ skopeo inspect docker://$APP_IMAGE"
 echo '{"auths":{}}' >"$STATE/no-auth.json"
 skopeo inspect --tls-verify=false --authfile "$STATE/no-auth.json" "docker://$APP_IMAGE" 2>&1 | tail -1 | sed 's/^/  /' || true
+echo
+if bash scripts/kubelet.sh path >/dev/null 2>&1; then
+  if ! kubectl get node acr-e2e-node >/dev/null 2>&1; then
+    bash scripts/kubelet.sh up "$STATE/pull-chain" "$KUBECONFIG" acr-e2e-node
+  fi
+  echo "a Pod of ServiceAccount shop/builder (imagePullSecrets from the controller) on node acr-e2e-node:"
+  kubectl delete pod private-app -n shop --ignore-not-found >/dev/null
+  printf '%s\n' "apiVersion: v1" "kind: Pod" "metadata: {name: private-app, namespace: shop}" "spec:" \
+    "  nodeName: acr-e2e-node" "  serviceAccountName: builder" "  automountServiceAccountToken: false" \
+    "  restartPolicy: Never" "  containers: [{name: app, image: \"$APP_IMAGE\", imagePullPolicy: Always}]" |
+    kubectl apply -f - >/dev/null
+  for _ in $(seq 60); do
+    case $(kubectl get pod private-app -n shop -o jsonpath='{.status.phase}') in Succeeded | Failed) break ;; esac
+    sleep 0.5
+  done
+  echo "\$ kubectl get events -n shop --field-selector involvedObject.name=private-app"
+  kubectl get events -n shop --field-selector involvedObject.name=private-app --sort-by=.lastTimestamp \
+    -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message | grep -v MissingClusterDNS
+else
+  say "no node: run scripts/kubelet.sh build (once, about 20 minutes), then the sandbox again, to see a Pod pull it"
+fi
 echo
 say "KUBECONFIG=$KUBECONFIG  (export it to use kubectl)"
 say "try: kubectl label namespace partner-apps acr-pull=true   # joins the sandbox-enterprise binding"
