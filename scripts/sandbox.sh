@@ -8,7 +8,10 @@
 # installs the CRDs (without CEL rules: the control plane is Kubernetes 1.20), applies
 # scripts/sandbox/objects.yaml and the translation of the legacy ConfigMap
 # scripts/sandbox/legacy-configmap.yaml (a cross-account binding), waits until every binding is
-# Ready and prints what is there. State (PIDs, logs, the fake's address) lives in .sandbox/.
+# Ready and prints what is there. It also starts a local registry whose token realm is the fake
+# cloud, and a container runtime (scripts/pull-chain.sh), and ends by pulling the registry's
+# private image with a pull Secret the controller wrote. State (PIDs, logs, the fake's address)
+# lives in .sandbox/.
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$REPO"
@@ -34,6 +37,8 @@ stop_pid() { # stop_pid <name>: stops the process whose PID is in $STATE/<name>.
 running() { [ -f "$STATE/$1.pid" ] && kill -0 "$(cat "$STATE/$1.pid")" 2>/dev/null; }
 
 if [ "${1:-}" = down ]; then
+  bash scripts/kubelet.sh down "$STATE/pull-chain"
+  bash scripts/pull-chain.sh down "$STATE/pull-chain"
   stop_pid controller
   stop_pid fake-cloud
   bash scripts/cluster.sh down
@@ -56,7 +61,11 @@ if ! running fake-cloud; then cp "$CARGO_TARGET_DIR/debug/acr-fake-cloud" "$BIN/
 
 if ! running fake-cloud; then
   rm -f "$STATE/fake-cloud.addr"
-  nohup "$BIN/acr-fake-cloud" --scenario scripts/sandbox/scenario.yaml \
+  # The sandbox instance's local registry gets a free port, written into the scenario.
+  REGISTRY_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  sed "s/SANDBOX_REGISTRY_PORT/$REGISTRY_PORT/" scripts/sandbox/scenario.yaml >"$STATE/scenario.yaml"
+  echo "$REGISTRY_PORT" >"$STATE/registry.port"
+  nohup "$BIN/acr-fake-cloud" --scenario "$STATE/scenario.yaml" \
     --address-file "$STATE/fake-cloud.addr" >"$STATE/fake-cloud.log" 2>&1 &
   echo $! >"$STATE/fake-cloud.pid"
   for _ in $(seq 1 50); do [ -s "$STATE/fake-cloud.addr" ] && break; sleep 0.1; done
@@ -64,6 +73,15 @@ if ! running fake-cloud; then
 fi
 CLOUD=$(cat "$STATE/fake-cloud.addr")
 say "fake Alibaba Cloud at $CLOUD"
+
+if [ ! -f "$STATE/pull-chain/env" ]; then
+  say "starting a local registry (token realm: the fake cloud) and a container runtime"
+  curl -fsS "${CLOUD%/}/__fake/realm/certificate" >"$STATE/realm.pem"
+  bash scripts/pull-chain.sh up "$STATE/pull-chain" --realm "${CLOUD%/}/auth" \
+    --service cri-sandbox0000001 --cert "$STATE/realm.pem" --port "$(cat "$STATE/registry.port")"
+fi
+# shellcheck disable=SC1091
+. "$STATE/pull-chain/env"
 
 say "installing the CRDs (CEL rules stripped for Kubernetes 1.20)"
 "$BIN/acr-credential-controller" crd --no-cel | kubectl apply --server-side --force-conflicts -f - >/dev/null
@@ -108,6 +126,38 @@ for ns in shop payments partner-apps; do
   kubectl get secret acr-credentials -n "$ns" -o jsonpath='{.data.\.dockerconfigjson}' | base64 -d \
     | python3 -c 'import json,sys; print(" ".join(sorted(json.load(sys.stdin)["auths"])))'
 done
+echo
+echo "pulling the private image $APP_IMAGE with the pull Secret of namespace shop:"
+kubectl get secret acr-credentials -n shop -o jsonpath='{.data.\.dockerconfigjson}' | base64 -d >"$STATE/shop-auth.json"
+echo "\$ skopeo copy --authfile <shop's .dockerconfigjson> docker://$APP_IMAGE dir:.sandbox/pulled"
+rm -rf "$STATE/pulled"
+skopeo copy --src-tls-verify=false --authfile "$STATE/shop-auth.json" "docker://$APP_IMAGE" "dir:$STATE/pulled"
+rm -f "$STATE/shop-auth.json"
+echo "and without it, the registry refuses:"
+echo "\$ skopeo inspect docker://$APP_IMAGE"
+echo '{"auths":{}}' >"$STATE/no-auth.json"
+skopeo inspect --tls-verify=false --authfile "$STATE/no-auth.json" "docker://$APP_IMAGE" 2>&1 | tail -1 | sed 's/^/  /' || true
+echo
+if bash scripts/kubelet.sh path >/dev/null 2>&1; then
+  if ! kubectl get node acr-e2e-node >/dev/null 2>&1; then
+    bash scripts/kubelet.sh up "$STATE/pull-chain" "$KUBECONFIG" acr-e2e-node
+  fi
+  echo "a Pod of ServiceAccount shop/builder (imagePullSecrets from the controller) on node acr-e2e-node:"
+  kubectl delete pod private-app -n shop --ignore-not-found >/dev/null
+  printf '%s\n' "apiVersion: v1" "kind: Pod" "metadata: {name: private-app, namespace: shop}" "spec:" \
+    "  nodeName: acr-e2e-node" "  serviceAccountName: builder" "  automountServiceAccountToken: false" \
+    "  restartPolicy: Never" "  containers: [{name: app, image: \"$APP_IMAGE\", imagePullPolicy: Always}]" |
+    kubectl apply -f - >/dev/null
+  for _ in $(seq 60); do
+    case $(kubectl get pod private-app -n shop -o jsonpath='{.status.phase}') in Succeeded | Failed) break ;; esac
+    sleep 0.5
+  done
+  echo "\$ kubectl get events -n shop --field-selector involvedObject.name=private-app"
+  kubectl get events -n shop --field-selector involvedObject.name=private-app --sort-by=.lastTimestamp \
+    -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message | grep -v MissingClusterDNS
+else
+  say "no node: run scripts/kubelet.sh build (once, about 20 minutes), then the sandbox again, to see a Pod pull it"
+fi
 echo
 say "KUBECONFIG=$KUBECONFIG  (export it to use kubectl)"
 say "try: kubectl label namespace partner-apps acr-pull=true   # joins the sandbox-enterprise binding"

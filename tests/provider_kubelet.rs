@@ -460,7 +460,7 @@ async fn malformed_requests_and_configurations() {
         (Vec::new(), "stdin is empty"),
         (b"not json".to_vec(), "not JSON"),
         (format!("{{\"serviceAccountToken\":\"{canary}\"").into_bytes(), "not JSON"),
-        (br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1alpha1","kind":"CredentialProviderRequest","image":"a.b/c"}"#.to_vec(), "apiVersion"),
+        (br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v2","kind":"CredentialProviderRequest","image":"a.b/c"}"#.to_vec(), "apiVersion"),
         (br#"{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest"}"#.to_vec(), "field image is required"),
         (format!(r#"{{"apiVersion":"credentialprovider.kubelet.k8s.io/v1","kind":"CredentialProviderRequest","image":"a.b/c","serviceAccountToken":{{"t":"{canary}"}}}}"#).into_bytes(), "serviceAccountToken must be a string"),
     ];

@@ -134,7 +134,9 @@ pub async fn run(config_path: &std::path::Path, stdin: &[u8]) -> Result<String, 
     let config = config::load(config_path).map_err(ProviderError::Config)?;
     let request = protocol::parse_request(stdin)?;
     let client = client(&config)?;
-    let response = answer(&config, &client, &request).await?;
+    let response = answer(&config, &client, &request)
+        .await?
+        .in_version_of(&request);
     serde_json::to_string(&response)
         .map_err(|e| ProviderError::Io(format!("cannot encode the response: {e}")))
 }

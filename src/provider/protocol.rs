@@ -1,9 +1,14 @@
-//! The kubelet's exec credential provider protocol, `credentialprovider.kubelet.k8s.io/v1`.
+//! The kubelet's exec credential provider protocol, `credentialprovider.kubelet.k8s.io/v1`
+//! (Kubernetes 1.26+), `v1beta1` (1.24+) and `v1alpha1` (1.20–1.25, feature gate
+//! `KubeletCredentialProviders`).
 //!
 //! The kubelet writes a `CredentialProviderRequest` to the plugin's stdin (`image`, and with
 //! KEP-4412 `serviceAccountToken` and `serviceAccountAnnotations`) and reads a
 //! `CredentialProviderResponse` from its stdout (`cacheKeyType`, `cacheDuration` as a Go
 //! duration string, `auth` keyed by registry host). Field names follow the kubelet's Go types.
+//! The three versions share these fields; the kubelet sends the version named in its provider
+//! configuration and decodes the response as that version, so the plugin answers in the
+//! version it was asked in ([`Response::in_version_of`]), as other clouds' providers do.
 //!
 //! Requests are read field by field from a JSON value rather than through a derived
 //! deserializer, so an error message can never echo a value (the token is a secret). Fields
@@ -16,14 +21,22 @@ use serde::Serialize;
 
 use crate::sensitive::Sensitive;
 
-/// The only protocol version: the stable one since Kubernetes 1.26.
+/// The stable protocol version (Kubernetes 1.26+).
 pub const API_VERSION: &str = "credentialprovider.kubelet.k8s.io/v1";
+/// Every version this plugin answers: v1, v1beta1 (1.24+), v1alpha1 (1.20–1.25).
+pub const API_VERSIONS: [&str; 3] = [
+    API_VERSION,
+    "credentialprovider.kubelet.k8s.io/v1beta1",
+    "credentialprovider.kubelet.k8s.io/v1alpha1",
+];
 pub const REQUEST_KIND: &str = "CredentialProviderRequest";
 pub const RESPONSE_KIND: &str = "CredentialProviderResponse";
 
 /// What the kubelet asks for.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The protocol version the kubelet asked in (one of [`API_VERSIONS`]).
+    pub api_version: &'static str,
     pub image: String,
     /// The pulling Pod's ServiceAccount token (KEP-4412), when `tokenAttributes` is configured.
     pub service_account_token: Option<Sensitive<String>>,
@@ -69,16 +82,19 @@ pub fn parse_request(input: &[u8]) -> Result<Request, RequestError> {
             Some(_) => Err(bad(format!("field {name} must be a string"))),
         }
     };
-    match text("apiVersion")? {
-        Some(API_VERSION) => {}
-        Some(other) => {
-            return Err(bad(format!(
-                "apiVersion {} is not supported; set the kubelet's provider apiVersion to {API_VERSION}",
-                shown(other)
-            )));
-        }
+    let api_version = match text("apiVersion")? {
+        Some(asked) => API_VERSIONS
+            .into_iter()
+            .find(|v| *v == asked)
+            .ok_or_else(|| {
+                bad(format!(
+                    "apiVersion {} is not supported; set the kubelet's provider apiVersion to one of {}",
+                    shown(asked),
+                    API_VERSIONS.join(", ")
+                ))
+            })?,
         None => return Err(bad("field apiVersion is required")),
-    }
+    };
     match text("kind")? {
         Some(REQUEST_KIND) => {}
         Some(other) => {
@@ -112,6 +128,7 @@ pub fn parse_request(input: &[u8]) -> Result<Request, RequestError> {
         Some(_) => return Err(bad("field serviceAccountAnnotations must be an object")),
     }
     Ok(Request {
+        api_version,
         image,
         service_account_token,
         service_account_annotations,
@@ -165,6 +182,12 @@ impl Response {
             cache_duration: go_duration(cache_for),
             auth: Some(BTreeMap::from([(host.to_string(), auth)])),
         }
+    }
+
+    /// The same answer in the protocol version `request` was asked in.
+    pub fn in_version_of(mut self, request: &Request) -> Self {
+        self.api_version = request.api_version;
+        self
     }
 
     /// "No credentials from this plugin" (`auth` null), not cached, so a later configuration
@@ -300,6 +323,37 @@ mod tests {
         assert_eq!(image_host("nginx"), None);
         assert_eq!(image_host("library/nginx:1"), None);
         assert_eq!(image_host("registry.cn-hangzhou.aliyuncs.com/"), None);
+    }
+
+    #[test]
+    fn answers_in_the_version_asked() {
+        for version in API_VERSIONS {
+            let r = req(
+                serde_json::json!({"apiVersion": version, "kind": REQUEST_KIND, "image": "a.b/c"}),
+            )
+            .unwrap();
+            assert_eq!(r.api_version, version);
+            let answer = Response::credentials(
+                "a.b",
+                AuthConfig {
+                    username: "u".into(),
+                    password: "p".into(),
+                },
+                Duration::from_secs(60),
+            )
+            .in_version_of(&r);
+            let v = serde_json::to_value(&answer).unwrap();
+            assert_eq!(v["apiVersion"], version);
+            assert_eq!(v["kind"], RESPONSE_KIND);
+            let none = serde_json::to_value(Response::no_credentials().in_version_of(&r)).unwrap();
+            assert_eq!(none["apiVersion"], version);
+        }
+        let e = req(
+            serde_json::json!({"apiVersion": "credentialprovider.kubelet.k8s.io/v2",
+            "kind": REQUEST_KIND, "image": "a.b/c"}),
+        )
+        .unwrap_err();
+        assert!(e.0.contains("v1alpha1"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! | `POST /__fake/access-keys` `{id, enabled}` | enable or disable an AccessKey |
 //! | `POST /__fake/lifetimes` `{stsSeconds?, registrySeconds?, metadataSeconds?}` | change lifetimes |
 //! | `POST /__fake/marker` `{text}` | put `text` inside every secret issued from now on |
+//! | `GET /__fake/realm/certificate` | the token realm's signing certificate (PEM), for a registry's `rootcertbundle` |
 //!
 //! The same operations are methods of [`crate::FakeHandle`].
 
@@ -86,6 +87,9 @@ pub async fn handle(state: &std::sync::Arc<State>, inc: &Incoming) -> Response {
     let route = inc.path.trim_start_matches("/__fake");
     let result: Result<Response, String> = match (inc.method.as_str(), route) {
         ("GET", "/health") => Ok("ok".into_response()),
+        ("GET", "/realm/certificate") => crate::realm::certificate_pem()
+            .map(IntoResponse::into_response)
+            .map_err(|e| e.to_string()),
         ("POST", "/faults") => parse::<Fault>(inc).map(|f| {
             handle.add_fault(f);
             ok()

@@ -86,7 +86,17 @@ fn issue_token(inner: &mut Inner, caller: &Caller, instance_id: &str) -> (String
         inner.marker,
         hex::encode(rand::random::<[u8; 20]>())
     );
-    inner.registry_tokens.insert(password.clone(), expires);
+    let account = caller.principal.account().to_owned();
+    let service =
+        crate::realm::service_of((instance_id != "personal").then_some(instance_id), &account);
+    inner.registry_tokens.insert(
+        password.clone(),
+        crate::realm::RegistryCredential {
+            expires,
+            service,
+            account,
+        },
+    );
     (password, expires)
 }
 
@@ -106,7 +116,7 @@ pub fn get_authorization_token(inner: &mut Inner, inc: &Incoming) -> Outcome {
             "ExpireTime": expires.as_millisecond(),
             "Code": "success",
             "IsSuccess": true,
-            "TempUsername": "cr_temp_user",
+            "TempUsername": crate::realm::TEMP_USER,
             "AuthorizationToken": password,
         }),
         identity,
@@ -174,7 +184,7 @@ pub fn personal_token(inner: &mut Inner, inc: &Incoming) -> Outcome {
     let (password, expires) = issue_token(inner, &caller, "personal");
     Ok((
         serde_json::json!({
-            "data": {"authorizationToken": password, "tempUserName": "cr_temp_user", "expireDate": expires.as_millisecond()},
+            "data": {"authorizationToken": password, "tempUserName": crate::realm::TEMP_USER, "expireDate": expires.as_millisecond()},
             "requestId": crate::state::request_id(),
         }),
         identity,

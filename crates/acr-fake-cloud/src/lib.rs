@@ -20,12 +20,14 @@
 //!
 //! Modules: [`scenario`] (the world), [`state`] (issued credentials, nonces, faults, log),
 //! [`auth`] (signature verification), [`server`] (routing, faults, envelopes), [`sts`],
-//! [`cr`], [`metadata`], [`control`] (the `/__fake/` API).
+//! [`cr`], [`metadata`], [`realm`] (the registries' Docker token realm), [`control`] (the
+//! `/__fake/` API).
 
 pub mod auth;
 pub mod control;
 pub mod cr;
 pub mod metadata;
+pub mod realm;
 pub mod scenario;
 pub mod server;
 pub mod state;
@@ -92,6 +94,11 @@ impl FakeCloud {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The registries' token realm (`auth.token.realm` of a registry trusting this fake).
+    pub fn realm_url(&self) -> String {
+        format!("http://{}/auth", self.addr)
     }
 
     /// A handle to change faults and read the log, usable after the fake moved elsewhere.
@@ -267,7 +274,7 @@ impl FakeHandle {
         self.with(|i| {
             i.registry_tokens
                 .get(password)
-                .is_some_and(|exp| *exp > i.now())
+                .is_some_and(|t| t.expires > i.now())
         })
         .unwrap_or(false)
     }

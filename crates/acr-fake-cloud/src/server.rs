@@ -2,6 +2,8 @@
 //!
 //! One port serves every service. Routing follows the real protocol, not the host: `/__fake/`
 //! is the control API, `/latest/` the ECS metadata service, `GET /tokens` CR 2016-06-07, and
+//! `/auth` the registries' Docker token realm ([`crate::realm`]: GET with Basic is
+//! `registry:Token`, the OAuth2 POST grant `registry:OAuthToken`), and
 //! `/` with `Action`+`Version` (parameters or `x-acs-*` headers) an RPC API: STS for
 //! 2015-04-01, CR for 2018-12-01. Errors use the real envelope
 //! `{"RequestId","HostId","Code","Message","Recommend"}`.
@@ -19,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::auth::{ApiError, Incoming};
 use crate::state::{FaultKind, LogEntry, OutageMode, State};
-use crate::{control, cr, metadata, sts};
+use crate::{control, cr, metadata, realm, sts};
 
 /// Builds the router.
 pub fn router(state: Arc<State>) -> axum::Router {
@@ -277,6 +279,9 @@ async fn handle(
                 .into_response(),
         };
     }
+    if inc.path == "/auth" {
+        return token_realm(&state, &inc, uri.query().unwrap_or_default()).await;
+    }
     let (product, action) = match identify(&inc) {
         Ok(found) => found,
         Err(e) => return error_response(&e, &host, ""),
@@ -302,6 +307,79 @@ async fn handle(
                 Some(e.code.clone()),
             );
             error_response(&e, &host, product)
+        }
+    }
+}
+
+/// A Docker registry error body with `status`.
+fn registry_error(status: u16, message: &str) -> Response {
+    let body = serde_json::json!({"errors": [{"code": "UNAUTHORIZED", "message": message, "detail": null}]});
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::UNAUTHORIZED);
+    (status, axum::Json(body)).into_response()
+}
+
+/// The token realm: `GET /auth?service=&scope=` with Basic credentials, or the OAuth2
+/// password grant `POST /auth` (form `grant_type=password&username&password&service&scope`).
+async fn token_realm(state: &State, inc: &Incoming, query: &str) -> Response {
+    let post = inc.method == "POST";
+    let api = if post {
+        "registry:OAuthToken"
+    } else {
+        "registry:Token"
+    };
+    let form = |k: &str| inc.form.get(k).cloned();
+    let request = if post {
+        realm::TokenRequest {
+            username: form("username"),
+            password: form("password"),
+            service: form("service").unwrap_or_default(),
+            scopes: form("scope").into_iter().collect(),
+        }
+    } else {
+        let (username, password) = realm::basic_credentials(inc.header("authorization"));
+        // Repeated `scope` parameters are all kept.
+        let query: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        realm::TokenRequest {
+            username,
+            password,
+            service: query
+                .iter()
+                .find(|(k, _)| k == "service")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default(),
+            scopes: query
+                .into_iter()
+                .filter(|(k, _)| k == "scope")
+                .map(|(_, v)| v)
+                .collect(),
+        }
+    };
+    let caller = request
+        .username
+        .clone()
+        .unwrap_or_else(|| "anonymous".into());
+    if let Err(e) = apply_faults(state, api, &caller, inc).await {
+        record(state, api, &caller, None, e.status, Some(e.code.clone()));
+        return registry_error(e.status, &e.message);
+    }
+    let result = if post && form("grant_type").as_deref() != Some("password") {
+        Err(realm::Refusal::Grant)
+    } else {
+        match state.inner.lock() {
+            Ok(inner) => realm::token(&inner, &request),
+            Err(_) => Err(realm::Refusal::Signing("fake state poisoned".into())),
+        }
+    };
+    match result {
+        Ok((body, account)) => {
+            record(state, api, &caller, Some(account), 200, None);
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+        Err(e) => {
+            record(state, api, &caller, None, e.status(), Some(e.code().into()));
+            registry_error(e.status(), &e.to_string())
         }
     }
 }

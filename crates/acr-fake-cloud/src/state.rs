@@ -135,7 +135,8 @@ pub struct Inner {
     pub nonces: HashMap<(String, String), jiff::Timestamp>,
     pub metadata_tokens: HashMap<String, jiff::Timestamp>,
     pub metadata_creds: Option<String>,
-    pub registry_tokens: HashMap<String, jiff::Timestamp>,
+    /// Registry passwords issued, with their expiry and registry.
+    pub registry_tokens: HashMap<String, crate::realm::RegistryCredential>,
     pub faults: Vec<Fault>,
     pub outage: Option<Outage>,
     pub log: Vec<LogEntry>,
