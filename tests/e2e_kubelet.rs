@@ -5,6 +5,12 @@
 //! and mount no ServiceAccount token; the API server's ServiceAccount admission copies the
 //! ServiceAccount's `imagePullSecrets` into them, as in any cluster.
 //!
+//! Three Pods: one of a ServiceAccount the controller bound pulls with its Secret and runs; one
+//! in a namespace no binding selects gets `ErrImagePull` with the registry's 401; then the kubelet
+//! is restarted with `acr-credential-provider` as its image credential provider (1.20: feature
+//! gate `KubeletCredentialProviders`, `credentialprovider.kubelet.k8s.io/v1alpha1`, node identity
+//! through the fake's ECS metadata) and a Pod with no pull Secret at all pulls and runs.
+//!
 //! One node per test binary: the tests here run one after another in one test function, so the
 //! kubelet is started once. Dropping [`Node`] stops it by PID, restores the sysctls it changed
 //! and deletes its Node object, also after a failed assertion; if the binary dies without
@@ -20,7 +26,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use controller_common::{SECRET_NAME, pull_secret_names, wait_sa};
-use e2e_common::PullHarness;
+use e2e_common::{INSTANCE, NODE_ROLE, PullHarness};
 use k8s_openapi::api::core::v1::{Event, Node as NodeObject, Pod};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
@@ -36,7 +42,9 @@ struct Node {
 }
 
 impl Node {
-    fn start(chain_dir: &Path, name: &str) -> Node {
+    /// Starts the kubelet; with `provider`, (the kubelet's `CredentialProviderConfig` file, the
+    /// folder holding the plugin) it runs image credential providers.
+    fn start(chain_dir: &Path, name: &str, provider: Option<(&Path, &Path)>) -> Node {
         let built = Command::new("bash")
             .arg(kubelet_script())
             .arg("path")
@@ -55,14 +63,17 @@ impl Node {
             chain_dir: chain_dir.to_owned(),
             kubeconfig,
         };
-        let out = Command::new("bash")
-            .arg(kubelet_script())
+        let mut up = Command::new("bash");
+        up.arg(kubelet_script())
             .arg("up")
             .arg(&node.chain_dir)
             .arg(&node.kubeconfig)
-            .arg(&node.name)
-            .output()
-            .unwrap();
+            .arg(&node.name);
+        if let Some((config, bin_dir)) = provider {
+            up.env("ACC_KUBELET_PROVIDER_CONFIG", config)
+                .env("ACC_KUBELET_PROVIDER_BIN_DIR", bin_dir);
+        }
+        let out = up.output().unwrap();
         assert!(
             out.status.success(),
             "kubelet.sh up failed: {}",
@@ -179,6 +190,68 @@ async fn wait_events(
     .await
 }
 
+/// Writes the plugin's configuration, the kubelet's `CredentialProviderConfig` (v1alpha1, as
+/// kubelet 1.20 reads it) and a plugin folder holding `acr-credential-provider` into the chain's
+/// folder; returns (kubelet config, plugin folder).
+fn provider_files(chain_dir: &Path, registry: &str, cloud: &url::Url) -> (PathBuf, PathBuf) {
+    let dir = chain_dir.join("provider");
+    let bin_dir = dir.join("bin");
+    std::fs::create_dir_all(&bin_dir).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_acr-credential-provider"),
+        bin_dir.join("acr-credential-provider"),
+    )
+    .unwrap();
+    let base = cloud.as_str().trim_end_matches('/');
+    let host = registry.split(':').next().unwrap();
+    let plugin_config = dir.join("acr-credential-provider.yaml");
+    std::fs::write(
+        &plugin_config,
+        format!(
+            "apiVersion: acrcredentials.io/v1alpha1\nkind: AcrCredentialProviderConfig\nregion: cn-hangzhou\n\
+             identity: {{node: {{}}}}\nregistries:\n  - {{instanceId: {INSTANCE}, domains: [\"{host}\"]}}\n\
+             personalEdition: false\nendpoints: {{sts: '{base}', cr: '{base}', metadata: '{base}'}}\n"
+        ),
+    )
+    .unwrap();
+    let kubelet_config = dir.join("credential-providers.yaml");
+    std::fs::write(
+        &kubelet_config,
+        format!(
+            "apiVersion: kubelet.config.k8s.io/v1alpha1\nkind: CredentialProviderConfig\nproviders:\n\
+             \x20 - name: acr-credential-provider\n\
+             \x20   apiVersion: credentialprovider.kubelet.k8s.io/v1alpha1\n\
+             \x20   matchImages: [\"{registry}\"]\n\
+             \x20   defaultCacheDuration: 1m\n\
+             \x20   args: [--config, \"{}\"]\n",
+            plugin_config.display()
+        ),
+    )
+    .unwrap();
+    (kubelet_config, bin_dir)
+}
+
+/// Waits until the Pod ended; its phase.
+async fn wait_finished(api: &Api<Pod>, name: &str) -> String {
+    support::wait_until(Duration::from_secs(60), "Pod finished", || {
+        let api = api.clone();
+        async move {
+            let phase = api
+                .get(name)
+                .await
+                .map_err(|e| e.to_string())?
+                .status
+                .and_then(|s| s.phase)
+                .unwrap_or_default();
+            match phase.as_str() {
+                "Succeeded" | "Failed" => Ok(phase),
+                _ => Err(phase),
+            }
+        }
+    })
+    .await
+}
+
 /// Deletes the Pod at once; the kubelet stops its sandbox, and the chain's teardown stops any
 /// shim still running.
 async fn force_delete(api: &Api<Pod>, name: &str) {
@@ -188,12 +261,12 @@ async fn force_delete(api: &Api<Pod>, name: &str) {
 }
 
 #[tokio::test]
-async fn on_a_kubelet_a_bound_service_accounts_pod_pulls_and_runs_and_an_unselected_namespaces_pod_gets_the_registrys_401()
+async fn on_a_kubelet_pods_pull_with_the_controllers_secret_or_through_the_credential_provider_and_with_neither_get_the_registrys_401()
  {
     let started = Instant::now();
     let p = PullHarness::new("e2e-kubelet", 3600, "15m").await;
     let node_name = format!("acr-e2e-{}", support::random_suffix(6));
-    let node = Node::start(&p.chain.dir, &node_name);
+    let node = Node::start(&p.chain.dir, &node_name, None);
     eprintln!("node {node_name} Ready after {:?}", started.elapsed());
     let h = &p.h;
     let client = h.client();
@@ -235,23 +308,7 @@ async fn on_a_kubelet_a_bound_service_accounts_pod_pulls_and_runs_and_an_unselec
             vec![SECRET_NAME.to_owned()],
             "admission copied the SA's Secret"
         );
-        let phase = support::wait_until(Duration::from_secs(60), "Pod finished", || {
-            let pods = pods.clone();
-            async move {
-                let phase = pods
-                    .get("private-app")
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .status
-                    .and_then(|s| s.phase)
-                    .unwrap_or_default();
-                match phase.as_str() {
-                    "Succeeded" | "Failed" => Ok(phase),
-                    _ => Err(phase),
-                }
-            }
-        })
-        .await;
+        let phase = wait_finished(&pods, "private-app").await;
         let ev = wait_events(&client, &ns, "private-app", "Started event", |ev| {
             ev.iter().any(|(r, _)| r == "Started")
         })
@@ -347,6 +404,75 @@ async fn on_a_kubelet_a_bound_service_accounts_pod_pulls_and_runs_and_an_unselec
         force_delete(&other, "private-app").await;
     })
     .await;
+    drop(node);
+    eprintln!("Secret pulls took {:?}", started.elapsed());
+
+    // (c) The kubelet runs `acr-credential-provider` (node identity: the ECS metadata role) and
+    // a Pod with no pull Secret at all, in the namespace no binding selects, pulls and runs.
+    let t = Instant::now();
+    let (config, bin_dir) = provider_files(&p.chain.dir, &p.chain.registry, &h.fake.base_url());
+    let node = Node::start(
+        &p.chain.dir,
+        &format!("{node_name}-provider"),
+        Some((&config, &bin_dir)),
+    );
+    eprintln!(
+        "node {} (with the provider) Ready after {:?}",
+        node.name,
+        t.elapsed()
+    );
+    let handle = h.handle();
+    handle.clear_log();
+    let other: Api<Pod> = Api::namespaced(client.clone(), &unselected);
+    let t = Instant::now();
+    let created = other
+        .create(
+            &PostParams::default(),
+            &pod("provider-app", &node.name, "default", &image),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        created.spec.and_then(|s| s.image_pull_secrets),
+        None,
+        "the Pod has no pull Secret"
+    );
+    let phase = wait_finished(&other, "provider-app").await;
+    let ev = wait_events(
+        &client,
+        &unselected,
+        "provider-app",
+        "Started event",
+        |ev| ev.iter().any(|(r, _)| r == "Started"),
+    )
+    .await;
+    print_events(&unselected, "provider-app", &ev);
+    eprintln!("Pod provider-app {phase} after {:?}", t.elapsed());
+    assert_eq!(phase, "Succeeded", "{ev:?}");
+    assert!(
+        ev.iter().any(|(r, m)| r == "Pulled"
+            && m.starts_with(&format!("Successfully pulled image \"{image}\""))),
+        "{ev:?}"
+    );
+    let log = handle.log();
+    for e in &log {
+        eprintln!(
+            "  fake cloud: {} {} {:?} {:?}",
+            e.api, e.status, e.identity, e.code
+        );
+    }
+    assert!(
+        log.iter().any(|e| e.api.contains("GetAuthorizationToken")
+            && e.status == 200
+            && e.identity.as_deref().is_some_and(|i| i.contains(NODE_ROLE))),
+        "the provider did not get a token as the node's role"
+    );
+    assert!(
+        log.iter()
+            .any(|e| e.api.starts_with("registry:") && e.status == 200),
+        "the pull did not get a token from the realm"
+    );
+    force_delete(&other, "provider-app").await;
     drop(node);
     eprintln!("kubelet test took {:?}", started.elapsed());
 }
