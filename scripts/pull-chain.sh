@@ -311,7 +311,7 @@ down() {
   # socket they were started for, one PID at a time.
   local p
   for p in /proc/[0-9]*; do
-    if tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF -- "-address $dir/containerd.sock "; then
+    if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "-address $dir/containerd.sock "; then
       echo "${p#/proc/}" >"$dir/stray-shim.pid"
       stop_pid_file "$dir/stray-shim.pid"
     fi

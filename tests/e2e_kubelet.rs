@@ -5,14 +5,17 @@
 //! and mount no ServiceAccount token; the API server's ServiceAccount admission copies the
 //! ServiceAccount's `imagePullSecrets` into them, as in any cluster.
 //!
-//! Three Pods: one of a ServiceAccount the controller bound pulls with its Secret and runs; one
-//! in a namespace no binding selects gets `ErrImagePull` with the registry's 401; then the kubelet
-//! is restarted with `acr-credential-provider` as its image credential provider (1.20: feature
-//! gate `KubeletCredentialProviders`, `credentialprovider.kubelet.k8s.io/v1alpha1`, node identity
-//! through the fake's ECS metadata) and a Pod with no pull Secret at all pulls and runs.
+//! Four Pods: one of a ServiceAccount the controller bound pulls with its Secret and runs; one
+//! in a namespace no binding selects gets `ErrImagePull` with the registry's 401; one whose
+//! ServiceAccount is created just before it, under an `injectOnCreate` binding with the
+//! controller's webhook on loopback (as in `webhook_inject.rs`), pulls on the first try; then
+//! the kubelet is restarted with `acr-credential-provider` as its image credential provider
+//! (1.20: feature gate `KubeletCredentialProviders`, `credentialprovider.kubelet.k8s.io/v1alpha1`,
+//! node identity through the fake's ECS metadata) and a Pod with no pull Secret at all pulls and
+//! runs.
 //!
-//! One node per test binary: the tests here run one after another in one test function, so the
-//! kubelet is started once. Dropping [`Node`] stops it by PID, restores the sysctls it changed
+//! One node per test binary: the steps run one after another in one test function, on one
+//! kubelet, restarted once for the provider. Dropping [`Node`] stops it by PID, restores the sysctls it changed
 //! and deletes its Node object, also after a failed assertion; if the binary dies without
 //! unwinding, the chain's watchdog stops the kubelet with the rest of the chain.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -25,9 +28,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use controller_common::{SECRET_NAME, pull_secret_names, wait_sa};
+use acr_credential_controller::controller::ControllerConfig;
+use acr_credential_controller::webhook::certs::{CertTimings, Identity};
+use acr_credential_controller::webhook::{
+    CertSource, Managed, OPT_OUT_LABEL, PATH, Settings, WebhookConfig,
+};
+use controller_common::{Harness, SECRET_NAME, pull_secret_names, wait_sa, wait_secret};
 use e2e_common::{INSTANCE, NODE_ROLE, PullHarness};
-use k8s_openapi::api::core::v1::{Event, Node as NodeObject, Pod};
+use k8s_openapi::api::core::v1::{Event, Namespace, Node as NodeObject, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 fn kubelet_script() -> PathBuf {
@@ -190,6 +198,97 @@ async fn wait_events(
     .await
 }
 
+/// The label that puts a namespace under the injectOnCreate binding and the webhook.
+const SELECT_LABEL: &str = "acrcredentials.io/test-webhook";
+/// The webhook's certificate Secret, in the controller's namespace.
+const CERT_SECRET: &str = "acr-credential-controller-webhook-tls";
+
+struct Webhook {
+    port: u16,
+    configuration: String,
+}
+
+impl Webhook {
+    fn config(&self, h: &Harness) -> ControllerConfig {
+        ControllerConfig {
+            webhook: Some(WebhookConfig {
+                address: format!("127.0.0.1:{}", self.port).parse().unwrap(),
+                settings: Settings::new(SECRET_NAME, h.env.namespace()),
+                certs: CertSource::Managed(Managed {
+                    namespace: h.env.namespace().to_owned(),
+                    secret_name: CERT_SECRET.to_owned(),
+                    configuration_name: self.configuration.clone(),
+                    identity: Identity {
+                        dns_names: vec![],
+                        ip_addresses: vec!["127.0.0.1".parse().unwrap()],
+                    },
+                    timings: CertTimings {
+                        validity: Duration::from_secs(3600),
+                        renew_before: Duration::from_secs(600),
+                        overlap: Duration::from_secs(2),
+                    },
+                }),
+            }),
+            ..h.config()
+        }
+    }
+}
+
+/// The test's MutatingWebhookConfiguration for ServiceAccounts created in namespaces labelled
+/// for it, with the URL on loopback (the controller publishes the caBundle).
+async fn webhook_configuration(h: &Harness) -> Webhook {
+    let w = Webhook {
+        port: e2e_common::free_port(),
+        configuration: format!("acr-webhook-{}", h.id),
+    };
+    h.env
+        .apply(&format!(
+            "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\nmetadata: {{name: {name}}}\nwebhooks:\n  - name: namespaces.{id}.acrcredentials.io\n    namespaceSelector: {{matchLabels: {{{SELECT_LABEL}: {id}}}}}\n    objectSelector: {{matchExpressions: [{{key: {OPT_OUT_LABEL}, operator: NotIn, values: [\"false\"]}}]}}\n    clientConfig: {{url: \"https://127.0.0.1:{port}{PATH}\"}}\n    rules: [{{apiGroups: [\"\"], apiVersions: [v1], operations: [CREATE], resources: [serviceaccounts], scope: Namespaced}}]\n    failurePolicy: Ignore\n    matchPolicy: Equivalent\n    sideEffects: None\n    timeoutSeconds: 5\n    admissionReviewVersions: [v1]\n    reinvocationPolicy: Never\n",
+            name = w.configuration,
+            id = h.id,
+            port = w.port,
+        ))
+        .await;
+    w
+}
+
+/// A fresh namespace labelled for the injectOnCreate binding; deleted with the env.
+async fn labelled_namespace(h: &Harness, slug: &str) -> String {
+    let name = support::unique_name(slug);
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name,
+        "labels": {SELECT_LABEL: h.id, support::TEST_LABEL: "true"}}}))
+    .unwrap();
+    Api::<Namespace>::all(h.client())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    h.env.track_cluster_object::<Namespace>(&name);
+    name
+}
+
+/// Waits until the webhook mutates: a probe ServiceAccount's create response carries the
+/// reference.
+async fn wait_mutating(h: &Harness, ns: &str) {
+    let n = std::sync::atomic::AtomicU32::new(0);
+    support::wait_until(Duration::from_secs(60), "the webhook to mutate", || async {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sa: ServiceAccount =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": format!("probe-{i}")}}))
+                .unwrap();
+        let sa = h
+            .service_accounts(ns)
+            .create(&PostParams::default(), &sa)
+            .await
+            .unwrap();
+        if pull_secret_names(&sa).iter().any(|n| n == SECRET_NAME) {
+            Ok(())
+        } else {
+            Err(format!("{:?}", pull_secret_names(&sa)))
+        }
+    })
+    .await;
+}
+
 /// Writes the plugin's configuration, the kubelet's `CredentialProviderConfig` (v1alpha1, as
 /// kubelet 1.20 reads it) and a plugin folder holding `acr-credential-provider` into the chain's
 /// folder; returns (kubelet config, plugin folder).
@@ -276,7 +375,11 @@ async fn on_a_kubelet_pods_pull_with_the_controllers_secret_or_through_the_crede
     let nodes: Api<NodeObject> = Api::all(client.clone());
     assert!(nodes.get_opt(&node.name).await.unwrap().is_some());
 
-    h.with_controller(async |h| {
+    // The controller with its ServiceAccount webhook on a loopback port (as tests/webhook_inject.rs
+    // runs it), for the injectOnCreate Pod; dropping `running` on a panic aborts it.
+    let webhook = webhook_configuration(h).await;
+    let running = h.start_with(webhook.config(h));
+    {
         let name = h.named("kubelet");
         h.bind(&name, &h.test_binding().names(&[&ns])).await;
         h.wait_ready(&name, "True", Duration::from_secs(60)).await;
@@ -400,17 +503,81 @@ async fn on_a_kubelet_pods_pull_with_the_controllers_secret_or_through_the_crede
         )
         .await;
 
+        // (b') A ServiceAccount created together with its Pod, in a namespace an injectOnCreate
+        // binding selects: the webhook adds the reference in the create response, so the Pod
+        // gets the Secret from admission and pulls on the first try.
+        let injected = labelled_namespace(h, "e2e-kubelet-inject").await;
+        let inject = h.named("inject");
+        h.binding(
+            &inject,
+            &format!(
+                "  registry: {{instanceId: {INSTANCE}}}\n  policyRef: {{name: {}}}\n  namespaces: {{selector: {{matchLabels: {{{SELECT_LABEL}: {}}}}}}}\n  serviceAccounts: {{all: true}}\n  injectOnCreate: true\n",
+                h.policy, h.id
+            ),
+        )
+        .await;
+        h.wait_ready(&inject, "True", Duration::from_secs(60)).await;
+        wait_secret(&h.secrets(&injected), "injected namespace's Secret", |_| {
+            true
+        })
+        .await;
+        wait_mutating(h, &injected).await;
+        let sa: ServiceAccount =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "created-with-pod"}}))
+                .unwrap();
+        let injected_pods: Api<Pod> = Api::namespaced(client.clone(), &injected);
+        let t = Instant::now();
+        h.service_accounts(&injected)
+            .create(&PostParams::default(), &sa)
+            .await
+            .unwrap();
+        let created = injected_pods
+            .create(
+                &PostParams::default(),
+                &pod("private-app", &node.name, "created-with-pod", &image),
+            )
+            .await
+            .unwrap();
+        let copied: Vec<_> = created
+            .spec
+            .and_then(|s| s.image_pull_secrets)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(
+            copied,
+            vec![SECRET_NAME.to_owned()],
+            "the Pod got the Secret at admission"
+        );
+        let phase = wait_finished(&injected_pods, "private-app").await;
+        let ev = wait_events(&client, &injected, "private-app", "Started event", |ev| {
+            ev.iter().any(|(r, _)| r == "Started")
+        })
+        .await;
+        print_events(&injected, "private-app", &ev);
+        eprintln!(
+            "Pod private-app (injectOnCreate) {phase} after {:?}",
+            t.elapsed()
+        );
+        assert_eq!(phase, "Succeeded", "{ev:?}");
+        assert!(
+            ev.iter().all(|(r, _)| r != "Failed" && r != "BackOff"),
+            "not on the first try: {ev:?}"
+        );
+        force_delete(&injected_pods, "private-app").await;
+
         force_delete(&pods, "private-app").await;
         force_delete(&other, "private-app").await;
-    })
-    .await;
+    }
+    running.stop().await;
     drop(node);
     eprintln!("Secret pulls took {:?}", started.elapsed());
 
     // (c) The kubelet runs `acr-credential-provider` (node identity: the ECS metadata role) and
     // a Pod with no pull Secret at all, in the namespace no binding selects, pulls and runs.
     let t = Instant::now();
-    let (config, bin_dir) = provider_files(&p.chain.dir, &p.chain.registry, &h.fake.base_url());
+    let (config, bin_dir) = provider_files(&p.chain.dir, &p.chain.registry, h.fake.base_url());
     let node = Node::start(
         &p.chain.dir,
         &format!("{node_name}-provider"),
