@@ -9,6 +9,10 @@
 #       on the containerd of a chain `scripts/pull-chain.sh up CHAIN_DIR` started; loopback only,
 #       state in CHAIN_DIR/kubelet. It records the machine-wide sysctls a kubelet changes at start
 #       (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops) in CHAIN_DIR/kubelet/sysctls.
+#       With ACC_KUBELET_PROVIDER_CONFIG (a kubelet CredentialProviderConfig file) and
+#       ACC_KUBELET_PROVIDER_BIN_DIR (the folder holding the providers it names) set, the kubelet
+#       runs image credential providers (1.20: feature gate KubeletCredentialProviders, API
+#       credentialprovider.kubelet.k8s.io/v1alpha1).
 #   scripts/kubelet.sh down CHAIN_DIR
 #       stop that kubelet by PID and restore the recorded sysctls (run it before pull-chain down)
 #
@@ -112,6 +116,14 @@ cmd_up() {
   fi
   # shellcheck disable=SC1091
   . "$chain/env"
+  local providers=()
+  if [ -n "${ACC_KUBELET_PROVIDER_CONFIG:-}" ]; then
+    [ -f "$ACC_KUBELET_PROVIDER_CONFIG" ] && [ -d "${ACC_KUBELET_PROVIDER_BIN_DIR:-}" ] ||
+      die "ACC_KUBELET_PROVIDER_CONFIG needs an existing file and ACC_KUBELET_PROVIDER_BIN_DIR a folder"
+    providers=(--feature-gates KubeletCredentialProviders=true
+      --image-credential-provider-config "$ACC_KUBELET_PROVIDER_CONFIG"
+      --image-credential-provider-bin-dir "$ACC_KUBELET_PROVIDER_BIN_DIR")
+  fi
   setsid "$BIN/kubelet" --kubeconfig "$kubeconfig" --hostname-override "$node" \
     --container-runtime remote --container-runtime-endpoint "unix://$sock" --image-service-endpoint "unix://$sock" \
     --root-dir "$dir/root" --cert-dir "$dir/pki" --volume-plugin-dir "$dir/volume-plugins" \
@@ -120,6 +132,7 @@ cmd_up() {
     --cgroup-driver cgroupfs --cgroups-per-qos=false --enforce-node-allocatable= --fail-swap-on=false \
     --oom-score-adj 0 --make-iptables-util-chains=false --eviction-hard= \
     --image-gc-high-threshold 100 --image-gc-low-threshold 99 --pod-infra-container-image "$PAUSE_IMAGE" \
+    "${providers[@]}" \
     >"$dir/kubelet.log" 2>&1 </dev/null &
   echo $! >"$dir/kubelet.pid"
   local deadline=$((SECONDS + 60))
@@ -156,5 +169,5 @@ case "${1:-}" in
   up) shift; cmd_up "$@" ;;
   down) shift; cmd_down "$@" ;;
   path) [ -x "$BIN/kubelet" ] || exit 3; printf '%s\n' "$BIN/kubelet" ;;
-  *) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

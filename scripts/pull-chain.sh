@@ -307,6 +307,15 @@ down() {
     for f in "$tasks"/*/*/init.pid; do [ -f "$f" ] && stop_pid_file "$f"; done
     for f in "$tasks"/*/*/shim.pid; do [ -f "$f" ] && stop_pid_file "$f"; done
   fi
+  # Shims whose pid file was not found above (seen with a kubelet's pod sandboxes): by the
+  # socket they were started for, one PID at a time.
+  local p
+  for p in /proc/[0-9]*; do
+    if tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF -- "-address $dir/containerd.sock "; then
+      echo "${p#/proc/}" >"$dir/stray-shim.pid"
+      stop_pid_file "$dir/stray-shim.pid"
+    fi
+  done
   # Every sandbox and container this containerd ran, to find their cgroups.
   if [ -d "$dir/containerd/root/io.containerd.grpc.v1.cri" ]; then
     for f in "$dir"/containerd/root/io.containerd.grpc.v1.cri/{sandboxes,containers}/*; do

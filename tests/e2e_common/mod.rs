@@ -25,8 +25,12 @@ use crate::support::{self, TestEnv, install_crds};
 
 pub use crate::controller_common::INSTANCE;
 
+/// The RAM role of the node's ECS instance, served by the fake's metadata service: what
+/// `acr-credential-provider` with `identity: {node: {}}` pulls as.
+pub const NODE_ROLE: &str = "e2e-node";
+
 /// The fake's world: [`INSTANCE`] served by the local registry at `registry`, and another
-/// instance [`OTHER_INSTANCE`] at [`OTHER_DOMAIN`].
+/// instance [`OTHER_INSTANCE`] at [`OTHER_DOMAIN`]; ECS metadata hands out [`NODE_ROLE`].
 pub fn scenario(registry: &str, registry_seconds: u64) -> Scenario {
     let yaml = format!(
         r#"
@@ -43,6 +47,8 @@ accounts:
         maxSessionDuration: 3600
         permissions: ["cr:GetAuthorizationToken", "cr:ListInstanceEndpoint"]
         trust: {{principals: ["acs:ram::{ACCOUNT}:root"]}}
+      - name: {NODE_ROLE}
+        permissions: ["cr:GetAuthorizationToken:{INSTANCE}"]
     instances:
       - id: {INSTANCE}
         name: pulls
@@ -58,6 +64,7 @@ accounts:
           - type: internet
             enabled: true
             domains: [{{domain: {OTHER_DOMAIN}, type: SYSTEM}}]
+metadata: {{account: "{ACCOUNT}", roleName: {NODE_ROLE}}}
 "#
     );
     Scenario::from_str_resolved(&yaml).unwrap()
