@@ -58,3 +58,6 @@ if [ -f "$REPO/tests/requirements.txt" ]; then
 fi
 
 bash "$REPO/scripts/cluster.sh" build
+# The node of the end-to-end pull tests and the sandbox (tests/e2e_kubelet.rs), built once from the
+# same source and cached apart from the control plane.
+bash "$REPO/scripts/kubelet.sh" build
