@@ -16,6 +16,7 @@ use acr_credential_controller::cloud::CloudClient;
 use acr_credential_controller::cloud::clock::SystemClock;
 use acr_credential_controller::cloud::credentials::access_key::KubeSecretReader;
 use acr_credential_controller::controller::caches::Readiness;
+use acr_credential_controller::controller::recorder::Recorder;
 use acr_credential_controller::controller::resolve::{Resolved, resolve};
 use acr_credential_controller::controller::sync::{SecretState, sync_namespace};
 use acr_credential_controller::controller::tokens::{CloudFetcher, TokenManager};
@@ -24,7 +25,7 @@ use acr_credential_controller::controller::{Context, Stores};
 use controller_common::{Harness, SECRET_NAME, pull_secret_names, wait_sa};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::Event;
 

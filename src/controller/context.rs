@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::Client;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::Store;
 
 use super::caches::Readiness;
 use super::leader::Leadership;
+use super::recorder::Recorder;
 use super::tokens::TokenManager;
 use crate::api::{AcrCredentialPolicy, AcrRegistryBinding};
 use crate::cloud::clock::Clock;
@@ -159,61 +160,7 @@ impl Context {
         let reference = object.object_ref(&());
         match self.recorder.publish(&event, &reference).await {
             Ok(()) => crate::metrics::write("Event", "create"),
-            // Kubernetes < 1.22 refuses events.k8s.io/v1 Events about cluster-scoped objects
-            // (it wants the Event's namespace to equal the object's, which is empty); the core
-            // v1 API accepts them in `default`.
-            Err(e) if super::error::is_status(&e, 422) && reference.namespace.is_none() => {
-                match self.core_event(&event, reference).await {
-                    Ok(()) => crate::metrics::write("Event", "create"),
-                    Err(e) => tracing::warn!(error = %e, reason, "could not publish Event"),
-                }
-            }
             Err(e) => tracing::warn!(error = %e, reason, "could not publish Event"),
         }
-    }
-
-    async fn core_event(
-        &self,
-        event: &Event,
-        reference: k8s_openapi::api::core::v1::ObjectReference,
-    ) -> Result<(), kube::Error> {
-        use k8s_openapi::api::core::v1::{Event as CoreEvent, EventSource};
-        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-        let now = jiff::Timestamp::now();
-        let object = reference.name.clone().unwrap_or_default();
-        let core = CoreEvent {
-            metadata: ObjectMeta {
-                name: Some(format!("{object}.{:x}", now.as_nanosecond())),
-                namespace: Some("default".into()),
-                ..ObjectMeta::default()
-            },
-            involved_object: reference,
-            reason: Some(event.reason.clone()),
-            message: event.note.clone(),
-            type_: Some(
-                match event.type_ {
-                    EventType::Normal => "Normal",
-                    EventType::Warning => "Warning",
-                }
-                .into(),
-            ),
-            action: Some(event.action.clone()),
-            count: Some(1),
-            first_timestamp: Some(Time(now)),
-            last_timestamp: Some(Time(now)),
-            source: Some(EventSource {
-                component: Some(CONTROLLER_NAME.into()),
-                host: None,
-            }),
-            reporting_component: Some(CONTROLLER_NAME.into()),
-            reporting_instance: Some(
-                std::env::var("POD_NAME").unwrap_or_else(|_| CONTROLLER_NAME.into()),
-            ),
-            ..CoreEvent::default()
-        };
-        kube::Api::<CoreEvent>::namespaced(self.client.clone(), "default")
-            .create(&kube::api::PostParams::default(), &core)
-            .await?;
-        Ok(())
     }
 }

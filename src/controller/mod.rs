@@ -21,6 +21,7 @@
 //! - [`observe`]: folds one reconcile's namespace outcomes into the binding's view (pure).
 //! - [`status`]: the binding status builder (one function per condition) and SSA on `/status`.
 //! - [`events`]: Event reasons and actions, and the token Event builder (pure).
+//! - [`recorder`]: publishes Events, one per distinct note, identical repeats folded into a count.
 //! - [`binding`], [`policy`]: the reconcilers.
 //! - [`legacy_sync`]: live translation of the legacy ConfigMap (optional).
 //! - [`error`]: the layer's error type.
@@ -41,6 +42,7 @@ pub mod locks;
 pub mod observe;
 pub mod policy;
 pub mod probes;
+pub mod recorder;
 pub mod resolve;
 pub mod secret;
 pub mod selection;
@@ -56,10 +58,11 @@ use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
+use recorder::Recorder;
 
 pub use caches::Readiness;
 pub use context::{Context, ControllerConfig, Stores};

@@ -119,9 +119,9 @@ def test_rbac_pins_secrets_to_the_configured_name():
          ("acr-credential-controller",), ("get", "update")),
     ]
     # Events: the recorder creates events.k8s.io Events and patches their series; the core
-    # Event (Kubernetes before 1.22) is only created; the legacy ConfigMap's Events only created.
+    # Event (Kubernetes before 1.22) likewise, its count; the legacy ConfigMap's Events only created.
     events = one(docs, "Role", "acr-credential-controller-events", "default")
-    assert rules(events) == [(("",), ("events",), (), ("create",)),
+    assert rules(events) == [(("",), ("events",), (), ("create", "patch")),
                              (("events.k8s.io",), ("events",), (), ("create", "patch"))]
     legacy = one(docs, "Role", "acr-credential-controller-events", "kube-system")
     assert rules(legacy)[0] == (("events.k8s.io",), ("events",), (), ("create",))
