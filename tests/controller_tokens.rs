@@ -104,6 +104,55 @@ async fn renewal_updates_the_secret_in_place_without_a_gap() {
     .await;
 }
 
+/// The "valid until ..." part of a token Event's note.
+fn expiry(note: &str) -> Option<String> {
+    let start = note.find("valid until ")?;
+    let rest = &note[start..];
+    Some(rest.split(',').next().unwrap_or(rest).to_owned())
+}
+
+#[tokio::test]
+async fn each_renewal_event_tells_its_own_expiry() {
+    // 60 s tokens renewed 40 s before expiry: renewals about 20 s and 40 s after issue.
+    let h = Harness::new("ctrl-events", 60, "40s").await;
+    let ns = h.env.namespace().to_owned();
+    h.with_controller(async |h| {
+        let name = format!("{}-events", h.id);
+        h.bind(&name, &h.test_binding().names(&[&ns])).await;
+        h.wait_ready(&name, "True", Duration::from_secs(60)).await;
+        // Two renewals: two TokenRenewed notes, each with the expiry of its own token (an
+        // Event recorder that folds by reason keeps the first note for both).
+        let expiries = support::wait_until(
+            Duration::from_secs(90),
+            "two TokenRenewed Events with different expiries",
+            || async {
+                let events = events_for(h, &name).await;
+                let mut renewed: Vec<String> = events
+                    .iter()
+                    .filter(|e| e.1 == "TokenRenewed")
+                    .filter_map(|e| expiry(&e.2))
+                    .collect();
+                renewed.sort();
+                renewed.dedup();
+                (renewed.len() >= 2)
+                    .then_some(renewed)
+                    .ok_or(format!("{events:?}"))
+            },
+        )
+        .await;
+        // The issue Event keeps the first token's expiry.
+        let issued: Vec<String> = events_for(h, &name)
+            .await
+            .iter()
+            .filter(|e| e.1 == "TokenIssued")
+            .filter_map(|e| expiry(&e.2))
+            .collect();
+        assert_eq!(issued.len(), 1, "{issued:?}");
+        assert!(!expiries.contains(&issued[0]), "{issued:?} {expiries:?}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn cloud_outage_keeps_the_secret_and_recovers() {
     let h = Harness::new("ctrl-outage", 60, "40s").await;
