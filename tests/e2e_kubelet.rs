@@ -330,6 +330,36 @@ fn provider_files(chain_dir: &Path, registry: &str, cloud: &url::Url) -> (PathBu
     (kubelet_config, bin_dir)
 }
 
+/// The pull Secrets admission gave a created Pod.
+fn pod_pull_secrets(pod: &Pod) -> Vec<String> {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.image_pull_secrets.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.name)
+        .collect()
+}
+
+/// Waits until Pod `name` in `ns` ended and its `Started` Event is there; prints its Events and
+/// how long it took since `t` (`label` names the case). The phase and the Events.
+async fn wait_ran(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    label: &str,
+    t: Instant,
+) -> (String, Vec<(String, String)>) {
+    let phase = wait_finished(&Api::namespaced(client.clone(), ns), name).await;
+    let ev = wait_events(client, ns, name, "Started event", |ev| {
+        ev.iter().any(|(r, _)| r == "Started")
+    })
+    .await;
+    print_events(ns, name, &ev);
+    eprintln!("Pod {label} {phase} after {:?}", t.elapsed());
+    (phase, ev)
+}
+
 /// Waits until the Pod ended; its phase.
 async fn wait_finished(api: &Api<Pod>, name: &str) -> String {
     support::wait_until(Duration::from_secs(60), "Pod finished", || {
@@ -398,26 +428,12 @@ async fn on_a_kubelet_pods_pull_with_the_controllers_secret_or_through_the_crede
             )
             .await
             .unwrap();
-        let copied: Vec<_> = created
-            .spec
-            .as_ref()
-            .and_then(|s| s.image_pull_secrets.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| r.name)
-            .collect();
         assert_eq!(
-            copied,
+            pod_pull_secrets(&created),
             vec![SECRET_NAME.to_owned()],
             "admission copied the SA's Secret"
         );
-        let phase = wait_finished(&pods, "private-app").await;
-        let ev = wait_events(&client, &ns, "private-app", "Started event", |ev| {
-            ev.iter().any(|(r, _)| r == "Started")
-        })
-        .await;
-        print_events(&ns, "private-app", &ev);
-        eprintln!("Pod private-app {phase} after {:?}", t.elapsed());
+        let (phase, ev) = wait_ran(&client, &ns, "private-app", "private-app", t).await;
         assert_eq!(phase, "Succeeded", "{ev:?}");
         let reasons: Vec<&str> = ev.iter().map(|(r, _)| r.as_str()).collect();
         for expected in ["Pulling", "Pulled", "Created", "Started"] {
@@ -538,28 +554,19 @@ async fn on_a_kubelet_pods_pull_with_the_controllers_secret_or_through_the_crede
             )
             .await
             .unwrap();
-        let copied: Vec<_> = created
-            .spec
-            .and_then(|s| s.image_pull_secrets)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|r| r.name)
-            .collect();
         assert_eq!(
-            copied,
+            pod_pull_secrets(&created),
             vec![SECRET_NAME.to_owned()],
             "the Pod got the Secret at admission"
         );
-        let phase = wait_finished(&injected_pods, "private-app").await;
-        let ev = wait_events(&client, &injected, "private-app", "Started event", |ev| {
-            ev.iter().any(|(r, _)| r == "Started")
-        })
+        let (phase, ev) = wait_ran(
+            &client,
+            &injected,
+            "private-app",
+            "private-app (injectOnCreate)",
+            t,
+        )
         .await;
-        print_events(&injected, "private-app", &ev);
-        eprintln!(
-            "Pod private-app (injectOnCreate) {phase} after {:?}",
-            t.elapsed()
-        );
         assert_eq!(phase, "Succeeded", "{ev:?}");
         assert!(
             ev.iter().all(|(r, _)| r != "Failed" && r != "BackOff"),
@@ -604,17 +611,7 @@ async fn on_a_kubelet_pods_pull_with_the_controllers_secret_or_through_the_crede
         None,
         "the Pod has no pull Secret"
     );
-    let phase = wait_finished(&other, "provider-app").await;
-    let ev = wait_events(
-        &client,
-        &unselected,
-        "provider-app",
-        "Started event",
-        |ev| ev.iter().any(|(r, _)| r == "Started"),
-    )
-    .await;
-    print_events(&unselected, "provider-app", &ev);
-    eprintln!("Pod provider-app {phase} after {:?}", t.elapsed());
+    let (phase, ev) = wait_ran(&client, &unselected, "provider-app", "provider-app", t).await;
     assert_eq!(phase, "Succeeded", "{ev:?}");
     assert!(
         ev.iter().any(|(r, m)| r == "Pulled"
