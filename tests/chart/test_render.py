@@ -356,6 +356,40 @@ def test_metrics_service_monitor_and_alerts():
     assert len(alerts) == 3
 
 
+
+def test_grafana_dashboard_configmap_for_the_sidecar():
+    dashboard = "acr-acr-credential-controller-dashboard"
+    assert not find(objects(), "ConfigMap", dashboard)
+    shipped = (CHART.parent.parent / "deploy" / "grafana" / "acr-credential-controller.json").read_text()
+    assert (CHART / "files" / "grafana-dashboard.json").read_text() == shipped, \
+        "the chart's dashboard is a copy of the one tests/operate_dashboard.rs checks"
+    cm = one(objects({"grafana": {"dashboards": {"enabled": True}}}), "ConfigMap", dashboard)
+    assert cm["metadata"]["namespace"] == "acr-system"
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["labels"]["app.kubernetes.io/name"] == "acr-credential-controller"
+    assert "annotations" not in cm["metadata"]
+    (key,) = cm["data"]
+    assert key == "acr-credential-controller.json"
+    assert json.loads(cm["data"][key]) == json.loads(shipped)
+
+    cm = one(objects({"grafana": {"dashboards": {
+        "enabled": True, "namespace": "monitoring", "label": "grafana.example.com/dashboard",
+        "labelValue": "true", "annotations": {"grafana_folder": "Platform"}}}}), "ConfigMap", dashboard)
+    assert cm["metadata"]["namespace"] == "monitoring"
+    assert cm["metadata"]["labels"]["grafana.example.com/dashboard"] == "true"
+    assert "grafana_dashboard" not in cm["metadata"]["labels"]
+    assert cm["metadata"]["annotations"] == {"grafana_folder": "Platform"}
+
+    chart = helm.Chart.load(CHART)
+    for bad, name in [({"dashboard": {"enabled": True}}, "dashboard"),
+                      ({"dashboards": {"labelValue": 1}}, "labelValue"),
+                      ({"dashboards": {"labelValue": "not a label value"}}, "labelValue"),
+                      ({"dashboards": {"label": "bad key!"}}, "label"),
+                      ({"dashboards": {"namespace": "Monitoring"}}, "namespace")]:
+        with pytest.raises(helm.HelmError) as e:
+            chart.validate_schema({"grafana": bad})
+        assert name in str(e.value), str(e.value)
+
 def test_webhook_configuration_without_ca_bundle_and_its_rbac():
     docs = objects(name="acr-credential-controller")
     mwc = one(docs, "MutatingWebhookConfiguration", "acr-credential-controller")

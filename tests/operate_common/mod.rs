@@ -1,7 +1,10 @@
 //! Shared parts of the `operate_*` tests: the real `acr-credential-controller run` binary as a
 //! replica (leader election on, probes on a free port, JSON logs collected), scraping its
-//! `/metrics`, and reading the local control plane's audit log of writes by user agent.
+//! `/metrics`, and reading the local control plane's audit log of writes by user agent;
+//! [`exports`] checks PromQL the project ships against a real scrape.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod exports;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -42,6 +45,17 @@ impl Replica {
         identity: &str,
         kubeconfig: &std::path::Path,
     ) -> Replica {
+        Self::start_with(h, lease, identity, kubeconfig, &[]).await
+    }
+
+    /// As [`Replica::start_as`], with `extra` arguments to `run` (e.g. the webhook's).
+    pub async fn start_with(
+        h: &Harness,
+        lease: &str,
+        identity: &str,
+        kubeconfig: &std::path::Path,
+        extra: &[String],
+    ) -> Replica {
         let mut child = Command::new(env!("CARGO_BIN_EXE_acr-credential-controller"))
             .args(["run", "--leader-elect", "--log-format", "json"])
             .arg("--kubeconfig")
@@ -56,6 +70,7 @@ impl Replica {
             .args(["--retry-period-seconds", &RETRY.to_string()])
             .args(["--probe-address", "127.0.0.1:0"])
             .args(["--resync-seconds", "60"])
+            .args(extra)
             .env("RUST_LOG", "info")
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")
