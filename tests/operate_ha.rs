@@ -672,42 +672,6 @@ async fn readyz_follows_the_caches_and_livez_the_lease_loop() {
     assert_eq!(get("/readyz").await.0, 200);
 }
 
-/// A kubeconfig for ServiceAccount `sa` of `ns` (its token Secret, which Kubernetes 1.20 creates),
-/// at the admin kubeconfig's server.
-async fn service_account_kubeconfig(h: &Harness, ns: &str, sa: &str) -> std::path::PathBuf {
-    let admin_path = support::cluster().kubeconfig.clone().unwrap();
-    let admin: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&admin_path).unwrap()).unwrap();
-    let cluster = &admin["clusters"][0]["cluster"];
-    let sas: Api<ServiceAccount> = Api::namespaced(h.client(), ns);
-    let secret_name = support::wait_until(Duration::from_secs(60), "token Secret", || {
-        let sas = sas.clone();
-        async move {
-            sas.get(sa)
-                .await
-                .ok()
-                .and_then(|s| s.secrets)
-                .and_then(|s| s.first().and_then(|r| r.name.clone()))
-        }
-    })
-    .await;
-    let secret = h.secrets(ns).get(&secret_name).await.unwrap();
-    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
-    let config = serde_json::json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {
-            "server": cluster["server"].as_str().unwrap(),
-            "certificate-authority-data": cluster["certificate-authority-data"].as_str().unwrap(),
-        }}],
-        "users": [{"name": "u", "user": {"token": token}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "c",
-    });
-    let path = std::env::temp_dir().join(format!("{}-{sa}.kubeconfig", h.id));
-    std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_leader_whose_lease_rbac_is_revoked_stops_writing_and_exits() {
     let h = Harness::new("op-rbac", 3600, "15m").await;
@@ -751,7 +715,7 @@ subjects: [{{kind: ServiceAccount, name: {sa}, namespace: {ns}}}]
             id = h.id
         ))
         .await;
-    let kubeconfig = service_account_kubeconfig(&h, &ns, sa).await;
+    let kubeconfig = h.service_account_kubeconfig(&ns, sa).await;
     let first = labelled_namespaces(&h, &label, 1).await;
     let mut a = Replica::start_as(&h, &lease, &format!("{}-a", h.id), &kubeconfig).await;
     a.wait_log("became the leader", Duration::from_secs(30))

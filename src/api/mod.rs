@@ -9,6 +9,7 @@
 //! - `schema_check`: a client-side evaluator of the OpenAPI schema subset the CRDs use.
 //! - `patterns`, `duration`: string formats shared by the schema and the code.
 //! - `selector`: the schema of the label selectors, with Kubernetes' operator and values rules.
+//! - `rotation`: the annotation that requests a rotation on demand.
 
 pub mod binding;
 pub mod conditions;
@@ -17,6 +18,7 @@ pub mod defaults;
 pub mod duration;
 pub mod patterns;
 pub mod policy;
+pub mod rotation;
 pub mod schema_check;
 pub mod selector;
 pub mod validation;

@@ -130,9 +130,13 @@ impl CloudArgs {
 /// How to reach the cluster.
 #[derive(Clone, Debug, Args)]
 pub struct KubeArgs {
-    /// Kubeconfig file; without it: in-cluster configuration, then ~/.kube/config.
+    /// Kubeconfig file, or a list of them as KUBECONFIG spells it (merged the way kubectl
+    /// merges them); without it: ~/.kube/config, then the in-cluster configuration.
     #[arg(long, env = "KUBECONFIG")]
     pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use; without it: the kubeconfig's current context.
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
 }
 
 impl KubeArgs {
@@ -152,18 +156,30 @@ impl KubeArgs {
                 message: e.to_string(),
             }
         };
+        let options = KubeConfigOptions {
+            context: self.context.clone(),
+            ..KubeConfigOptions::default()
+        };
         let config = match &self.kubeconfig {
-            Some(path) => {
-                let shown = path.display().to_string();
-                let kubeconfig = Kubeconfig::read_from(path).map_err(manifest(shown.clone()))?;
-                kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            Some(list) => {
+                let shown = list.display().to_string();
+                let kubeconfig = std::env::split_paths(list.as_os_str())
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .try_fold(Kubeconfig::default(), |merged, path| {
+                        Kubeconfig::read_from(path).and_then(|next| merged.merge(next))
+                    })
+                    .map_err(manifest(shown.clone()))?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &options)
                     .await
                     .map_err(manifest(shown))?
             }
+            None if self.context.is_some() => kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(manifest("~/.kube/config".into()))?,
             None => kube::Config::infer()
                 .await
                 .map_err(|e| CliError::Manifest {
-                    path: "(in-cluster or ~/.kube/config)".into(),
+                    path: "(~/.kube/config or in-cluster)".into(),
                     message: e.to_string(),
                 })?,
         };
@@ -208,7 +224,7 @@ mod tests {
             v
         };
         let run = flags("run");
-        assert_eq!(run.len(), 11, "{run:?}");
+        assert_eq!(run.len(), 12, "{run:?}");
         assert_eq!(run, flags("doctor"));
     }
 

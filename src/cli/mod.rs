@@ -10,6 +10,7 @@ pub mod crd;
 pub mod doctor;
 pub mod input;
 pub mod migrate;
+pub mod plugin;
 pub mod run;
 pub mod validate;
 pub mod webhook;
@@ -47,6 +48,9 @@ pub enum Command {
     /// Walk one binding's credential chain against Alibaba Cloud (source, assume-role, registry
     /// token, domains) and say where it breaks. Never prints a secret.
     Doctor(doctor::DoctorArgs),
+    /// The `kubectl acr` plugin's commands (status, renew), with your own kubeconfig. Installed
+    /// as `kubectl-acr` (a link to this binary, or krew), the binary runs them directly.
+    Kubectl(plugin::PluginArgs),
 }
 
 /// Errors of the command line layer.
@@ -81,6 +85,10 @@ pub enum CliError {
     /// The CRDs could not be rendered.
     #[error(transparent)]
     Crd(#[from] crate::api::crd::CrdError),
+    /// The cluster refused or failed a request of the `kubectl acr` plugin; the message names
+    /// the missing right or object.
+    #[error("{0}")]
+    Request(String),
     /// YAML output could not be rendered.
     #[error("cannot render YAML: {0}")]
     Render(#[from] serde_yaml::Error),
@@ -93,6 +101,7 @@ impl CliError {
             CliError::Io { .. } => "IoError",
             CliError::Manifest { .. } => "InvalidManifest",
             CliError::Kube { .. } => "KubeError",
+            CliError::Request(_) => "RequestFailed",
             CliError::Crd(e) => e.reason(),
             CliError::Render(_) => "RenderError",
         }
@@ -108,6 +117,7 @@ impl Cli {
             Command::Validate(args) => validate::run(&args, out, err),
             Command::Run(args) => run::run(&args, err).await,
             Command::Doctor(args) => doctor::run(&args, out, err).await,
+            Command::Kubectl(args) => return args.verb.run(out, err).await,
         };
         match result {
             Ok(code) => code,

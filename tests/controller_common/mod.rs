@@ -258,6 +258,42 @@ impl Harness {
         Api::namespaced(self.client(), ns)
     }
 
+    /// A kubeconfig for ServiceAccount `sa` of `ns` (its token Secret, which Kubernetes 1.20
+    /// creates), at the admin kubeconfig's server.
+    pub async fn service_account_kubeconfig(&self, ns: &str, sa: &str) -> std::path::PathBuf {
+        let admin_path = support::cluster().kubeconfig.clone().unwrap();
+        let admin: serde_yaml::Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&admin_path).unwrap()).unwrap();
+        let cluster = &admin["clusters"][0]["cluster"];
+        let sas: Api<ServiceAccount> = Api::namespaced(self.client(), ns);
+        let secret_name = support::wait_until(Duration::from_secs(60), "token Secret", || {
+            let sas = sas.clone();
+            async move {
+                sas.get(sa)
+                    .await
+                    .ok()
+                    .and_then(|s| s.secrets)
+                    .and_then(|s| s.first().and_then(|r| r.name.clone()))
+            }
+        })
+        .await;
+        let secret = self.secrets(ns).get(&secret_name).await.unwrap();
+        let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
+        let config = serde_json::json!({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "c", "cluster": {
+                "server": cluster["server"].as_str().unwrap(),
+                "certificate-authority-data": cluster["certificate-authority-data"].as_str().unwrap(),
+            }}],
+            "users": [{"name": "u", "user": {"token": token}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "c",
+        });
+        let path = std::env::temp_dir().join(format!("{}-{sa}.kubeconfig", self.id));
+        std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
+        path
+    }
+
     /// Waits until the binding's Ready condition has `status`, and returns the binding.
     pub async fn wait_ready(
         &self,
