@@ -17,6 +17,8 @@
 # under ${XDG_CACHE_HOME:-~/.cache}/acr-credential-controller/k8s-<version>-r<recipe>/ (override: ACC_CACHE_DIR).
 # Each `up` uses free loopback ports and a fresh temporary directory; the admin kubeconfig is
 # written to .cluster/kubeconfig in the repository (override the folder: ACC_CLUSTER_DIR).
+# API Priority and Fairness is off (the API server's max-inflight limits apply);
+# ACC_APF=true at `up` turns it on, as on a default 1.20 cluster.
 set -euo pipefail
 
 K8S_VERSION=1.20.2
@@ -306,7 +308,7 @@ EOF
     --service-cluster-ip-range 10.0.0.0/24 --authorization-mode RBAC --token-auth-file "$RUNDIR/tokens.csv" \
     --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$pki/sa.pub" \
     --service-account-signing-key-file "$pki/sa.key" --api-audiences https://kubernetes.default.svc,sts.aliyuncs.com \
-    --allow-privileged=true --enable-priority-and-fairness=false --profiling=false \
+    --allow-privileged=true --enable-priority-and-fairness="${ACC_APF:-false}" --profiling=false \
     --audit-policy-file "$RUNDIR/audit-policy.yaml" --audit-log-path "$RUNDIR/audit.log" \
     --audit-log-maxsize 200 --audit-log-maxbackup 1
   wait_for "$READY_TIMEOUT" kube-apiserver "$(cat "$RUNDIR/kube-apiserver.pid")" "$RUNDIR/kube-apiserver.log" \

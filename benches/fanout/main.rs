@@ -9,15 +9,23 @@
 //! Options (after `--`): `--namespaces N` (1000), `--unrelated-secrets M` (20000),
 //! `--new-namespaces K` (100), `--rate R` new namespaces per second (10), `--concurrency C`
 //! (the floor client's parallel namespaces; 8, as the controller converges 8 namespaces at
-//! once), `--steady-seconds S` (20).
+//! once), `--steady-seconds S` (20), `--neighbour-rate Q` operations per second of the
+//! neighbour client (20), `--wave-namespaces W` new namespaces created during the renewal wave
+//! (20).
+//!
+//! A neighbour client (another client, its own connection, its own namespace) reads and writes
+//! ConfigMaps at a steady rate from before the first floor run to the end; its latency is
+//! reported idle (the steady-state window), during the fan-out and during the renewal wave.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod cpu;
 mod floor;
 mod metrics;
+mod neighbour;
 mod observe;
 mod report;
 mod setup;
+mod wave;
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +41,8 @@ pub struct Params {
     pub rate: f64,
     pub concurrency: usize,
     pub steady_seconds: u64,
+    pub neighbour_rate: f64,
+    pub wave_namespaces: usize,
 }
 
 fn parse_args() -> Params {
@@ -43,6 +53,8 @@ fn parse_args() -> Params {
         rate: 10.0,
         concurrency: 8,
         steady_seconds: 20,
+        neighbour_rate: 20.0,
+        wave_namespaces: 20,
     };
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -58,6 +70,8 @@ fn parse_args() -> Params {
             "--rate" => p.rate = number(flag, value),
             "--concurrency" => p.concurrency = number(flag, value),
             "--steady-seconds" => p.steady_seconds = number(flag, value),
+            "--neighbour-rate" => p.neighbour_rate = number(flag, value),
+            "--wave-namespaces" => p.wave_namespaces = number(flag, value),
             other => panic!("unknown option {other}"),
         }
     }
@@ -126,6 +140,13 @@ async fn main() {
     let client = world.client.clone();
     let mut report = Report::new(&params);
 
+    // The neighbour runs from here to the end, on a client of its own.
+    let neighbour = neighbour::Neighbour::start(
+        setup::client(&world.kubeconfig).await,
+        params.neighbour_rate,
+    )
+    .await;
+
     // The observer's watches load the API server during the floor as during the fan-out.
     let observer = Observer::start(&client, setup::SECRET_NAME);
 
@@ -177,12 +198,14 @@ async fn main() {
     let t0 = Instant::now();
     world.apply_binding().await;
     wait_for(
-        Duration::from_secs(600),
+        Duration::from_secs(600 + params.namespaces as u64 / 10),
         "every Secret and ServiceAccount",
         || observer.all_done(&world.fanout_namespaces).is_some(),
     )
     .await;
-    let fanout_time = observer.all_done(&world.fanout_namespaces).unwrap() - t0;
+    let fanout_done = observer.all_done(&world.fanout_namespaces).unwrap();
+    let fanout_time = fanout_done - t0;
+    let neighbour_fanout = neighbour.window(t0, fanout_done);
     let fanout_cpu = everyone.sample().since(&cpu_before);
     // Let the last status write land before counting.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -223,7 +246,9 @@ async fn main() {
     }
     log(&format!("steady state: {} s", params.steady_seconds));
     let before = metrics::scrape(&client).await.unwrap();
+    let steady_start = Instant::now();
     tokio::time::sleep(Duration::from_secs(params.steady_seconds)).await;
+    let neighbour_idle = neighbour.window(steady_start, Instant::now());
     let steady_writes = metrics::scrape(&client).await.unwrap().since(&before);
 
     // 4. One renewal wave.
@@ -237,15 +262,67 @@ async fn main() {
     let before = metrics::scrape(&client).await.unwrap();
     let cloud_before = world.cloud_calls();
     let wave_start = Instant::now();
-    wait_for(Duration::from_secs(300), "every Secret renewed", || {
-        observer.changed_since(&world.fanout_namespaces, wave_start)
-            == world.fanout_namespaces.len()
-    })
+    // While the wave runs, new namespaces: from the first Secret rewritten on, spread over
+    // about the time the fan-out's Secret writes took (half the fan-out's writes).
+    let wave_spread = (fanout_time / 2).max(Duration::from_secs(1));
+    let wave_interval =
+        (wave_spread / params.wave_namespaces.max(1) as u32).max(Duration::from_millis(10));
+    let renewed = async {
+        wait_for(
+            Duration::from_secs(300 + params.namespaces as u64 / 20),
+            "every Secret renewed",
+            || {
+                observer.changed_since(&world.fanout_namespaces, wave_start)
+                    == world.fanout_namespaces.len()
+            },
+        )
+        .await;
+        jiff::Timestamp::now()
+    };
+    let during = async {
+        wait_for(Duration::from_secs(300), "the first Secret renewed", || {
+            observer.changed_since(&world.fanout_namespaces, wave_start) > 0
+        })
+        .await;
+        log(&format!(
+            "renewal wave: {} new namespaces, one every {} ms",
+            params.wave_namespaces,
+            wave_interval.as_millis()
+        ));
+        world
+            .create_namespaces_paced("wave", params.wave_namespaces, wave_interval)
+            .await
+    };
+    let (wave_over, wave_created) = futures::join!(renewed, during);
+    let wave_names: Vec<String> = wave_created.iter().map(|(n, _)| n.clone()).collect();
+    wait_for(
+        Duration::from_secs(120),
+        "every namespace created during the wave bound",
+        || observer.all_done(&wave_names).is_some(),
+    )
     .await;
-    let wave_time = wave_start.elapsed();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let wave_writes = metrics::scrape(&client).await.unwrap().since(&before);
     let wave_cloud = world.cloud_calls() - cloud_before;
+    let wave = wave::analyse(
+        &observer,
+        &world.fanout_namespaces,
+        wave_start,
+        wave_over,
+        &world.fake.handle(),
+    );
+    let wave_time = wave.duration();
+    let neighbour_wave = neighbour.window(wave.first, wave.last);
+    let wave_latencies: Vec<Duration> = observer.with(|seen| {
+        wave_created
+            .iter()
+            .map(|(ns, at)| seen.bound[ns].max(seen.secrets[ns].first) - *at)
+            .collect()
+    });
+    let created_within = wave_created
+        .iter()
+        .filter(|(_, at)| *at >= wave.first && *at <= wave.last)
+        .count();
     let uids_kept = observer.with(|seen| {
         world
             .fanout_namespaces
@@ -267,6 +344,7 @@ async fn main() {
         "new namespaces: {} at {}/s",
         params.new_namespaces, params.rate
     ));
+    let before = metrics::scrape(&client).await.unwrap();
     let created = world.create_namespaces_at_rate(&params).await;
     let names: Vec<String> = created.iter().map(|(n, _)| n.clone()).collect();
     wait_for(
@@ -275,6 +353,13 @@ async fn main() {
         || observer.all_done(&names).is_some(),
     )
     .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let new_writes = metrics::scrape(&client).await.unwrap().since(&before);
+    let ours = |r: &metrics::Requests| r.get("secrets") + r.get("serviceaccounts");
+    // What one new namespace costs in Secret and ServiceAccount writes, everyone's
+    // (kube-controller-manager's ServiceAccount and token Secret, the controller's pull Secret
+    // and binding): the renewal wave's floor adds this for each namespace created during it.
+    let per_new_namespace = ours(&new_writes) as f64 / params.new_namespaces.max(1) as f64;
     // End to end, and the part after kube-controller-manager created the ServiceAccount.
     let (latencies, after_sa): (Vec<Duration>, Vec<Duration>) = observer.with(|seen| {
         created
@@ -353,10 +438,20 @@ async fn main() {
         &steady_writes,
         0,
     ));
+    let wave_new_writes = (per_new_namespace * wave_created.len() as f64).round() as u64;
     report.add(Figure::writes_expect(
-        "renewal wave writes",
+        &format!(
+            "renewal wave writes (with the {} namespaces created during it)",
+            wave_created.len()
+        ),
         &wave_writes,
-        n,
+        n + wave_new_writes,
+    ));
+    report.note(format!(
+        "renewal wave writes: its floor is one Secret update per namespace ({n}) plus {wave_new_writes} for the namespaces created during it, at the {per_new_namespace:.2} Secret/ServiceAccount writes a new namespace cost outside the wave ({} for {} new namespaces: {})",
+        ours(&new_writes),
+        params.new_namespaces,
+        new_writes.describe()
     ));
     report.add(Figure::count(
         "renewal wave cloud calls",
@@ -364,8 +459,45 @@ async fn main() {
         1,
     ));
     report.note(format!(
-        "renewal wave: {:.2} s from the first to the last Secret updated; Secrets kept their UIDs: {uids_kept}",
+        "renewal wave: {:.2} s from the first to the last Secret updated (as the benchmark's watch saw them); Secrets kept their UIDs: {uids_kept}",
         wave_time.as_secs_f64()
+    ));
+    report.add(Figure::wave_pace(&wave, params.namespaces));
+    report.add(Figure::wave_validity(
+        &wave,
+        params.namespaces,
+        setup::RENEW_BEFORE_SECONDS,
+    ));
+    report.add(Figure::latency_goal(
+        "new namespace → ServiceAccount bound during the renewal wave",
+        wave_latencies,
+        report::wave_latency_goal_ms(params.namespaces),
+    ));
+    report.note(format!(
+        "namespaces created during the wave: {} of {} were created between the first and the last Secret rewritten (one every {} ms from the first)",
+        created_within,
+        wave_created.len(),
+        wave_interval.as_millis()
+    ));
+    report.add(Figure::neighbour(
+        "neighbour latency, idle (steady state)",
+        &neighbour_idle,
+        None,
+    ));
+    report.add(Figure::neighbour_versus(
+        "neighbour latency during the fan-out",
+        &neighbour_fanout,
+        &neighbour_idle,
+    ));
+    report.add(Figure::neighbour(
+        "neighbour latency during the renewal wave",
+        &neighbour_wave,
+        Some((&neighbour_idle, report::neighbour_goal(params.namespaces))),
+    ));
+    report.note(format!(
+        "neighbour: another client with a connection of its own, {}/s operations on ConfigMaps of its own namespace (per four: two GETs, one LIST, one create-update-delete cycle), each started on its tick; windows by the request's start; over the whole run: {}",
+        params.neighbour_rate,
+        neighbour.describe_totals()
     ));
     report.add(Figure::latency(
         "new namespace → ServiceAccount bound",

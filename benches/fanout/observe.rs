@@ -1,5 +1,6 @@
 //! Watches what the controller produces and notes when it happened: when each namespace's pull
-//! Secret first appeared and last changed, and when its `default` ServiceAccount got bound.
+//! Secret first appeared and changed (with the token each version held, to look up its expiry),
+//! and when its `default` ServiceAccount got bound.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,34 @@ pub struct SecretSeen {
     pub changed: Instant,
     pub data: Vec<u8>,
     pub uid: String,
+    /// Every version of the content seen, oldest first: when, and the registry password it held.
+    pub versions: Vec<Version>,
+}
+
+/// One version of a pull Secret's content, as the watch saw it arrive.
+#[derive(Clone, Debug)]
+pub struct Version {
+    pub at: Instant,
+    pub wall: jiff::Timestamp,
+    /// The password of the first registry in the dockerconfigjson (every registry of one
+    /// binding holds the same token); empty when it does not parse.
+    pub password: String,
+}
+
+/// The password of the first registry in a dockerconfigjson.
+fn password(data: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(data)
+        .ok()
+        .and_then(|doc| {
+            doc["auths"]
+                .as_object()?
+                .values()
+                .next()?
+                .get("password")?
+                .as_str()
+                .map(str::to_owned)
+        })
+        .unwrap_or_default()
 }
 
 #[derive(Default)]
@@ -45,6 +74,7 @@ impl Observer {
             while let Some(event) = stream.next().await {
                 if let Ok(Event::Apply(s) | Event::InitApply(s)) = event {
                     let now = Instant::now();
+                    let wall = jiff::Timestamp::now();
                     let data = s
                         .data
                         .as_ref()
@@ -54,13 +84,20 @@ impl Observer {
                     let ns = s.namespace().unwrap_or_default();
                     let uid = s.uid().unwrap_or_default();
                     let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                    let version = || Version {
+                        at: now,
+                        wall,
+                        password: password(&data),
+                    };
                     let entry = seen.secrets.entry(ns).or_insert_with(|| SecretSeen {
                         first: now,
                         changed: now,
                         data: data.clone(),
                         uid: uid.clone(),
+                        versions: vec![version()],
                     });
                     if entry.data != data {
+                        entry.versions.push(version());
                         entry.data = data;
                         entry.changed = now;
                     }

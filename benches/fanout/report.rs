@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use crate::Params;
 use crate::metrics::Requests;
+use crate::neighbour::Window;
+use crate::wave::Wave;
 
 /// Peak and current resident memory of a process, in KiB.
 #[derive(Clone, Copy, Debug, Default)]
@@ -24,6 +26,18 @@ pub struct Figure {
 
 /// New namespace → ServiceAccount bound, 99th percentile.
 const LATENCY_GOAL_MS: f64 = 250.0;
+
+/// New namespace → ServiceAccount bound during a renewal wave, 99th percentile: 250 ms up to
+/// 1,000 namespaces, 500 ms beyond (10,000).
+pub fn wave_latency_goal_ms(namespaces: usize) -> f64 {
+    if namespaces <= 1000 { 250.0 } else { 500.0 }
+}
+
+/// The neighbour's p99 during the renewal wave over its p99 idle: 1.5× up to 1,000
+/// namespaces, 2× beyond (10,000).
+pub fn neighbour_goal(namespaces: usize) -> f64 {
+    if namespaces <= 1000 { 1.5 } else { 2.0 }
+}
 
 /// The controller's peak RSS goal: 64 MiB up to 1,000 namespaces, 96 MiB beyond (5,000).
 pub fn memory_goal_mib(namespaces: usize) -> f64 {
@@ -62,10 +76,10 @@ impl Figure {
 
     pub fn writes_expect(name: &str, measured: &Requests, expected: u64) -> Figure {
         let ours = measured.get("secrets") + measured.get("serviceaccounts");
-        let verdict = if ours == expected {
-            "at the floor".to_string()
-        } else {
-            format!("{} more than the floor", ours as i64 - expected as i64)
+        let verdict = match ours.cmp(&expected) {
+            std::cmp::Ordering::Equal => "at the floor".to_string(),
+            std::cmp::Ordering::Greater => format!("{} more than the floor", ours - expected),
+            std::cmp::Ordering::Less => format!("{} fewer than the floor", expected - ours),
         };
         Figure {
             name: name.into(),
@@ -92,7 +106,12 @@ impl Figure {
         }
     }
 
-    pub fn latency(name: &str, mut samples: Vec<Duration>) -> Figure {
+    pub fn latency(name: &str, samples: Vec<Duration>) -> Figure {
+        Figure::latency_goal(name, samples, LATENCY_GOAL_MS)
+    }
+
+    /// p50, p95 and p99 of `samples` against a p99 goal of `goal_ms`.
+    pub fn latency_goal(name: &str, mut samples: Vec<Duration>, goal_ms: f64) -> Figure {
         samples.sort();
         let pct = |p: f64| -> f64 {
             if samples.is_empty() {
@@ -109,8 +128,111 @@ impl Figure {
                 pct(0.5),
                 pct(0.95)
             ),
-            floor: format!("goal: p99 ≤ {LATENCY_GOAL_MS} ms"),
-            verdict: if p99 <= LATENCY_GOAL_MS {
+            floor: format!("goal: p99 ≤ {goal_ms} ms"),
+            verdict: if p99 <= goal_ms {
+                "meets the goal"
+            } else {
+                "misses the goal"
+            }
+            .into(),
+        }
+    }
+
+    /// The neighbour's latency in one window; with `idle` and a goal, the window's p99 against
+    /// `goal`× the idle p99.
+    pub fn neighbour(name: &str, window: &Window, idle: Option<(&Window, f64)>) -> Figure {
+        let measured = format!(
+            "p50 {:.1} ms, p99 {:.1} ms ({} reads, {} writes, {} failed)",
+            window.quantile_ms(0.5),
+            window.quantile_ms(0.99),
+            window.reads,
+            window.writes,
+            window.errors
+        );
+        let (floor, verdict) = match idle {
+            None => ("the baseline".to_string(), "—".to_string()),
+            Some((idle, goal)) => {
+                let ratio = window.quantile_ms(0.99) / idle.quantile_ms(0.99);
+                let meets = ratio <= goal && window.errors == 0 && !window.all.is_empty();
+                (
+                    format!(
+                        "idle p99 {:.1} ms; goal: p99 ≤ {goal}× idle",
+                        idle.quantile_ms(0.99)
+                    ),
+                    format!(
+                        "{ratio:.2}× idle: {}",
+                        if meets {
+                            "meets the goal"
+                        } else {
+                            "misses the goal"
+                        }
+                    ),
+                )
+            }
+        };
+        Figure {
+            name: name.into(),
+            measured,
+            floor,
+            verdict,
+        }
+    }
+
+    /// The neighbour's latency in a window that has no goal, beside the idle p99.
+    pub fn neighbour_versus(name: &str, window: &Window, idle: &Window) -> Figure {
+        let mut f = Figure::neighbour(name, window, Some((idle, f64::INFINITY)));
+        f.floor = format!("idle p99 {:.1} ms; no goal", idle.quantile_ms(0.99));
+        f.verdict = format!(
+            "{:.2}× idle",
+            window.quantile_ms(0.99) / idle.quantile_ms(0.99)
+        );
+        f
+    }
+
+    /// The wave's length and pace; no goal until the controller has a write budget.
+    pub fn wave_pace(wave: &Wave, namespaces: usize) -> Figure {
+        Figure {
+            name: "renewal wave: first to last Secret rewritten, peak Secrets per second".into(),
+            measured: format!(
+                "{:.2} s for {} Secrets; peak {} in one second (mean {:.0}/s)",
+                wave.duration().as_secs_f64(),
+                wave.renewed,
+                wave.peak_per_second,
+                wave.mean_per_second()
+            ),
+            floor: "no goal (no write budget yet)".into(),
+            verdict: if wave.renewed == namespaces {
+                "every Secret renewed".into()
+            } else {
+                format!("{} of {namespaces} renewed", wave.renewed)
+            },
+        }
+    }
+
+    /// Whether every Secret kept a token with at least half of `renewBefore` left, during the
+    /// wave (the old token when it was replaced) and after it (the new one).
+    pub fn wave_validity(wave: &Wave, namespaces: usize, renew_before_s: i64) -> Figure {
+        let half = jiff::SignedDuration::from_secs(renew_before_s / 2);
+        let secs = |d: Option<jiff::SignedDuration>| {
+            d.map_or("none".into(), |d| format!("{:.0} s", d.as_secs_f64()))
+        };
+        let meets = wave.renewed == namespaces
+            && wave.unknown_or_expired == 0
+            && wave.least_left_during.is_some_and(|d| d >= half)
+            && wave.least_left_after.is_some_and(|d| d >= half);
+        Figure {
+            name: "token life left in every Secret, during and after the wave".into(),
+            measured: format!(
+                "least {} left on a token when the wave replaced it, least {} on the new tokens after it; {} unknown or expired",
+                secs(wave.least_left_during),
+                secs(wave.least_left_after),
+                wave.unknown_or_expired
+            ),
+            floor: format!(
+                "goal: ≥ {} s (renewBefore/2) in all {namespaces}",
+                renew_before_s / 2
+            ),
+            verdict: if meets {
                 "meets the goal"
             } else {
                 "misses the goal"
@@ -149,10 +271,19 @@ impl Figure {
     }
 }
 
+/// The first three fields of `/proc/loadavg` ("?" where it cannot be read).
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
 /// The whole table plus notes.
 pub struct Report {
     params: Params,
     date: jiff::Zoned,
+    /// `/proc/loadavg` when the benchmark started: other work on the machine shows here.
+    load_at_start: String,
     rows: Vec<Figure>,
     notes: Vec<String>,
 }
@@ -162,6 +293,7 @@ impl Report {
         Report {
             params: params.clone(),
             date: jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::UTC),
+            load_at_start: load_average(),
             rows: Vec::new(),
             notes: Vec::new(),
         }
@@ -179,10 +311,12 @@ impl Report {
         let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
         let p = &self.params;
         let mut out = format!(
-            "# Benchmark {}\n\nMachine: {cores} cores. N = {} namespaces, M = {} unrelated Secrets, \
+            "# Benchmark {}\n\nMachine: {cores} cores, load average (1, 5, 15 min) {} at the start, {} at the end. N = {} namespaces, M = {} unrelated Secrets, \
              {} new namespaces at {}/s, API concurrency {}.\n\n\
              | figure | measured | floor / goal | verdict |\n|---|---|---|---|\n",
             self.date.strftime("%Y-%m-%d %H:%M UTC"),
+            self.load_at_start,
+            load_average(),
             p.namespaces,
             p.unrelated_secrets,
             p.new_namespaces,

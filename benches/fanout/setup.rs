@@ -74,12 +74,16 @@ pub fn sample_payload() -> Vec<u8> {
 
 /// How long the fake's registry tokens live: the policy's `renewBefore` (3 minutes) plus time
 /// for the fan-out and the steady-state window to end before the first renewal, and for the
-/// renewal wave and the new namespaces to end before the next: 60 s plus 20 ms per namespace
-/// (1,000 → 80 s, 5,000 → 160 s). With a fixed 60 s, the 5,000-namespace fan-out pushed the
-/// steady-state window into the renewal, and each phase measured a piece of another.
+/// renewal wave and the new namespaces to end before the next: 60 s plus 30 ms per namespace
+/// (1,000 → 90 s, 5,000 → 210 s, 10,000 → 360 s). With a fixed 60 s, the 5,000-namespace
+/// fan-out pushed the steady-state window into the renewal, and each phase measured a piece of
+/// another; 20 ms per namespace left too little for the four floor runs at 10,000.
 fn token_seconds(namespaces: usize) -> u64 {
-    180 + 60 + (namespaces as u64) / 50
+    180 + 60 + (namespaces as u64) * 3 / 100
 }
+
+/// The policy's `renewBefore`, in seconds (see [`token_seconds`]).
+pub const RENEW_BEFORE_SECONDS: i64 = 180;
 
 fn scenario(namespaces: usize) -> Scenario {
     let seconds = token_seconds(namespaces);
@@ -104,10 +108,11 @@ pub struct World {
     pub fanout_namespaces: Vec<String>,
     pub floor_namespaces: Vec<String>,
     pub fake: FakeCloud,
-    kubeconfig: PathBuf,
+    pub kubeconfig: PathBuf,
 }
 
-async fn client(path: &PathBuf) -> Client {
+/// A client of its own (its own connection pool) for the cluster `path` names.
+pub async fn client(path: &PathBuf) -> Client {
     let kubeconfig = Kubeconfig::read_from(path).expect("reading KUBECONFIG");
     let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
@@ -160,7 +165,9 @@ impl World {
         // exists and the token controller has finished with it (it writes each one once).
         let sas: Api<ServiceAccount> = Api::all(client.clone());
         let wanted: HashSet<&String> = fanout.iter().chain(floor.iter()).collect();
-        let deadline = Instant::now() + Duration::from_secs(600);
+        // kube-controller-manager writes three objects per namespace (the ServiceAccount, its
+        // token Secret, the ServiceAccount again): 10 minutes, or 50 ms per namespace beyond.
+        let deadline = Instant::now() + Duration::from_secs(600.max(2 * n as u64 / 20));
         loop {
             let list = sas
                 .list(&ListParams::default().fields("metadata.name=default"))
@@ -202,6 +209,7 @@ impl World {
                 "metadata": {"name": POLICY},
                 "spec": {
                     "source": {"accessKey": {"secretRef": {"namespace": SYSTEM_NS, "name": "bench-access-key"}}},
+                    // RENEW_BEFORE_SECONDS
                     "renewBefore": "3m",
                 },
             }),
@@ -338,13 +346,25 @@ impl World {
     /// Creates `new_namespaces` selected namespaces at `rate` per second; returns each name with
     /// the instant its creation was acknowledged.
     pub async fn create_namespaces_at_rate(&self, params: &Params) -> Vec<(String, Instant)> {
-        let api: Api<Namespace> = Api::all(self.client.clone());
         let interval = Duration::from_secs_f64(1.0 / params.rate);
+        self.create_namespaces_paced("new", params.new_namespaces, interval)
+            .await
+    }
+
+    /// Creates `count` selected namespaces named `acc-bench-<prefix>NNNNN`, one every
+    /// `interval`; returns each name with the instant its creation was acknowledged.
+    pub async fn create_namespaces_paced(
+        &self,
+        prefix: &str,
+        count: usize,
+        interval: Duration,
+    ) -> Vec<(String, Instant)> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
         let mut ticker = tokio::time::interval(interval);
         let mut created = Vec::new();
-        for i in 0..params.new_namespaces {
+        for i in 0..count {
             ticker.tick().await;
-            let name = format!("acc-bench-new{i:05}");
+            let name = format!("acc-bench-{prefix}{i:05}");
             let ns: Namespace = serde_json::from_value(
                 json!({"metadata": {"name": name, "labels": {LABEL: "fanout"}}}),
             )

@@ -553,3 +553,83 @@ def test_networkpolicy_values_are_checked_by_the_schema():
         with pytest.raises(helm.HelmError) as e:
             chart.validate_schema(bad)
         assert name in str(e.value), str(e.value)
+
+
+FLOWCONTROL = "flowcontrol.apiserver.k8s.io"
+
+
+def flowcontrol_api(version):
+    return [f"{FLOWCONTROL}/{version}/{kind}" for kind in ("FlowSchema", "PriorityLevelConfiguration")]
+
+
+def test_api_priority_is_off_by_default():
+    for kw in ({}, dict(kube_version="v1.30.0", api_versions=chartlib.API_VERSIONS_1_30 + flowcontrol_api("v1"))):
+        docs = objects(**kw)
+        assert not find(docs, "FlowSchema") and not find(docs, "PriorityLevelConfiguration")
+
+
+def test_api_priority_matches_the_controllers_service_account_in_the_version_served():
+    on = {"apiPriority": {"enabled": True}}
+    # The cluster's API list decides; without one (helm template), its version does.
+    cases = [("v1.30.0", chartlib.API_VERSIONS_1_30 + flowcontrol_api("v1") + flowcontrol_api("v1beta3"), "v1"),
+             ("v1.27.3", flowcontrol_api("v1beta3") + flowcontrol_api("v1beta2"), "v1beta3"),
+             ("v1.30.0", flowcontrol_api("v1beta3"), "v1beta3"),
+             ("v1.24.0", None, "v1beta2"),
+             ("v1.20.2", None, "v1beta1"),
+             ("v1.22.0", flowcontrol_api("v1beta1"), "v1beta1")]
+    for kube, apis, version in cases:
+        docs = objects(on, name="acr-credential-controller", kube_version=kube, api_versions=apis)
+        fs = one(docs, "FlowSchema", "acr-credential-controller")
+        pl = one(docs, "PriorityLevelConfiguration", "acr-credential-controller")
+        assert fs["apiVersion"] == pl["apiVersion"] == f"{FLOWCONTROL}/{version}", (kube, apis)
+        assert fs["spec"]["priorityLevelConfiguration"] == {"name": "acr-credential-controller"}
+        assert fs["spec"]["matchingPrecedence"] == 850
+        (rule,) = fs["spec"]["rules"]
+        assert rule["subjects"] == [{"kind": "ServiceAccount", "serviceAccount": {
+            "namespace": "acr-system", "name": "acr-credential-controller"}}]
+        assert rule["resourceRules"] == [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"],
+                                          "clusterScope": True, "namespaces": ["*"]}]
+        limited = pl["spec"]["limited"]
+        assert pl["spec"]["type"] == "Limited"
+        assert limited["limitResponse"] == {"type": "Queue", "queuing": {
+            "queues": 1, "handSize": 1, "queueLengthLimit": 100}}
+        if version in ("v1", "v1beta3"):
+            # No borrowing limit by default: the field is left out (no limit).
+            assert limited == {"nominalConcurrencyShares": 10, "lendablePercent": 0,
+                               "limitResponse": limited["limitResponse"]}
+        else:
+            assert limited == {"assuredConcurrencyShares": 10, "limitResponse": limited["limitResponse"]}
+
+
+def test_api_priority_values_reach_the_objects():
+    values = {"apiPriority": {"enabled": True, "matchingPrecedence": 700, "concurrencyShares": 4,
+                              "lendablePercent": 25, "borrowingLimitPercent": 0,
+                              "queuing": {"queues": 8, "handSize": 2, "queueLengthLimit": 20}},
+              "serviceAccount": {"create": False, "name": "mine"}}
+    docs = objects(values, kube_version="v1.30.0", api_versions=flowcontrol_api("v1"))
+    fs, pl = one(docs, "FlowSchema"), one(docs, "PriorityLevelConfiguration")
+    assert fs["spec"]["matchingPrecedence"] == 700
+    assert fs["spec"]["rules"][0]["subjects"][0]["serviceAccount"] == {"namespace": "acr-system", "name": "mine"}
+    assert pl["spec"]["limited"] == {"nominalConcurrencyShares": 4, "lendablePercent": 25,
+                                     "borrowingLimitPercent": 0, "limitResponse": {
+                                         "type": "Queue", "queuing": {"queues": 8, "handSize": 2,
+                                                                      "queueLengthLimit": 20}}}
+    # Before v1beta3 there is no lending: the values that need it are not rendered.
+    old = one(objects(values), "PriorityLevelConfiguration")["spec"]["limited"]
+    assert old["assuredConcurrencyShares"] == 4 and "lendablePercent" not in old
+
+
+def test_api_priority_refuses_what_the_api_server_would():
+    chart = helm.Chart.load(CHART)
+    # A precedence of 9000 or more loses to the built-in `service-accounts` FlowSchema.
+    for bad, name in [({"apiPriority": {"matchingPrecedence": 9000}}, "matchingPrecedence"),
+                      ({"apiPriority": {"concurrencyShares": 0}}, "concurrencyShares"),
+                      ({"apiPriority": {"lendablePercent": 101}}, "lendablePercent"),
+                      ({"apiPriority": {"exempt": True}}, "exempt")]:
+        with pytest.raises(helm.HelmError) as e:
+            chart.validate_schema(bad)
+        assert name in str(e.value), str(e.value)
+    with pytest.raises(helm.HelmError, match="handSize must not exceed"):
+        chartlib.render({"apiPriority": {"enabled": True, "queuing": {"queues": 2, "handSize": 3}}})
+    with pytest.raises(helm.HelmError, match="no flowcontrol"):
+        chartlib.render({"apiPriority": {"enabled": True}}, kube_version="v1.19.0")

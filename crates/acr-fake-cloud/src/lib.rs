@@ -269,6 +269,12 @@ impl FakeHandle {
         self.with(|i| i.scenario.lifetimes = lifetimes);
     }
 
+    /// When the registry token `password` expires, if this fake issued it (expired or not).
+    pub fn registry_token_expiry(&self, password: &str) -> Option<jiff::Timestamp> {
+        self.with(|i| i.registry_tokens.get(password).map(|t| t.expires))
+            .flatten()
+    }
+
     /// Whether `password` is a registry token this fake issued and that has not expired.
     pub fn registry_token_valid(&self, password: &str) -> bool {
         self.with(|i| {
