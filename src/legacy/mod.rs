@@ -38,6 +38,10 @@ use crate::{
 
 /// Namespace of the legacy ConfigMap.
 pub const CONFIGMAP_NAMESPACE: &str = "kube-system";
+/// The chart's default `webhook.timeoutSeconds`: a legacy `timeout-seconds` other than this is
+/// reported with the Helm value to set (`tests/chart_templates.rs` checks the chart renders
+/// it; `webhook` re-exports it).
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 5;
 /// Name of the legacy ConfigMap.
 pub const CONFIGMAP_NAME: &str = "acr-configuration";
 /// Label the controller's live translation puts on objects it translated (value: `<namespace>.<name>`
