@@ -294,4 +294,69 @@ mod tests {
         assert!(message.contains("at least"), "{message}");
         assert!(super::lease_timings(&run_args(&[])).is_ok(), "the defaults");
     }
+
+    fn parse(words: &[&str]) -> super::RunArgs {
+        let cli =
+            Cli::try_parse_from(["acr-credential-controller", "run"].iter().chain(words)).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        run
+    }
+
+    #[test]
+    fn without_flags_the_settings_are_the_runtime_defaults_and_no_lease_is_held() {
+        use crate::runtime::ControllerConfig;
+        let (config, lease) = super::runtime_config(&parse(&[]), "acr-system", "replica-0")
+            .expect("the defaults are valid");
+        let defaults = ControllerConfig::default();
+        assert!(lease.is_none(), "no election without --leader-elect");
+        assert_eq!(config.secret_name, defaults.secret_name);
+        assert_eq!(config.default_region, defaults.default_region);
+        assert_eq!(config.resync, defaults.resync);
+        assert_eq!(config.reconcile_timeout, defaults.reconcile_timeout);
+        assert_eq!(config.liveness_max_age, defaults.liveness_max_age);
+        assert_eq!(config.identity.as_deref(), Some("replica-0"));
+        assert_eq!(config.probe_address, Some("0.0.0.0:8080".parse().unwrap()));
+        assert!(config.webhook.is_none() && config.legacy_configmap.is_none());
+    }
+
+    #[test]
+    fn flags_become_settings_and_the_lease_of_this_replica() {
+        let args = run_args(&[
+            "--secret-name",
+            "pull",
+            "--resync-seconds",
+            "3",
+            "--renew-deadline-seconds",
+            "9",
+            "--legacy-configmap",
+            "kube-system/acr-configuration",
+            "--lease-name",
+            "l",
+        ]);
+        let (config, lease) = super::runtime_config(&args, "acr-system", "replica-1").unwrap();
+        assert_eq!(config.secret_name, "pull");
+        // Shorter resyncs are raised to the minimum, for the translator too.
+        assert_eq!(config.resync, std::time::Duration::from_secs(10));
+        let legacy = config.legacy_configmap.expect("translated live");
+        assert_eq!(legacy.resync, config.resync);
+        assert_eq!(config.liveness_max_age, std::time::Duration::from_secs(9));
+        let lease = lease.expect("--leader-elect holds a Lease");
+        assert_eq!(
+            (
+                lease.namespace.as_str(),
+                lease.name.as_str(),
+                lease.identity.as_str()
+            ),
+            ("acr-system", "l", "replica-1")
+        );
+    }
+
+    #[test]
+    fn a_bad_legacy_configmap_reference_is_refused_naming_the_flag() {
+        let args = parse(&["--legacy-configmap", "acr-configuration"]);
+        let message = super::runtime_config(&args, "acr-system", "r").unwrap_err();
+        assert!(message.starts_with("--legacy-configmap: "), "{message}");
+    }
 }

@@ -1,6 +1,7 @@
 //! The reconcilers' error type (shared by the binding and policy reconcilers and the plumbing
-//! they run on). Every variant has a fixed [`Error::reason`], the bounded
-//! label that reconcile failures are logged (and counted) under; the message is for people.
+//! they run on). Every variant has a fixed [`Error::reason`], the bounded label that reconcile
+//! failures are logged, counted and published as Warning Events under; the message is for
+//! people.
 
 /// Anything a reconcile can fail with.
 #[derive(Debug, thiserror::Error)]

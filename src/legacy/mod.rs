@@ -2,7 +2,7 @@
 //! aliyun-acr-credential-helper into `AcrCredentialPolicy` and `AcrRegistryBinding` objects.
 //!
 //! One pure function, [`translate`] (and [`translate_configmap`] around it), serves both the
-//! controller's live translation (`run --legacy-configmap`, in `controller::legacy_sync`, which
+//! controller's live translation (`run --legacy-configmap`, in `translator`, which
 //! labels and applies the result) and `acr-credential-controller migrate` (which prints it for a
 //! GitOps repository). Names are
 //! deterministic, so translating the same ConfigMap again yields the same objects. Ambiguous or

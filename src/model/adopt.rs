@@ -46,23 +46,23 @@ pub fn token_digest(binding_uid: &str, username: &str, password: &str) -> String
 pub fn token_in_secrets(
     secrets: &Store<Secret>,
     namespaces: &Store<Namespace>,
-    binding: &Resolved,
+    resolved: &Resolved,
 ) -> Option<RegistryToken> {
-    let recorded = binding.previous_token.as_ref()?;
+    let recorded = resolved.previous_token.as_ref()?;
     let digest = recorded.digest.as_deref()?;
     let expires_at = recorded.expires_at?;
     recorded.issued_at?;
-    let domains = binding
+    let domains = resolved
         .domains
         .clone()
-        .unwrap_or_else(|| binding.previous_domains.clone());
+        .unwrap_or_else(|| resolved.previous_domains.clone());
     let first = domains.first()?;
     secrets.state().iter().find_map(|s| {
-        if !is_ours(s) || !owned_by(s, binding) || !selected_by(namespaces, s, binding) {
+        if !is_ours(s) || !owned_by(s, resolved) || !selected_by(namespaces, s, resolved) {
             return None;
         }
         let (username, password) = auth_for(s, first)?;
-        (token_digest(&binding.uid, &username, &password) == digest).then(|| RegistryToken {
+        (token_digest(&resolved.uid, &username, &password) == digest).then(|| RegistryToken {
             username,
             password: Sensitive::new(password),
             expires_at: precise_expiry(s, expires_at),
@@ -91,27 +91,27 @@ fn precise_expiry(secret: &Secret, recorded: jiff::Timestamp) -> jiff::Timestamp
     }
 }
 
-/// Whether a Secret's owner references name `binding` with its UID.
-fn owned_by(secret: &Secret, binding: &Resolved) -> bool {
+/// Whether a Secret's owner references name the binding `resolved` with its UID.
+fn owned_by(secret: &Secret, resolved: &Resolved) -> bool {
     let kind = AcrRegistryBinding::kind(&());
-    !binding.uid.is_empty()
+    !resolved.uid.is_empty()
         && secret
             .metadata
             .owner_references
             .iter()
             .flatten()
-            .any(|o| o.kind == kind && o.name == binding.name && o.uid == binding.uid)
+            .any(|o| o.kind == kind && o.name == resolved.name && o.uid == resolved.uid)
 }
 
-/// Whether the Secret's namespace exists, is not going away, and `binding` selects it.
-fn selected_by(namespaces: &Store<Namespace>, secret: &Secret, binding: &Resolved) -> bool {
+/// Whether the Secret's namespace exists, is not going away, and `resolved` selects it.
+fn selected_by(namespaces: &Store<Namespace>, secret: &Secret, resolved: &Resolved) -> bool {
     let Some(ns) = secret.namespace() else {
         return false;
     };
     namespaces
         .get(&ObjectRef::new(&ns))
         .filter(|n| namespace_usable(n))
-        .is_some_and(|n| binding.selects(&ns, n.labels()))
+        .is_some_and(|n| resolved.selects(&ns, n.labels()))
 }
 
 /// The username and password of `domain` in a Secret's dockerconfigjson.

@@ -61,7 +61,7 @@ fn kube_store_readiness_wakes_only_the_last_of_two_waiters() {
     assert_eq!(
         (a.woken(), b.woken()),
         (0, 1),
-        "kube-runtime now wakes every store waiter: the workaround in controller::caches may go"
+        "kube-runtime now wakes every store waiter: the workaround in cluster::caches may go"
     );
     // The first waiter would complete if polled, but nothing polls it again.
     assert!(matches!(

@@ -422,9 +422,3 @@ fn a_repeated_failure_keeps_its_first_time() {
         time(t("2024-01-01T00:40:00Z"))
     );
 }
-
-#[test]
-fn stalled_matches_the_cloud_reason_for_an_unknown_instance() {
-    // `stalled` compares a token failure's reason (from `CloudError::reason`) with this one.
-    assert_eq!(reasons::NOT_FOUND, crate::cloud::error::reasons::NOT_FOUND);
-}
