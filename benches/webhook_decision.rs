@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use acr_credential_controller::api::{AcrCredentialPolicy, AcrRegistryBinding};
-use acr_credential_controller::controller::ControllerConfig;
+use acr_credential_controller::model::ResolveConfig;
 use acr_credential_controller::webhook::DEFAULT_TIMEOUT_SECONDS;
 use acr_credential_controller::webhook::decide::{self, Settings};
 use acr_credential_controller::webhook::review::{self, Review};
@@ -109,7 +109,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 fn main() {
     let bindings = store((0..BINDINGS).map(binding));
     let policies = store((0..POLICIES).map(policy));
-    let config = ControllerConfig::default();
+    let config = ResolveConfig::default();
     let settings = Settings::new("acr-credentials", "acr-system");
     let labels: Vec<_> = (0..NAMESPACES).map(namespace_labels).collect();
     let bodies: Vec<_> = (0..DECISIONS)

@@ -7,7 +7,7 @@
 //! They live in one process-wide set ([`global`]) so the cloud client and the write paths can
 //! count without a handle threaded through; [`register`] adds them to a scrape registry. Label
 //! values are bounded: API names, error reasons, kinds, never error text. Per-binding gauges are
-//! computed at scrape time from the caches (`controller::probes`).
+//! computed at scrape time from the caches (`runtime::probes`).
 
 use std::sync::LazyLock;
 use std::time::Duration;

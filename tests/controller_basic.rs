@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use acr_credential_controller::controller::ControllerConfig;
+use acr_credential_controller::runtime::ControllerConfig;
 use base64::Engine;
 use controller_common::{
     ACCOUNT, DOMAINS, Harness, ROLE, SECRET_NAME, TestBinding, auths, pull_secret_names,

@@ -20,9 +20,9 @@ use acr_credential_controller::cli::migrate::{self, MigrateArgs, TokenModeArg};
 use acr_credential_controller::cloud::endpoints::{Endpoints, Network};
 use acr_credential_controller::cloud::http::HttpConfig;
 use acr_credential_controller::cloud::{CloudConfig, SignatureStyle};
-use acr_credential_controller::controller::legacy_sync::LegacyConfigMap;
-use acr_credential_controller::controller::{self, ControllerConfig};
 use acr_credential_controller::legacy::{self, TRANSLATED_LABEL, TokenMode, TranslateOptions};
+use acr_credential_controller::runtime::{self, ControllerConfig};
+use acr_credential_controller::translator::LegacyConfigMap;
 use acr_fake_cloud::{FakeCloud, Scenario};
 use controller_common::{Harness, INSTANCE, OTHER_INSTANCE, Running, SECRET_NAME};
 use k8s_openapi::api::core::v1::{ConfigMap, Event, Secret};
@@ -72,7 +72,7 @@ fn start(client: Client, config: ControllerConfig, fake: &FakeCloud) -> Running 
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(async move {
-        controller::run(client, config, cloud, async move {
+        runtime::run(client, config, cloud, async move {
             let _ = rx.await;
         })
         .await

@@ -12,16 +12,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use acr_credential_controller::api::{AcrCredentialPolicy, AcrRegistryBinding};
+use acr_credential_controller::binding::converge::converge_namespace;
 use acr_credential_controller::cloud::CloudClient;
 use acr_credential_controller::cloud::clock::SystemClock;
 use acr_credential_controller::cloud::credentials::access_key::KubeSecretReader;
-use acr_credential_controller::controller::caches::Readiness;
-use acr_credential_controller::controller::recorder::Recorder;
-use acr_credential_controller::controller::resolve::{Resolved, resolve};
-use acr_credential_controller::controller::sync::{SecretState, sync_namespace};
-use acr_credential_controller::controller::tokens::{CloudFetcher, TokenManager};
-use acr_credential_controller::controller::written::Written;
-use acr_credential_controller::controller::{Context, Stores};
+use acr_credential_controller::cluster::caches::Readiness;
+use acr_credential_controller::cluster::recorder::Recorder;
+use acr_credential_controller::cluster::tokens::{CloudFetcher, TokenManager};
+use acr_credential_controller::cluster::written::Written;
+use acr_credential_controller::cluster::{Context, Stores};
+use acr_credential_controller::model::plan::SecretState;
+use acr_credential_controller::model::resolve::{Resolved, resolve};
 use controller_common::{Harness, SECRET_NAME, pull_secret_names, wait_sa};
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use kube::api::{Api, DeleteParams, PostParams};
@@ -96,7 +97,12 @@ impl Rig {
         let binding = h.bindings().get(name).await.unwrap();
         let policy = h.policies().get(&h.policy).await.unwrap();
         self.policies.apply_watcher_event(&Event::Apply(policy));
-        let resolved = resolve(&binding, &self.ctx.stores.policies, &self.ctx.config).unwrap();
+        let resolved = resolve(
+            &binding,
+            &self.ctx.stores.policies,
+            &self.ctx.config.resolve,
+        )
+        .unwrap();
         let outcome = self.ctx.tokens.get(&resolved.request).await;
         assert!(
             outcome.token.is_some(),
@@ -167,7 +173,7 @@ async fn a_secret_that_replaced_ours_is_not_deleted() {
             }
         };
 
-        let outcome = sync_namespace(&rig.ctx, &ns, &[], std::slice::from_ref(&sa))
+        let outcome = converge_namespace(&rig.ctx, &ns, &[], std::slice::from_ref(&sa))
             .await
             .unwrap_or_else(|e| panic!("{case}: {e}"));
         assert_eq!(outcome.secret, SecretState::Absent, "{case}");
@@ -205,7 +211,7 @@ async fn a_secret_a_create_conflict_reveals_gets_no_service_account() {
         .await
         .unwrap();
 
-    let outcome = sync_namespace(&rig.ctx, &ns, &[resolved], std::slice::from_ref(&sa))
+    let outcome = converge_namespace(&rig.ctx, &ns, &[resolved], std::slice::from_ref(&sa))
         .await
         .unwrap();
     assert_eq!(outcome.secret, SecretState::OwnedByOthers);

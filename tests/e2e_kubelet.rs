@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use acr_credential_controller::controller::ControllerConfig;
+use acr_credential_controller::runtime::ControllerConfig;
 use acr_credential_controller::webhook::certs::{CertTimings, Identity};
 use acr_credential_controller::webhook::{
     CertSource, Managed, OPT_OUT_LABEL, PATH, Settings, WebhookConfig,

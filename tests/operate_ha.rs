@@ -13,9 +13,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use acr_credential_controller::controller::Readiness;
-use acr_credential_controller::controller::leader::{self, LeaseConfig, LeaseTimings};
-use acr_credential_controller::controller::probes::{self, Health};
+use acr_credential_controller::cluster::Readiness;
+use acr_credential_controller::runtime::leader::{self, LeaseConfig, LeaseTimings};
+use acr_credential_controller::runtime::probes::{self, Health};
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};

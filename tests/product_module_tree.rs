@@ -1,8 +1,13 @@
-//! The modules inside `src/api` and inside `src/cloud` form a tree, not a web: read from the
-//! source, the graph of which sibling module names which (by `use`, `super::` or
-//! `crate::api::…`/`crate::cloud::…` paths, re-exports resolved to the module that defines the
-//! item) has no cycle. Plain data every layer needs lives in leaf modules (`api::patterns`,
-//! `cloud::keypair`) instead of next to the code that needs its importers.
+//! The product's modules form layers, and each layer a tree:
+//!
+//! - Between layers: every top-level module of `src/` has a declared rank ([`LAYERS`]), and a
+//!   module names (by `use` or an inline `crate::x` path) only modules of lower rank: never one
+//!   above it, never a sibling of its own rank. A top-level module missing from the ranking
+//!   fails too, so a new layer is placed on purpose.
+//! - Inside each layer folder: read from the source, the graph of which sibling module names
+//!   which (by `use`, `super::` or `crate::<layer>::…` paths, re-exports resolved to the module
+//!   that defines the item) has no cycle. Plain data every module needs lives in leaf modules
+//!   (`api::patterns`, `cloud::keypair`) instead of next to the code that needs its importers.
 //!
 //! Unit-test modules (`tests.rs`, `mod tests { … }`) and comments do not count: they are not
 //! part of the product's module graph.
@@ -232,7 +237,7 @@ fn assert_tree(layer: &str) {
         .join("src")
         .join(layer);
     let graph = graph(&dir, layer);
-    assert!(graph.len() > 5, "read too few modules: {graph:?}");
+    assert!(!graph.is_empty(), "read no module of src/{layer}");
     if let Some(cycle) = find_cycle(&graph) {
         panic!(
             "import cycle inside src/{layer}: {}\nwhole graph: {graph:#?}",
@@ -241,14 +246,194 @@ fn assert_tree(layer: &str) {
     }
 }
 
-#[test]
-fn api_modules_form_a_tree() {
-    assert_tree("api");
+/// The layers of `src/`, top to bottom. A module may name only modules of a later entry.
+/// `provider` is the kubelet credential provider's own library: it stands on `cloud` and `api`
+/// and knows nothing of the controller. `cloud` is below everything that keeps time (the
+/// `Clock` lives there) and above `api` (it turns CRD specs into its own configuration).
+const LAYERS: &[&[&str]] = &[
+    &["cli"],
+    &["runtime"],
+    &["binding", "policy", "translator", "webhook"],
+    &["cluster"],
+    &["model"],
+    &["legacy", "provider"],
+    &["cloud"],
+    &["api"],
+    &["metrics", "sensitive"],
+];
+
+/// The top-level modules of the library in `src/` (folders and files; not `bin/`, `lib.rs`,
+/// `main.rs`), each with the non-test source of its files.
+fn top_modules(src: &Path) -> BTreeMap<String, Vec<String>> {
+    let mut modules = BTreeMap::new();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if name == "bin" {
+                continue;
+            }
+            let (files, root) = layer_files(&path);
+            let mut texts: Vec<String> = files.into_iter().map(|f| f.text).collect();
+            texts.push(root);
+            modules.insert(name, texts);
+        } else if let Some(module) = name.strip_suffix(".rs")
+            && module != "lib"
+            && module != "main"
+        {
+            modules.insert(
+                module.to_owned(),
+                vec![std::fs::read_to_string(&path).unwrap()],
+            );
+        }
+    }
+    modules
+}
+
+/// The top-level modules a module's sources name through `crate::` (in `use` trees, including
+/// `use crate::{a, b}`, and inline paths).
+fn crate_targets(texts: &[String]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for text in texts {
+        let code = product_code(text);
+        let mut paths = use_paths(&code);
+        let mut rest = code.as_str();
+        while let Some(i) = rest.find("crate::") {
+            let starts_word = i == 0 || {
+                let c = rest.as_bytes()[i - 1];
+                !(c.is_ascii_alphanumeric() || c == b'_')
+            };
+            let tail = &rest[i..];
+            let end = tail
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                .unwrap_or(tail.len());
+            if starts_word {
+                paths.push(tail[..end].to_owned());
+            }
+            rest = &rest[i + "crate::".len()..];
+        }
+        for path in paths {
+            if let Some(rest) = path.strip_prefix("crate::")
+                && let Some(first) = rest.split("::").next()
+                && !first.is_empty()
+            {
+                out.insert(first.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// Every import of `graph` (module → the top-level modules it names) that breaks the ranking:
+/// upward, sideways, or from or to a module the ranking does not place.
+fn layer_violations(graph: &BTreeMap<String, BTreeSet<String>>, layers: &[&[&str]]) -> Vec<String> {
+    let rank = |m: &str| layers.iter().position(|l| l.contains(&m));
+    let mut out = Vec::new();
+    for (module, targets) in graph {
+        let Some(from) = rank(module) else {
+            out.push(format!("src/{module} is in no layer: place it in LAYERS"));
+            continue;
+        };
+        for target in targets.iter().filter(|t| *t != module) {
+            match rank(target) {
+                None => out.push(format!("{module} → {target}: {target} is in no layer")),
+                Some(to) if to == from => {
+                    out.push(format!("{module} → {target}: siblings of one layer"))
+                }
+                Some(to) if to < from => out.push(format!(
+                    "{module} → {target}: {target} is a layer above {module}"
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    out
 }
 
 #[test]
-fn cloud_modules_form_a_tree() {
-    assert_tree("cloud");
+fn layers_import_only_layers_below_them() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph: BTreeMap<String, BTreeSet<String>> = top_modules(&src)
+        .iter()
+        .map(|(m, texts)| (m.clone(), crate_targets(texts)))
+        .collect();
+    assert!(graph.len() >= 14, "read too few modules: {graph:?}");
+    let violations = layer_violations(&graph, LAYERS);
+    assert!(
+        violations.is_empty(),
+        "imports against the layering of src/:\n  {}\nwhole graph: {graph:#?}",
+        violations.join("\n  ")
+    );
+}
+
+#[test]
+fn every_layer_folder_forms_a_tree() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() && name != "bin" {
+            assert_tree(&name);
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "checked only {checked} layer folders");
+}
+
+#[test]
+fn api_and_cloud_are_read_in_full() {
+    for layer in ["api", "cloud"] {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src")
+            .join(layer);
+        let graph = graph(&dir, layer);
+        assert!(
+            graph.len() > 5,
+            "read too few modules of {layer}: {graph:?}"
+        );
+    }
+}
+
+/// The layer checker itself: it sees `use crate::{a, b}`, inline paths and nested trees, and
+/// refuses an upward import, a sibling import and an unplaced module; test modules and
+/// comments do not count.
+#[test]
+fn the_layer_checker_refuses_upward_sibling_and_unplaced_imports() {
+    let texts = |t: &str| vec![t.to_owned()];
+    let targets = crate_targets(&texts(
+        "use crate::{low, mid::{x, y}};\nfn f() -> crate::other::T { todo!() }\n// crate::commented\nuse std::x::crate_like;\n#[cfg(test)]\nmod tests {\nuse crate::top;\n}\n",
+    ));
+    assert_eq!(
+        targets.into_iter().collect::<Vec<_>>(),
+        ["low", "mid", "other"]
+    );
+    let layers: &[&[&str]] = &[&["top"], &["mid", "side"], &["low"]];
+    let graph = |edges: &[(&str, &[&str])]| -> BTreeMap<String, BTreeSet<String>> {
+        edges
+            .iter()
+            .map(|(m, ts)| (m.to_string(), ts.iter().map(|t| t.to_string()).collect()))
+            .collect()
+    };
+    assert!(
+        layer_violations(
+            &graph(&[("top", &["mid", "low"]), ("mid", &["low"])]),
+            layers
+        )
+        .is_empty()
+    );
+    let upward = layer_violations(&graph(&[("low", &["mid"])]), layers);
+    assert_eq!(upward, ["low → mid: mid is a layer above low"]);
+    let sideways = layer_violations(&graph(&[("mid", &["side"])]), layers);
+    assert_eq!(sideways, ["mid → side: siblings of one layer"]);
+    let unplaced = layer_violations(&graph(&[("new", &["low"]), ("low", &["gone"])]), layers);
+    assert_eq!(
+        unplaced,
+        [
+            "low → gone: gone is in no layer",
+            "src/new is in no layer: place it in LAYERS"
+        ]
+    );
 }
 
 /// The checker itself: it sees edges written every way the sources write them, and a cycle

@@ -13,8 +13,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use acr_credential_controller::controller::ControllerConfig;
-use acr_credential_controller::controller::service_accounts::ADDED_ANNOTATION;
+use acr_credential_controller::model::service_accounts::ADDED_ANNOTATION;
+use acr_credential_controller::runtime::ControllerConfig;
 use acr_credential_controller::webhook::certs::{self, CertTimings, Identity};
 use acr_credential_controller::webhook::{
     CertSource, Managed, OPT_OUT_LABEL, PATH, Settings, WebhookConfig,

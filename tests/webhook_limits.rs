@@ -18,7 +18,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use acr_credential_controller::controller::ControllerConfig;
+use acr_credential_controller::runtime::ControllerConfig;
 use acr_credential_controller::webhook::certs::{self, CertTimings, Identity};
 use acr_credential_controller::webhook::server::{
     MAX_BODY_BYTES, MAX_CONNECTIONS, REQUEST_DEADLINE,

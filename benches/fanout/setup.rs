@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use acr_credential_controller::controller::secret;
+use acr_credential_controller::model::secret;
 use acr_credential_controller::sensitive::Sensitive;
 use acr_fake_cloud::{FakeCloud, Scenario};
 use base64::Engine;

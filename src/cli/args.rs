@@ -13,12 +13,9 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use super::CliError;
 use crate::cloud::credentials::{DEFAULT_MANAGED_TOKEN_FILE, DEFAULT_RRSA_TOKEN_FILE, TokenFiles};
-use crate::cloud::endpoints::{Endpoints, Network, StsScope, parse_base};
+use crate::cloud::endpoints::{DEFAULT_REGION, Endpoints, Network, StsScope, parse_base};
 use crate::cloud::http::HttpConfig;
 use crate::cloud::{CloudConfig, SignatureStyle};
-
-/// The default region, of bindings that name none and of regional endpoints.
-pub const DEFAULT_REGION: &str = "cn-hangzhou";
 
 /// Which network reaches the Alibaba Cloud APIs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

@@ -12,9 +12,13 @@ use clap::{Args, ValueEnum};
 
 use super::args::{CloudArgs, KubeArgs};
 use super::{CliError, EXIT_FAILURE};
-use crate::controller::leader::{self, LeaseConfig, LeaseTimings};
-use crate::controller::legacy_sync::LegacyConfigMap;
-use crate::controller::{self, ControllerConfig, Leadership};
+use crate::runtime::config::{
+    DEFAULT_RECONCILE_TIMEOUT_SECONDS, DEFAULT_RESYNC_SECONDS, DEFAULT_SECRET_NAME,
+    MIN_RESYNC_SECONDS,
+};
+use crate::runtime::leader::{LeaseConfig, LeaseTimings};
+use crate::runtime::{self, ControllerConfig, RuntimeError};
+use crate::translator::LegacyConfigMap;
 
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -33,14 +37,14 @@ pub struct RunArgs {
     #[command(flatten)]
     pub cloud: CloudArgs,
     /// Name of the pull Secret written into every selected namespace.
-    #[arg(long, env = "ACR_SECRET_NAME", default_value = "acr-credentials")]
+    #[arg(long, env = "ACR_SECRET_NAME", default_value = DEFAULT_SECRET_NAME)]
     pub secret_name: String,
     /// Longest time between two reconciles of a binding, in seconds.
-    #[arg(long, env = "ACR_RESYNC_SECONDS", default_value_t = 300)]
+    #[arg(long, env = "ACR_RESYNC_SECONDS", default_value_t = DEFAULT_RESYNC_SECONDS)]
     pub resync_seconds: u64,
     /// Longest time one reconcile may take, in seconds; past it the reconcile fails and is
     /// retried (nothing can hold a binding's slot for ever).
-    #[arg(long, env = "ACR_RECONCILE_TIMEOUT_SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(5..))]
+    #[arg(long, env = "ACR_RECONCILE_TIMEOUT_SECONDS", default_value_t = DEFAULT_RECONCILE_TIMEOUT_SECONDS, value_parser = clap::value_parser!(u64).range(5..))]
     pub reconcile_timeout_seconds: u64,
     /// Only handle bindings and policies with these labels (`key=value,...`), e.g. to run
     /// several controllers side by side.
@@ -162,6 +166,51 @@ async fn shutdown_signal() {
     tracing::info!("shutdown signal received; finishing in-flight reconciles");
 }
 
+/// What `run`'s flags ask for, as the runtime takes it: the controller's settings and, with
+/// `--leader-elect`, the Lease to hold. `namespace` is the controller's own (the Lease's, the
+/// webhook certificate's); `identity` this replica's name. Pure: every flag check is here.
+pub fn runtime_config(
+    args: &RunArgs,
+    namespace: &str,
+    identity: &str,
+) -> Result<(ControllerConfig, Option<LeaseConfig>), String> {
+    let resync = Duration::from_secs(args.resync_seconds.max(MIN_RESYNC_SECONDS));
+    let legacy_configmap = match args.legacy_configmap.as_deref().map(LegacyConfigMap::parse) {
+        None => None,
+        Some(Ok(mut legacy)) => {
+            legacy.token_mode = args
+                .legacy_token_mode
+                .map(super::migrate::TokenModeArg::mode);
+            legacy.resync = resync;
+            Some(legacy)
+        }
+        Some(Err(message)) => return Err(format!("--legacy-configmap: {message}")),
+    };
+    let timings = args.leader_elect.then(|| lease_timings(args)).transpose()?;
+    let webhook = args.webhook.config(namespace, &args.secret_name)?;
+    let config = ControllerConfig {
+        legacy_configmap,
+        secret_name: args.secret_name.clone(),
+        default_region: args.cloud.region.clone(),
+        token_files: args.cloud.token_files(),
+        resync,
+        object_selector: args.object_selector.clone(),
+        reconcile_timeout: Duration::from_secs(args.reconcile_timeout_seconds),
+        identity: Some(identity.to_owned()),
+        probe_address: Some(args.probe_address),
+        webhook,
+        liveness_max_age: runtime::liveness_max_age(timings.as_ref()),
+        ..ControllerConfig::default()
+    };
+    let lease = timings.map(|timings| LeaseConfig {
+        namespace: namespace.to_owned(),
+        name: args.lease_name.clone(),
+        identity: identity.to_owned(),
+        timings,
+    });
+    Ok((config, lease))
+}
+
 /// Runs the controller until a shutdown signal.
 pub async fn run(args: &RunArgs, err: &mut dyn Write) -> Result<ExitCode, CliError> {
     init_logging(args.log_format);
@@ -172,104 +221,34 @@ pub async fn run(args: &RunArgs, err: &mut dyn Write) -> Result<ExitCode, CliErr
             return Ok(ExitCode::from(EXIT_FAILURE));
         }
     };
-    let legacy_configmap = match args.legacy_configmap.as_deref().map(LegacyConfigMap::parse) {
-        None => None,
-        Some(Ok(mut legacy)) => {
-            legacy.token_mode = args
-                .legacy_token_mode
-                .map(super::migrate::TokenModeArg::mode);
-            legacy.resync = Duration::from_secs(args.resync_seconds.max(10));
-            Some(legacy)
-        }
-        Some(Err(message)) => {
-            let _ = writeln!(err, "error: --legacy-configmap: {message}");
-            return Ok(ExitCode::from(EXIT_FAILURE));
-        }
-    };
-    let timings = match args.leader_elect.then(|| lease_timings(args)).transpose() {
-        Ok(t) => t,
-        Err(message) => {
-            let _ = writeln!(err, "error: {message}");
-            return Ok(ExitCode::from(EXIT_FAILURE));
-        }
-    };
     let identity = args.identity.clone().unwrap_or_else(host_name);
     let kube_config = kube_config(args, &identity).await?;
-    let kube_err = |context: &str| {
-        let context = context.to_owned();
-        move |source| CliError::Kube { context, source }
-    };
-    let client = kube::Client::try_from(kube_config.clone())
-        .map_err(kube_err("building the Kubernetes client"))?;
     // The controller's own namespace: the Lease's, the webhook certificate's, and one the
     // webhook never mutates.
     let namespace = args
         .lease_namespace
         .clone()
-        .unwrap_or_else(|| client.default_namespace().to_owned());
-    let webhook = match args.webhook.config(&namespace, &args.secret_name) {
-        Ok(w) => w,
+        .unwrap_or_else(|| kube_config.default_namespace.clone());
+    let (config, lease) = match runtime_config(args, &namespace, &identity) {
+        Ok(c) => c,
         Err(message) => {
             let _ = writeln!(err, "error: {message}");
             return Ok(ExitCode::from(EXIT_FAILURE));
         }
     };
-    let lease = timings.clone().map(|timings| {
-        leader::start(
-            client.clone(),
-            LeaseConfig {
-                namespace: namespace.clone(),
-                name: args.lease_name.clone(),
-                identity: identity.clone(),
-                timings,
-            },
-        )
-    });
-    let leadership = lease
-        .as_ref()
-        .map_or_else(Leadership::always, |l| l.leadership.clone());
-    // Every write of the controller goes through this client: refused unless leading.
-    let client = leader::gated_client(kube_config, leadership.clone())
-        .map_err(kube_err("building the Kubernetes client"))?;
-    let config = ControllerConfig {
-        legacy_configmap,
-        secret_name: args.secret_name.clone(),
-        default_region: args.cloud.region.clone(),
-        token_files: args.cloud.token_files(),
-        resync: Duration::from_secs(args.resync_seconds.max(10)),
-        object_selector: args.object_selector.clone(),
-        reconcile_timeout: Duration::from_secs(args.reconcile_timeout_seconds),
-        leadership: leadership.clone(),
-        probe_address: Some(args.probe_address),
-        webhook,
-        // A pass of the loop takes at most one retry period, and passes come one retry period
-        // apart; past the renew deadline something is wrong.
-        liveness_max_age: timings
-            .as_ref()
-            .map_or(Duration::from_secs(10), |t| t.renew_deadline),
-        ..ControllerConfig::default()
-    };
-    if !args.leader_elect {
+    if lease.is_none() {
         tracing::info!(%identity, "leader election off: this replica writes");
     }
-    let controller = controller::run(client, config, cloud, shutdown_signal());
-    let result = tokio::select! {
-        r = controller => r,
-        () = leadership.lost() => {
-            // Writes stopped when the loop gave up the lead; exit so nothing keeps running
-            // without the Lease, and the orchestrator restarts this replica as a standby.
-            tracing::error!(%identity, "leadership lost; exiting");
-            let _ = writeln!(err, "error: leadership lost");
-            return Ok(ExitCode::from(EXIT_FAILURE));
-        }
-    };
-    // In-flight reconciles have finished: hand the Lease over.
-    if let Some(lease) = lease {
-        lease.release().await;
-    }
-    match result {
+    match runtime::run_replica(kube_config, lease, config, cloud, shutdown_signal()).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(RuntimeError::Kube(source)) => Err(CliError::Kube {
+            context: "building the Kubernetes client".into(),
+            source,
+        }),
         Err(e) => {
+            if matches!(e, RuntimeError::LeadershipLost) {
+                tracing::error!(%identity, "leadership lost; exiting");
+            }
             let _ = writeln!(err, "error: {e}");
             Ok(ExitCode::from(EXIT_FAILURE))
         }
@@ -314,5 +293,70 @@ mod tests {
         );
         assert!(message.contains("at least"), "{message}");
         assert!(super::lease_timings(&run_args(&[])).is_ok(), "the defaults");
+    }
+
+    fn parse(words: &[&str]) -> super::RunArgs {
+        let cli =
+            Cli::try_parse_from(["acr-credential-controller", "run"].iter().chain(words)).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run")
+        };
+        run
+    }
+
+    #[test]
+    fn without_flags_the_settings_are_the_runtime_defaults_and_no_lease_is_held() {
+        use crate::runtime::ControllerConfig;
+        let (config, lease) = super::runtime_config(&parse(&[]), "acr-system", "replica-0")
+            .expect("the defaults are valid");
+        let defaults = ControllerConfig::default();
+        assert!(lease.is_none(), "no election without --leader-elect");
+        assert_eq!(config.secret_name, defaults.secret_name);
+        assert_eq!(config.default_region, defaults.default_region);
+        assert_eq!(config.resync, defaults.resync);
+        assert_eq!(config.reconcile_timeout, defaults.reconcile_timeout);
+        assert_eq!(config.liveness_max_age, defaults.liveness_max_age);
+        assert_eq!(config.identity.as_deref(), Some("replica-0"));
+        assert_eq!(config.probe_address, Some("0.0.0.0:8080".parse().unwrap()));
+        assert!(config.webhook.is_none() && config.legacy_configmap.is_none());
+    }
+
+    #[test]
+    fn flags_become_settings_and_the_lease_of_this_replica() {
+        let args = run_args(&[
+            "--secret-name",
+            "pull",
+            "--resync-seconds",
+            "3",
+            "--renew-deadline-seconds",
+            "9",
+            "--legacy-configmap",
+            "kube-system/acr-configuration",
+            "--lease-name",
+            "l",
+        ]);
+        let (config, lease) = super::runtime_config(&args, "acr-system", "replica-1").unwrap();
+        assert_eq!(config.secret_name, "pull");
+        // Shorter resyncs are raised to the minimum, for the translator too.
+        assert_eq!(config.resync, std::time::Duration::from_secs(10));
+        let legacy = config.legacy_configmap.expect("translated live");
+        assert_eq!(legacy.resync, config.resync);
+        assert_eq!(config.liveness_max_age, std::time::Duration::from_secs(9));
+        let lease = lease.expect("--leader-elect holds a Lease");
+        assert_eq!(
+            (
+                lease.namespace.as_str(),
+                lease.name.as_str(),
+                lease.identity.as_str()
+            ),
+            ("acr-system", "l", "replica-1")
+        );
+    }
+
+    #[test]
+    fn a_bad_legacy_configmap_reference_is_refused_naming_the_flag() {
+        let args = parse(&["--legacy-configmap", "acr-configuration"]);
+        let message = super::runtime_config(&args, "acr-system", "r").unwrap_err();
+        assert!(message.starts_with("--legacy-configmap: "), "{message}");
     }
 }

@@ -11,6 +11,9 @@ use url::Url;
 
 use super::error::CloudError;
 
+/// The default region, of bindings that name none and of regional endpoints.
+pub const DEFAULT_REGION: &str = "cn-hangzhou";
+
 /// Which network the controller reaches Alibaba Cloud APIs through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -101,8 +101,9 @@ pub mod reasons {
     pub const AUTHENTICATION_FAILED: &str = "AuthenticationFailed";
     /// The credentials may not do this.
     pub const PERMISSION_DENIED: &str = "PermissionDenied";
-    /// The instance, role or endpoint does not exist.
-    pub const NOT_FOUND: &str = "NotFound";
+    /// The instance, role or endpoint does not exist. The same reason as the condition's
+    /// (`Stalled` compares a token failure's reason with it), so defined once, in `api`.
+    pub use crate::api::conditions::reasons::NOT_FOUND;
     /// The cloud refused a parameter.
     pub const INVALID_PARAMETER: &str = "InvalidParameter";
     /// The cloud failed (5xx).

@@ -6,12 +6,11 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
-use super::{Warning, error::TranslateError, go_duration, key};
+use super::{DEFAULT_TIMEOUT_SECONDS, Warning, error::TranslateError, go_duration, key};
 use crate::api::{
     NamespaceSelection, ServiceAccountSelection, duration,
     validation::{is_dns_label, is_dns_subdomain},
 };
-use crate::webhook::DEFAULT_TIMEOUT_SECONDS;
 
 /// Splits a comma-separated list, trimming blanks and dropping empty parts.
 fn split_list(value: &str) -> Vec<String> {

@@ -2,7 +2,7 @@
 //! aliyun-acr-credential-helper into `AcrCredentialPolicy` and `AcrRegistryBinding` objects.
 //!
 //! One pure function, [`translate`] (and [`translate_configmap`] around it), serves both the
-//! controller's live translation (`run --legacy-configmap`, in `controller::legacy_sync`, which
+//! controller's live translation (`run --legacy-configmap`, in `translator`, which
 //! labels and applies the result) and `acr-credential-controller migrate` (which prints it for a
 //! GitOps repository). Names are
 //! deterministic, so translating the same ConfigMap again yields the same objects. Ambiguous or
@@ -38,6 +38,10 @@ use crate::{
 
 /// Namespace of the legacy ConfigMap.
 pub const CONFIGMAP_NAMESPACE: &str = "kube-system";
+/// The chart's default `webhook.timeoutSeconds`: a legacy `timeout-seconds` other than this is
+/// reported with the Helm value to set (`tests/chart_templates.rs` checks the chart renders
+/// it; `webhook` re-exports it).
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 5;
 /// Name of the legacy ConfigMap.
 pub const CONFIGMAP_NAME: &str = "acr-configuration";
 /// Label the controller's live translation puts on objects it translated (value: `<namespace>.<name>`

@@ -23,10 +23,9 @@ use serde_json::{Map, Value, json};
 
 use super::review::ServiceAccountCreate;
 use crate::api::{AcrCredentialPolicy, AcrRegistryBinding};
-use crate::controller::context::ControllerConfig;
-use crate::controller::resolve::{Resolved, resolve};
-use crate::controller::selection::{NamespaceVerdict, namespace_verdict, service_account_selected};
-use crate::controller::service_accounts::{ADDED_ANNOTATION, parse_recorded};
+use crate::model::resolve::{ResolveConfig, Resolved, resolve};
+use crate::model::selection::{NamespaceVerdict, namespace_verdict, service_account_selected};
+use crate::model::service_accounts::{ADDED_ANNOTATION, parse_recorded};
 
 /// The object label that opts a ServiceAccount out: `acrcredentials.io/inject-on-create: "false"`.
 pub const OPT_OUT_LABEL: &str = "acrcredentials.io/inject-on-create";
@@ -121,7 +120,7 @@ pub fn labels_of(object: &Map<String, Value>) -> Option<BTreeMap<String, String>
 pub fn candidates<'a>(
     bindings: impl IntoIterator<Item = &'a AcrRegistryBinding>,
     policies: &Store<AcrCredentialPolicy>,
-    config: &ControllerConfig,
+    config: &ResolveConfig,
     namespace: &str,
     ns_labels: &BTreeMap<String, String>,
     sa: (&str, &BTreeMap<String, String>),

@@ -5,14 +5,16 @@
 //! adds a moment later. This webhook adds it as the ServiceAccount is created.
 //!
 //! - [`review`]: AdmissionReview v1 parsing and answers (pure).
-//! - [`decide`]: which ServiceAccount gets the reference, with the reconciler's selection over
-//!   the controller's watch caches, and the JSONPatch (pure).
+//! - [`decide`]: which ServiceAccount gets the reference, with the binding model's resolve and
+//!   selection ([`crate::model`]) over the shared watch caches, and the JSONPatch (pure).
 //! - [`certs`]: CA and serving certificates and their rotation steps (pure).
 //! - [`plan`]: the leader's pass over the certificate: publication time and step (pure).
 //! - [`rotation`]: the certificate Secret, the `caBundle` and reloading (I/O).
 //! - [`server`]: the HTTPS server every replica runs, with a hot-swapped certificate.
 //!
-//! [`start`] wires them together; `controller::run_with` calls it when the webhook is on.
+//! [`start`] wires them together; `runtime::run_with` starts it next to the reconcilers when
+//! the webhook is on. The webhook imports only the model and the shared plumbing
+//! ([`crate::cluster`]), never a reconciler.
 
 pub mod certs;
 pub mod decide;
@@ -27,15 +29,15 @@ use std::sync::Arc;
 use kube::Client;
 
 use crate::cloud::clock::Clock;
-use crate::controller::{ControllerConfig, Leadership, Readiness, Stores};
+use crate::cluster::{Leadership, Readiness, Stores};
+use crate::model::ResolveConfig;
 pub use decide::{OPT_OUT_LABEL, OPT_OUT_VALUE, Settings};
 pub use rotation::{CertSource, Managed};
 pub use server::CertSlot;
 
-/// The chart's default `webhook.timeoutSeconds` (a legacy `timeout-seconds` other than this is
-/// reported by the translation with the Helm value to set; `tests/chart_templates.rs` checks
-/// the chart renders it).
-pub const DEFAULT_TIMEOUT_SECONDS: u64 = 5;
+/// The chart's default `webhook.timeoutSeconds` (defined with the legacy translation, which
+/// reports a `timeout-seconds` other than this with the Helm value to set).
+pub use crate::legacy::DEFAULT_TIMEOUT_SECONDS;
 
 /// The path the API server posts AdmissionReviews to.
 pub const PATH: &str = "/mutate-serviceaccounts";
@@ -93,18 +95,18 @@ pub async fn start(
     client: Client,
     stores: Stores,
     readiness: Readiness,
-    config: ControllerConfig,
+    resolve: ResolveConfig,
+    field_manager: String,
     leadership: Leadership,
     clock: Arc<dyn Clock>,
     shutdown: impl std::future::Future<Output = ()> + Clone + Send + 'static,
 ) -> Result<Started, WebhookError> {
     let slot = Arc::new(CertSlot::default());
-    let field_manager = config.field_manager.clone();
     let handler = server::Handler::new(
         client.clone(),
         stores,
         readiness,
-        config,
+        resolve,
         webhook.settings.clone(),
     );
     let address = server::serve(

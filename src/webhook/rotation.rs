@@ -29,8 +29,8 @@ use super::certs::{self, CertState, CertTimings, Identity, Pair, Step};
 use super::plan::{self, Publication};
 use super::server::CertSlot;
 use crate::cloud::clock::Clock;
-use crate::controller::Leadership;
-use crate::controller::error::is_status;
+use crate::cluster::Leadership;
+use crate::cluster::error::is_status;
 use crate::sensitive::Sensitive;
 
 /// Where the serving certificate comes from.

@@ -41,7 +41,8 @@ use super::certs::Pair;
 use super::decide::{self, Outcome, Settings, decision};
 use super::review::{self, Review};
 use super::{PATH, WebhookError};
-use crate::controller::{ControllerConfig, Readiness, Stores};
+use crate::cluster::{Readiness, Stores};
+use crate::model::ResolveConfig;
 
 /// How long the namespace GET of a cache miss may take.
 const NAMESPACE_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -210,7 +211,8 @@ pub struct Handler {
     pub client: Client,
     pub stores: Stores,
     pub readiness: Readiness,
-    pub config: ControllerConfig,
+    /// What resolving a binding needs (as the reconciler resolves it).
+    pub config: ResolveConfig,
     pub settings: Settings,
     /// [`MAX_REVIEWS`] permits.
     pub reviews: Arc<Semaphore>,
@@ -224,7 +226,7 @@ impl Handler {
         client: Client,
         stores: Stores,
         readiness: Readiness,
-        config: ControllerConfig,
+        config: ResolveConfig,
         settings: Settings,
     ) -> Self {
         Self {

@@ -11,7 +11,7 @@ use acr_credential_controller::api::{AcrCredentialPolicy, AcrRegistryBinding};
 use acr_credential_controller::cloud::endpoints::{Endpoints, Network};
 use acr_credential_controller::cloud::http::HttpConfig;
 use acr_credential_controller::cloud::{CloudConfig, SignatureStyle};
-use acr_credential_controller::controller::{self, ControllerConfig};
+use acr_credential_controller::runtime::{self, ControllerConfig};
 use acr_fake_cloud::{FakeCloud, FakeHandle, Scenario};
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -195,7 +195,7 @@ impl Harness {
         let client = self.client();
         let cloud = self.cloud();
         let handle = tokio::spawn(async move {
-            controller::run(client, config, cloud, async move {
+            runtime::run(client, config, cloud, async move {
                 let _ = rx.await;
             })
             .await

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use acr_credential_controller::api::duration;
-use acr_credential_controller::controller::secret::{DOCKER_CONFIG_KEY, domains_in};
 use acr_credential_controller::legacy::{TranslateOptions, translate};
+use acr_credential_controller::model::secret::{DOCKER_CONFIG_KEY, domains_in};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Event, Secret};
 use kube::api::{Api, ListParams};

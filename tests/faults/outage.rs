@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use acr_credential_controller::controller::tokens::retry_delay;
+use acr_credential_controller::cluster::tokens::retry_delay;
 use acr_fake_cloud::OutageMode;
 
 use crate::common::{Controller, Row, Start, binding_spec, password, ready_of, scale};

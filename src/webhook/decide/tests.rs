@@ -66,7 +66,7 @@ fn run(
     let c = candidates(
         bindings,
         &store,
-        &ControllerConfig::default(),
+        &crate::model::ResolveConfig::default(),
         ns,
         &l,
         (&sa.name, &sa_labels),
@@ -298,7 +298,7 @@ fn an_unknown_namespace_is_skipped() {
     let c = candidates(
         &b,
         &store,
-        &ControllerConfig::default(),
+        &crate::model::ResolveConfig::default(),
         "a",
         &none,
         ("x", &none),

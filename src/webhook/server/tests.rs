@@ -7,7 +7,7 @@ use kube::runtime::reflector;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::controller::written::Written;
+use crate::cluster::written::Written;
 use crate::webhook::certs::{self, CertTimings, Identity};
 use crate::webhook::review::tests::request;
 
@@ -47,7 +47,7 @@ fn handler(client: Client) -> Handler {
         client,
         stores,
         Readiness::new([]),
-        ControllerConfig::default(),
+        crate::model::ResolveConfig::default(),
         Settings::new("acr-credentials", "acr-system"),
     )
 }

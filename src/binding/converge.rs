@@ -1,0 +1,282 @@
+//! Stage 4, converge. Talks to the cluster: yes (the writes, and only the writes).
+//!
+//! Each namespace is converged under its lock (several bindings may reconcile one namespace at
+//! once): [`super::plan`] decides its whole plan, then [`carry_out`] writes it in this order:
+//!
+//! 1. The pull Secret, when it is wanted and differs from the current one (the cached copy, or
+//!    our own last write while the cache has not shown it yet, see
+//!    [`crate::cluster::written`]): created by server-side apply (so RBAC can pin `create` to
+//!    its name), updated in place with a version-checked replace (same object, same UID). A
+//!    same-named Secret that only a create conflict reveals is left alone, and the plan falls
+//!    back to [`model::plan::leave_others`].
+//! 2. Every ServiceAccount whose entry must be added or removed: a version-checked JSON patch
+//!    ([`model::service_accounts::plan`]), re-read and retried on conflicts.
+//! 3. Our Secret, when no binding selects the namespace any more and every entry is gone: a
+//!    delete with preconditions on the very object that was read.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+
+use super::plan::{plan_namespace, service_accounts_by_namespace};
+use crate::cluster::Context;
+use crate::cluster::error::{Error, Result, is_status};
+use crate::model::plan::{self, NamespaceOutcome, NamespacePlan, SecretWrite};
+use crate::model::resolve::Resolved;
+use crate::model::secret::{is_ours, merge_into, needs_update};
+use crate::model::service_accounts;
+
+/// How many namespaces one reconcile converges at once.
+const PARALLEL_NAMESPACES: usize = 8;
+
+/// How many times a Secret write is retried after conflicts.
+const MAX_SECRET_ATTEMPTS: u32 = 4;
+
+/// How many times a ServiceAccount patch is retried when the ServiceAccount changed under us.
+pub const MAX_SERVICE_ACCOUNT_ATTEMPTS: u32 = 8;
+
+/// Converges `namespaces` against every live binding (`live`), a few at a time.
+pub async fn converge_all(
+    ctx: &Context,
+    live: &[Resolved],
+    namespaces: BTreeSet<String>,
+) -> Vec<(String, Result<NamespaceOutcome>)> {
+    let service_accounts = service_accounts_by_namespace(ctx);
+    futures::stream::iter(namespaces)
+        .map(|ns| {
+            let sas = service_accounts.get(&ns).map(Vec::as_slice).unwrap_or(&[]);
+            async move {
+                let r = converge_namespace(ctx, &ns, live, sas).await;
+                (ns, r)
+            }
+        })
+        .buffer_unordered(PARALLEL_NAMESPACES)
+        .collect()
+        .await
+}
+
+/// Converges namespace `namespace` against every live binding, under its lock: plans it, then
+/// carries the plan out. `service_accounts` are the namespace's cached ServiceAccounts (see
+/// [`service_accounts_by_namespace`]); patches are version-checked, so a slightly older copy
+/// only costs a re-read.
+pub async fn converge_namespace(
+    ctx: &Context,
+    namespace: &str,
+    live: &[Resolved],
+    service_accounts: &[Arc<ServiceAccount>],
+) -> Result<NamespaceOutcome> {
+    let _guard = ctx.namespace_lock(namespace).await;
+    let plan = plan_namespace(ctx, namespace, live, service_accounts).await;
+    carry_out(ctx, namespace, plan, service_accounts).await
+}
+
+/// Writes what `plan` says, in order: the Secret, the ServiceAccounts, the Secret's deletion.
+async fn carry_out(
+    ctx: &Context,
+    namespace: &str,
+    mut plan: NamespacePlan,
+    service_accounts: &[Arc<ServiceAccount>],
+) -> Result<NamespaceOutcome> {
+    if let Some(write) = &plan.write {
+        match write_secret(ctx, namespace, write).await? {
+            WriteOutcome::Ours => {
+                tracing::info!(namespace, contributors = ?plan.contributors, "pull Secret written");
+            }
+            // Someone else's Secret took the name before the cache showed it: bind nothing to
+            // it and do not count the namespace as synced.
+            WriteOutcome::OwnedByOthers => {
+                tracing::info!(
+                    namespace,
+                    "a same-named Secret that is not ours exists: left alone"
+                );
+                plan = plan::leave_others(service_accounts);
+            }
+        }
+    }
+    let secret_name = &ctx.config.secret_name;
+    let sa_api: Api<ServiceAccount> = Api::namespaced(ctx.client.clone(), namespace);
+    let mut errors = Vec::new();
+    let mut sas = Vec::with_capacity(plan.service_accounts.len());
+    for step in &plan.service_accounts {
+        let sa = &step.service_account;
+        let wrote = match patch_service_account(ctx, &sa_api, sa, step.wanted).await {
+            Ok(wrote) => Some(wrote),
+            Err(e) => {
+                errors.push(e.to_string());
+                None
+            }
+        };
+        if wrote == Some(true)
+            && let Some(binding_name) = &step.missed_injection
+        {
+            crate::metrics::patched_after_create(binding_name);
+            tracing::info!(namespace, serviceaccount = %sa.name_any(), binding = %binding_name, "pull Secret added after creation although the binding asks for injection at creation");
+        }
+        sas.push(step.outcome(plan.bound_after(step, secret_name, wrote)));
+    }
+    // Nothing selects the namespace any more: our entries are gone, now the Secret goes too.
+    if let Some(ours) = &plan.delete
+        && errors.is_empty()
+    {
+        delete_secret(ctx, namespace, ours).await?;
+    }
+    Ok(NamespaceOutcome {
+        secret: plan.state,
+        contributors: plan.contributors,
+        service_accounts: sas,
+        service_account_errors: errors,
+    })
+}
+
+/// What became of a Secret write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WriteOutcome {
+    /// Ours, holding what we want (written now or already so).
+    Ours,
+    /// A conflict revealed a same-named Secret that is not ours: left alone.
+    OwnedByOthers,
+}
+
+async fn write_secret(ctx: &Context, namespace: &str, write: &SecretWrite) -> Result<WriteOutcome> {
+    let desired = &write.desired;
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let name = &ctx.config.secret_name;
+    let params = PostParams {
+        field_manager: Some(ctx.config.field_manager.clone()),
+        ..PostParams::default()
+    };
+    let apply_params = PatchParams::apply(&ctx.config.field_manager);
+    let mut current = write.existing.as_deref().cloned();
+    let mut before = ctx.stores.written.before_write(namespace);
+    for _ in 0..MAX_SECRET_ATTEMPTS {
+        let creating = current.is_none();
+        let result = match &current {
+            // Created by server-side apply, which the API server authorizes as `create` of this
+            // very name: the controller's RBAC can pin `create` to the Secret name, which a plain
+            // POST cannot. Not forced: a same-named Secret someone else created meanwhile makes
+            // it conflict (409) instead of being taken over.
+            None => api.patch(name, &apply_params, &Patch::Apply(desired)).await,
+            // An in-place update of the object we read (same UID), checked by its
+            // resourceVersion; what others added (labels, annotations, owners) stays.
+            Some(cur) => api.replace(name, &params, &merge_into(cur, desired)).await,
+        };
+        match result {
+            Ok(written) => {
+                let verb = if creating { "create" } else { "update" };
+                crate::metrics::write("Secret", verb);
+                // Until the cache shows it, the next pass reads this copy instead.
+                ctx.stores.written.wrote(before, written);
+                return Ok(WriteOutcome::Ours);
+            }
+            // 422 on create: a same-named Secret of another type appeared (type is immutable).
+            Err(e) if is_status(&e, 409) || (creating && is_status(&e, 422)) => {
+                // Changed or created meanwhile: read it again, and never write what is not ours.
+                let fresh = api.get_opt(name).await?;
+                before.read(fresh.as_ref());
+                match fresh {
+                    Some(fresh) if !is_ours(&fresh) => return Ok(WriteOutcome::OwnedByOthers),
+                    Some(fresh) if !needs_update(&fresh, desired) => return Ok(WriteOutcome::Ours),
+                    fresh => current = fresh,
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Contended {
+        namespace: namespace.to_owned(),
+        name: name.clone(),
+        attempts: MAX_SECRET_ATTEMPTS,
+    })
+}
+
+/// Makes one ServiceAccount reference (`want`) or stop referencing our Secret, starting from
+/// `cached` (possibly stale) and re-reading after every conflict. Returns whether it wrote.
+/// A ServiceAccount that no longer exists is not an error.
+async fn patch_service_account(
+    ctx: &Context,
+    api: &Api<ServiceAccount>,
+    cached: &ServiceAccount,
+    want: bool,
+) -> Result<bool> {
+    let secret = &ctx.config.secret_name;
+    let params = PatchParams {
+        field_manager: Some(ctx.config.field_manager.clone()),
+        ..PatchParams::default()
+    };
+    let name = cached
+        .metadata
+        .name
+        .clone()
+        .ok_or(Error::MissingField("metadata.name"))?;
+    let mut current = cached.clone();
+    for attempt in 1..=MAX_SERVICE_ACCOUNT_ATTEMPTS {
+        let Some(patch) = service_accounts::plan(&current, secret, want) else {
+            return Ok(false);
+        };
+        match api.patch(&name, &params, &Patch::<()>::Json(patch)).await {
+            Ok(_) => {
+                crate::metrics::write("ServiceAccount", "patch");
+                tracing::debug!(namespace = ?cached.metadata.namespace, serviceaccount = %name, want, attempt, "patched imagePullSecrets");
+                return Ok(true);
+            }
+            Err(e) if is_status(&e, 404) => return Ok(false),
+            Err(e) if is_status(&e, 409) || is_status(&e, 422) => match api.get_opt(&name).await? {
+                Some(fresh) => current = fresh,
+                None => return Ok(false),
+            },
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Contended {
+        namespace: cached.metadata.namespace.clone().unwrap_or_default(),
+        name,
+        attempts: MAX_SERVICE_ACCOUNT_ATTEMPTS,
+    })
+}
+
+/// Deletes our Secret from a namespace no binding selects any more (already gone is fine).
+/// Only the very Secret we decided on goes: the delete carries its UID and resourceVersion as
+/// preconditions, so a Secret the user put in its place (or relabelled as theirs) after the
+/// cache was read survives; the next reconcile decides again from what the cache then shows.
+async fn delete_secret(ctx: &Context, namespace: &str, decided_on: &Secret) -> Result<()> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let before = ctx.stores.written.before_write(namespace);
+    match api
+        .delete(&ctx.config.secret_name, &delete_params(decided_on))
+        .await
+    {
+        Ok(_) => {
+            crate::metrics::write("Secret", "delete");
+            ctx.stores.written.deleted(before);
+            tracing::info!(
+                namespace,
+                "pull Secret deleted: no binding selects the namespace"
+            );
+            Ok(())
+        }
+        Err(e) if is_status(&e, 404) => Ok(()),
+        Err(e) if is_status(&e, 409) => {
+            tracing::info!(
+                namespace,
+                "pull Secret not deleted: it changed or was replaced since it was read"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A delete of exactly `secret`: its UID and resourceVersion as preconditions.
+pub fn delete_params(secret: &Secret) -> DeleteParams {
+    DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: secret.metadata.uid.clone(),
+            resource_version: secret.metadata.resource_version.clone(),
+        }),
+        ..DeleteParams::default()
+    }
+}

@@ -1,0 +1,143 @@
+//! The `AcrRegistryBinding` reconciler. Its stages, one file each, in the order a binding
+//! passes through them (each file's header says whether it talks to the cluster):
+//!
+//! 1. [`resolve`]: the binding against its policy, and every live binding (no).
+//! 2. [`token`]: the binding's registry token, from the token manager (the cloud; one Event).
+//! 3. [`plan`]: the target namespaces, and per namespace the whole plan: its Secret and every
+//!    ServiceAccount, decided before anything is written (no).
+//! 4. [`converge`]: per namespace, under its lock: plan, then write (yes).
+//! 5. [`observe`]: the outcomes folded into the binding's view (no).
+//! 6. [`status`]: every status of the binding, built by `model::status`, sent in one place
+//!    (yes).
+//!
+//! Plus [`finalizer`]: added in the pass that first converges a binding. Deletion (behind the
+//! finalizer) converges the same namespaces without the binding, which removes its domains from
+//! shared Secrets, its ServiceAccount entries, and Secrets no binding wants any more.
+
+pub mod converge;
+pub mod finalizer;
+pub mod observe;
+pub mod plan;
+pub mod resolve;
+pub mod status;
+pub mod token;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+
+use crate::api::AcrRegistryBinding;
+use crate::cluster::backoff::retry_key;
+use crate::cluster::guard::{self, guarded};
+use crate::cluster::{Context, Error, Result};
+use crate::model::token::TokenOutcome;
+
+/// Reconciles one binding: once the caches have synced, and within the reconcile deadline,
+/// either converges it (adding the finalizer in the same pass) or, when it is being deleted,
+/// cleans up after it and releases the finalizer.
+pub async fn reconcile(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<Action> {
+    let work = guarded(&ctx.readiness, ctx.config.reconcile_timeout, async {
+        let api: Api<AcrRegistryBinding> = Api::all(ctx.client.clone());
+        if binding.metadata.deletion_timestamp.is_some() {
+            if finalizer::has(&*binding) {
+                cleanup(&binding, &ctx).await?;
+                finalizer::remove(&api, &binding).await?;
+            }
+            ctx.retries.succeeded(&retry_key(&*binding));
+            return Ok(Action::await_change());
+        }
+        finalizer::add(&api, &binding).await?;
+        apply(&binding, &ctx).await
+    });
+    guard::leading(&ctx, "binding", work).await
+}
+
+/// Converges a live binding: one line per stage.
+async fn apply(binding: &AcrRegistryBinding, ctx: &Context) -> Result<Action> {
+    status::starting(ctx, binding).await?;
+    let resolved = match resolve::resolve_binding(ctx, binding) {
+        Ok(r) => r,
+        Err(blocker) => {
+            status::blocked(ctx, binding, blocker).await?;
+            // Spec and policy changes trigger sooner.
+            ctx.retries.succeeded(&retry_key(binding));
+            return Ok(Action::requeue(ctx.config.resync));
+        }
+    };
+    let live = resolve::live_bindings(ctx);
+    let token = token::token(ctx, binding, &resolved, &live).await;
+    let targets = plan::targets(ctx, &resolved);
+    let results = converge::converge_all(ctx, &live, targets.namespaces.clone()).await;
+    let observed = observe::observe(
+        binding,
+        &resolved,
+        &token,
+        &targets,
+        &results,
+        &ctx.config.secret_name,
+    );
+    status::report(ctx, binding, &observed.observation).await?;
+    Ok(Action::requeue(next_look(
+        ctx,
+        binding,
+        &token,
+        observed.retry_soon,
+    )))
+}
+
+/// When to reconcile again: when the token needs a look (renewal, retry, expiry), at the
+/// latest after the resync period, and within the backoff when a namespace failed (one that
+/// keeps failing, by quota or an admission webhook, is retried like a failed reconcile; a pass
+/// without failures resets it).
+fn next_look(
+    ctx: &Context,
+    binding: &AcrRegistryBinding,
+    token: &TokenOutcome,
+    retry_soon: bool,
+) -> Duration {
+    let key = retry_key(binding);
+    let retry = match retry_soon {
+        true => Some(ctx.retries.failed(&key, std::time::Instant::now())),
+        false => {
+            ctx.retries.succeeded(&key);
+            None
+        }
+    };
+    let until_check = Duration::try_from(token.next_check.duration_since(ctx.clock.now()))
+        .unwrap_or(Duration::from_secs(1))
+        .max(Duration::from_secs(1));
+    let wait = until_check.min(ctx.config.resync);
+    match retry {
+        Some(retry) => wait.min(retry),
+        None => wait,
+    }
+}
+
+/// A binding being deleted: converges the namespaces it wrote to without it.
+async fn cleanup(binding: &AcrRegistryBinding, ctx: &Context) -> Result<()> {
+    let name = binding.name_any();
+    let targets = match resolve::resolve_binding(ctx, binding) {
+        Ok(resolved) => plan::targets(ctx, &resolved).namespaces,
+        Err(_) => plan::namespaces_owned_by(ctx, &name),
+    };
+    let live = resolve::live_bindings(ctx);
+    let results = converge::converge_all(ctx, &live, targets).await;
+    for (ns, r) in results {
+        match r {
+            Ok(o) if o.service_account_errors.is_empty() => {}
+            Ok(o) => {
+                return Err(Error::ServiceAccounts {
+                    namespace: ns,
+                    message: o.service_account_errors.join("; "),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    ctx.tokens.retain(&token::live_requests(&live));
+    tracing::info!(binding = %name, "binding removed: its Secrets and ServiceAccount entries are cleaned up");
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! Stage 3, plan. Talks to the cluster: no (reads the watch caches and the token manager).
+//!
+//! Which namespaces a reconcile converges ([`targets`]: those the binding selects, and those it
+//! still owns a Secret in), and for one namespace, under its lock, the inputs of its plan: the
+//! live bindings that select it, the Secret it holds, and the valid tokens of those bindings
+//! (adopted from their Secrets after a restart). The plan itself is
+//! [`crate::model::plan::plan_namespace`], decided in full before [`super::converge`] writes.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
+
+use super::token::adopt_previous_token;
+use crate::cluster::Context;
+use crate::model::plan::{self, NamespacePlan};
+use crate::model::resolve::Resolved;
+use crate::model::secret::{Contribution, is_ours, owner_bindings};
+use crate::model::selection::{NamespaceSelectionResult, namespace_usable, select_namespaces};
+
+/// The namespaces one reconcile of a binding converges.
+#[derive(Clone, Debug)]
+pub struct Targets {
+    /// What the binding's selection says over every cached namespace.
+    pub selection: NamespaceSelectionResult,
+    /// The selected namespaces, and those the binding still owns a Secret in.
+    pub namespaces: BTreeSet<String>,
+}
+
+/// The namespaces `resolved` selects now, and those it still owns a Secret in.
+pub fn targets(ctx: &Context, resolved: &Resolved) -> Targets {
+    let selection = select_namespaces(
+        &resolved.namespaces,
+        resolved.allowed.as_ref(),
+        ctx.stores.namespaces.state().iter().map(|n| &**n),
+    );
+    let mut namespaces = selection.selected.clone();
+    namespaces.extend(namespaces_owned_by(ctx, &resolved.name));
+    Targets {
+        selection,
+        namespaces,
+    }
+}
+
+/// Namespaces whose cached Secret names the binding `binding_name` as an owner.
+pub fn namespaces_owned_by(ctx: &Context, binding_name: &str) -> BTreeSet<String> {
+    ctx.stores
+        .secrets
+        .state()
+        .iter()
+        .filter(|s| is_ours(s) && owner_bindings(s).contains(binding_name))
+        .filter_map(|s| s.namespace())
+        .collect()
+}
+
+/// The cached ServiceAccounts grouped by namespace: one pass over the cache for a whole
+/// reconcile, instead of one per namespace (which made a reconcile quadratic in namespaces).
+pub fn service_accounts_by_namespace(ctx: &Context) -> HashMap<String, Vec<Arc<ServiceAccount>>> {
+    let mut by_namespace: HashMap<String, Vec<Arc<ServiceAccount>>> = HashMap::new();
+    for sa in ctx.stores.service_accounts.state() {
+        if let Some(ns) = sa.namespace() {
+            by_namespace.entry(ns).or_default().push(sa);
+        }
+    }
+    by_namespace
+}
+
+/// The whole plan of `namespace` (run under its lock): a same-named Secret that is not ours is
+/// left alone; otherwise the Secret and every ServiceAccount are decided from the live bindings
+/// that select the namespace and hold a valid token.
+pub async fn plan_namespace(
+    ctx: &Context,
+    namespace: &str,
+    live: &[Resolved],
+    service_accounts: &[Arc<ServiceAccount>],
+) -> NamespacePlan {
+    let existing = ctx.stores.secret(namespace);
+    if plan::others_secret(existing.as_deref()) {
+        return plan::leave_others(service_accounts);
+    }
+    let selecting = selecting_bindings(ctx, namespace, live);
+    let contributions = contributions(ctx, &selecting).await;
+    plan::plan_namespace(
+        &ctx.config.secret_name,
+        namespace,
+        existing,
+        &selecting,
+        &contributions,
+        service_accounts,
+    )
+}
+
+/// The live bindings that select the namespace (none when it is gone or being deleted).
+fn selecting_bindings<'a>(
+    ctx: &Context,
+    namespace: &str,
+    live: &'a [Resolved],
+) -> Vec<&'a Resolved> {
+    let labels = ctx
+        .stores
+        .namespaces
+        .get(&ObjectRef::new(namespace))
+        .filter(|ns| namespace_usable(ns))
+        .map(|ns| ns.labels().clone());
+    match &labels {
+        Some(l) => live.iter().filter(|r| r.selects(namespace, l)).collect(),
+        None => Vec::new(),
+    }
+}
+
+/// What each selecting binding puts into the Secret: its valid token and its domains.
+async fn contributions(ctx: &Context, selecting: &[&Resolved]) -> Vec<Contribution> {
+    let now = ctx.clock.now();
+    let mut out = Vec::new();
+    for resolved in selecting {
+        // After a restart another binding's token may not be held yet: adopt it from its
+        // Secrets rather than dropping its domains from this shared Secret.
+        adopt_previous_token(ctx, resolved).await;
+        let Some(token) = ctx.tokens.peek(&resolved.request.key()).await else {
+            continue;
+        };
+        if !token.valid_at(now) {
+            continue;
+        }
+        let domains = resolved
+            .domains
+            .clone()
+            .unwrap_or_else(|| token.domains.clone());
+        out.push(Contribution {
+            binding: resolved.name.clone(),
+            binding_uid: resolved.uid.clone(),
+            domains,
+            username: token.username.clone(),
+            password: token.password.clone(),
+            expires_at: token.expires_at,
+        });
+    }
+    out
+}

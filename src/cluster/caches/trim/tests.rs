@@ -1,0 +1,149 @@
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use kube::ResourceExt;
+use serde_json::json;
+
+use super::*;
+use crate::model::secret::{DOCKER_CONFIG_KEY, MANAGED_LABEL};
+use crate::model::selection::namespace_usable;
+use crate::model::service_accounts::{is_bound, plan, recorded};
+
+fn namespace_from(value: serde_json::Value) -> Namespace {
+    serde_json::from_value(value).unwrap()
+}
+
+fn trimmed<K: Clone>(object: &K, trim: fn(&mut K)) -> K {
+    let mut copy = object.clone();
+    trim(&mut copy);
+    copy
+}
+
+#[test]
+fn a_trimmed_namespace_is_judged_as_its_whole_copy() {
+    let big = "x".repeat(4096);
+    let namespaces = [
+        json!({"metadata": {"name": "active", "uid": "u1", "resourceVersion": "7",
+            "labels": {"team": "a"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": big}},
+            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}),
+        json!({"metadata": {"name": "terminating", "labels": {"team": "b"}},
+            "status": {"phase": "Terminating",
+                "conditions": [{"type": "NamespaceDeletionContentFailure", "status": "True"}]}}),
+        json!({"metadata": {"name": "deleting", "deletionTimestamp": "2026-01-01T00:00:00Z"},
+            "status": {"phase": "Active"}}),
+        json!({"metadata": {"name": "bare"}}),
+    ];
+    for value in namespaces {
+        let whole = namespace_from(value);
+        let small = trimmed(&whole, namespace);
+        let name = whole.name_any();
+        assert_eq!(small.name_any(), name);
+        assert_eq!(small.labels(), whole.labels(), "{name}");
+        assert_eq!(namespace_usable(&small), namespace_usable(&whole), "{name}");
+        assert_eq!(
+            small.metadata.deletion_timestamp, whole.metadata.deletion_timestamp,
+            "{name}"
+        );
+        assert!(small.metadata.annotations.is_none(), "{name}");
+        assert!(
+            small.metadata.uid.is_none() && small.spec.is_none(),
+            "{name}"
+        );
+        assert!(
+            small.status.as_ref().is_none_or(|s| s.conditions.is_none()),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn a_trimmed_service_account_is_patched_exactly_as_its_whole_copy() {
+    let ours = ADDED_ANNOTATION;
+    let accounts = [
+        json!({"metadata": {"name": "default", "namespace": "n", "resourceVersion": "1",
+            "uid": "u", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "secrets": [{"name": "default-token-abcde"}]}),
+        json!({"metadata": {"name": "app", "namespace": "n", "resourceVersion": "2",
+            "labels": {"app": "web"},
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+            "imagePullSecrets": [{"name": "theirs"}]}),
+        json!({"metadata": {"name": "bound", "namespace": "n", "resourceVersion": "3",
+            "annotations": {(ours): "acr-credentials", "other": "v"}},
+            "imagePullSecrets": [{"name": "theirs"}, {"name": "acr-credentials"}]}),
+        json!({"metadata": {"name": "only-ours", "namespace": "n", "resourceVersion": "4",
+            "annotations": {(ours): "acr-credentials"}},
+            "imagePullSecrets": [{"name": "acr-credentials"}]}),
+        json!({"metadata": {"name": "listed-by-others", "namespace": "n", "resourceVersion": "5",
+            "annotations": {"other": "v"}},
+            "imagePullSecrets": [{"name": "acr-credentials"}]}),
+        json!({"metadata": {"name": "going", "namespace": "n", "resourceVersion": "6",
+            "deletionTimestamp": "2026-01-01T00:00:00Z", "ownerReferences": [
+                {"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "x"}]}}),
+    ];
+    let mut patches = 0;
+    for value in accounts {
+        let whole: ServiceAccount = serde_json::from_value(value).unwrap();
+        let small = trimmed(&whole, service_account);
+        let name = whole.name_any();
+        assert_eq!(small.name_any(), name);
+        assert_eq!(small.namespace(), whole.namespace(), "{name}");
+        assert_eq!(small.labels(), whole.labels(), "{name}");
+        assert_eq!(small.image_pull_secrets, whole.image_pull_secrets, "{name}");
+        assert_eq!(
+            small.metadata.deletion_timestamp, whole.metadata.deletion_timestamp,
+            "{name}"
+        );
+        assert_eq!(
+            small.metadata.creation_timestamp, whole.metadata.creation_timestamp,
+            "{name}"
+        );
+        assert_eq!(recorded(&small), recorded(&whole), "{name}");
+        for secret in ["acr-credentials", "theirs", "new"] {
+            assert_eq!(is_bound(&small, secret), is_bound(&whole, secret), "{name}");
+            for want in [true, false] {
+                let (a, b) = (plan(&small, secret, want), plan(&whole, secret, want));
+                assert_eq!(
+                    serde_json::to_value(&a).unwrap(),
+                    serde_json::to_value(&b).unwrap(),
+                    "{name}, {secret}, want {want}"
+                );
+                patches += usize::from(b.is_some());
+            }
+        }
+        assert!(
+            small.secrets.is_none() && small.metadata.uid.is_none(),
+            "{name}"
+        );
+        assert!(small.metadata.owner_references.is_none(), "{name}");
+        let others = small
+            .metadata
+            .annotations
+            .iter()
+            .flatten()
+            .filter(|(k, _)| k.as_str() != ours)
+            .count();
+        assert_eq!(others, 0, "{name}");
+    }
+    // The cases above plan real patches, of both shapes, not only "nothing to do".
+    assert!(patches >= 10, "{patches}");
+}
+
+#[test]
+fn a_secret_not_ours_keeps_only_its_metadata_and_ours_stays_whole() {
+    let with = |labels: serde_json::Value| -> Secret {
+        serde_json::from_value(json!({
+            "metadata": {"name": "acr-credentials", "namespace": "n", "resourceVersion": "9",
+                "labels": labels, "annotations": {"theirs": "kept"}},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {(DOCKER_CONFIG_KEY): "e30="},
+        }))
+        .unwrap()
+    };
+    let ours = with(json!({(MANAGED_LABEL): "true"}));
+    assert_eq!(trimmed(&ours, secret), ours);
+
+    let theirs = with(json!({"app": "other"}));
+    let small = trimmed(&theirs, secret);
+    assert!(small.data.is_none());
+    assert!(!is_ours(&small));
+    assert_eq!(small.metadata, theirs.metadata);
+}

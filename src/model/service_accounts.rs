@@ -1,0 +1,227 @@
+//! ServiceAccount `imagePullSecrets`: add our Secret, remove exactly what we added.
+//!
+//! `imagePullSecrets` is an atomic list (no merge key), so it is never server-side-applied:
+//! every change is a JSON patch that first tests `metadata.resourceVersion`, so a concurrent
+//! writer (another tool, or Kubernetes 1.20's token controller adding a `secrets` entry right
+//! after creation) makes our patch fail (409 or 422) instead of being overwritten; we re-read
+//! and try again. Entries others added are never removed, reordered or duplicated. What we
+//! added is recorded in the [`ADDED_ANNOTATION`] annotation, so removal touches only that.
+//!
+//! [`plan`] is pure; `binding::converge` sends it to the API server, with retries.
+
+use std::collections::BTreeSet;
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{
+    AddOperation, Patch as JsonPatch, PatchOperation, RemoveOperation, TestOperation,
+};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use serde_json::json;
+
+/// Annotation listing (comma-separated) the pull Secrets this controller added.
+pub const ADDED_ANNOTATION: &str = "acrcredentials.io/added-image-pull-secrets";
+
+/// How many times a patch is retried when the ServiceAccount changed under us.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// Whether the ServiceAccount lists `secret` in imagePullSecrets.
+pub fn is_bound(sa: &ServiceAccount, secret: &str) -> bool {
+    sa.image_pull_secrets
+        .iter()
+        .flatten()
+        .any(|r| r.name == secret)
+}
+
+/// The pull Secrets our annotation says we added.
+pub fn recorded(sa: &ServiceAccount) -> BTreeSet<String> {
+    sa.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ADDED_ANNOTATION))
+        .map(|v| parse_recorded(v))
+        .unwrap_or_default()
+}
+
+/// The pull Secret names in a value of the [`ADDED_ANNOTATION`] annotation.
+pub fn parse_recorded(value: &str) -> BTreeSet<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn ptr(tokens: &[&str]) -> PointerBuf {
+    PointerBuf::from_tokens(tokens.iter().copied())
+}
+
+fn annotation_ops(sa: &ServiceAccount, names: &BTreeSet<String>) -> Vec<PatchOperation> {
+    let has_annotations = sa.metadata.annotations.is_some();
+    let has_ours = sa
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(ADDED_ANNOTATION));
+    if names.is_empty() {
+        if has_ours {
+            return vec![PatchOperation::Remove(RemoveOperation {
+                path: ptr(&["metadata", "annotations", ADDED_ANNOTATION]),
+            })];
+        }
+        return Vec::new();
+    }
+    let value = names.iter().cloned().collect::<Vec<_>>().join(",");
+    if has_annotations {
+        vec![PatchOperation::Add(AddOperation {
+            path: ptr(&["metadata", "annotations", ADDED_ANNOTATION]),
+            value: json!(value),
+        })]
+    } else {
+        vec![PatchOperation::Add(AddOperation {
+            path: ptr(&["metadata", "annotations"]),
+            value: json!({ ADDED_ANNOTATION: value }),
+        })]
+    }
+}
+
+/// The JSON patch that makes `sa` reference `secret` (`want`) or drop the reference we added
+/// (`!want`); `None` when nothing is to be done. The patch starts with a `test` of the
+/// resourceVersion it was computed from.
+pub fn plan(sa: &ServiceAccount, secret: &str, want: bool) -> Option<JsonPatch> {
+    let rv = sa.metadata.resource_version.clone()?;
+    let mut ours = recorded(sa);
+    let listed = is_bound(sa, secret);
+    let mut ops = vec![PatchOperation::Test(TestOperation {
+        path: ptr(&["metadata", "resourceVersion"]),
+        value: json!(rv),
+    })];
+    if want {
+        if listed {
+            return None;
+        }
+        match &sa.image_pull_secrets {
+            Some(_) => ops.push(PatchOperation::Add(AddOperation {
+                path: ptr(&["imagePullSecrets", "-"]),
+                value: json!({ "name": secret }),
+            })),
+            None => ops.push(PatchOperation::Add(AddOperation {
+                path: ptr(&["imagePullSecrets"]),
+                value: json!([{ "name": secret }]),
+            })),
+        }
+        ours.insert(secret.to_owned());
+        ops.extend(annotation_ops(sa, &ours));
+    } else {
+        if !ours.contains(secret) {
+            return None;
+        }
+        // Remove the last entry with our name (the one we appended); others stay in order.
+        let index = sa
+            .image_pull_secrets
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .rposition(|r| r.name == secret);
+        if let Some(i) = index {
+            let i = i.to_string();
+            ops.push(PatchOperation::Remove(RemoveOperation {
+                path: ptr(&["imagePullSecrets", &i]),
+            }));
+        }
+        ours.remove(secret);
+        ops.extend(annotation_ops(sa, &ours));
+    }
+    Some(JsonPatch(ops))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::LocalObjectReference;
+
+    fn sa(entries: &[&str], annotation: Option<&str>) -> ServiceAccount {
+        let mut s = ServiceAccount::default();
+        s.metadata.name = Some("default".into());
+        s.metadata.resource_version = Some("42".into());
+        if !entries.is_empty() {
+            s.image_pull_secrets = Some(
+                entries
+                    .iter()
+                    .map(|n| LocalObjectReference {
+                        name: (*n).to_owned(),
+                    })
+                    .collect(),
+            );
+        }
+        if let Some(a) = annotation {
+            s.metadata.annotations = Some([(ADDED_ANNOTATION.to_owned(), a.to_owned())].into());
+        }
+        s
+    }
+
+    fn apply(sa: &ServiceAccount, patch: &JsonPatch) -> ServiceAccount {
+        let mut doc = serde_json::to_value(sa).unwrap();
+        json_patch::patch(&mut doc, patch).unwrap();
+        serde_json::from_value(doc).unwrap()
+    }
+
+    fn names(sa: &ServiceAccount) -> Vec<String> {
+        sa.image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn adds_after_others_and_records_it() {
+        let before = sa(&["theirs", "other"], None);
+        let after = apply(&before, &plan(&before, "acr-credentials", true).unwrap());
+        assert_eq!(names(&after), ["theirs", "other", "acr-credentials"]);
+        assert_eq!(recorded(&after), BTreeSet::from(["acr-credentials".into()]));
+        assert!(
+            plan(&after, "acr-credentials", true).is_none(),
+            "idempotent"
+        );
+    }
+
+    #[test]
+    fn adds_to_an_empty_account() {
+        let before = sa(&[], None);
+        let after = apply(&before, &plan(&before, "acr-credentials", true).unwrap());
+        assert_eq!(names(&after), ["acr-credentials"]);
+    }
+
+    #[test]
+    fn an_entry_others_added_is_neither_recorded_nor_removed() {
+        let before = sa(&["acr-credentials"], None);
+        assert!(plan(&before, "acr-credentials", true).is_none());
+        assert!(plan(&before, "acr-credentials", false).is_none());
+    }
+
+    #[test]
+    fn removes_only_what_we_added_keeping_order() {
+        let before = sa(&["a", "acr-credentials", "b"], Some("acr-credentials"));
+        let after = apply(&before, &plan(&before, "acr-credentials", false).unwrap());
+        assert_eq!(names(&after), ["a", "b"]);
+        assert!(recorded(&after).is_empty());
+        assert!(
+            after
+                .metadata
+                .annotations
+                .as_ref()
+                .is_none_or(|a| !a.contains_key(ADDED_ANNOTATION))
+        );
+    }
+
+    #[test]
+    fn a_stale_resource_version_fails_the_test_op() {
+        let before = sa(&[], None);
+        let patch = plan(&before, "acr-credentials", true).unwrap();
+        let mut moved = before.clone();
+        moved.metadata.resource_version = Some("43".into());
+        let mut doc = serde_json::to_value(&moved).unwrap();
+        assert!(json_patch::patch(&mut doc, &patch).is_err());
+    }
+}

@@ -1,0 +1,244 @@
+//! The watches the runtime starts: one reflector per kind ([`start_caches`]), our own Secret
+//! writes in front of the Secret cache, the policy stream split between the two controllers,
+//! and the [`Mappers`] from events of the secondary kinds to the bindings they concern.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+
+use super::config::ControllerConfig;
+use crate::api::{AcrCredentialPolicy, AcrRegistryBinding};
+use crate::cluster::Stores;
+use crate::cluster::caches::{self, Readiness};
+use crate::cluster::written::Written;
+use crate::model::{secret, selection};
+
+/// Bindings that may care about namespace `ns`, whose labels are `labels` (taken from the
+/// event's own object when there is one, so a namespace relabelled during a watch gap is judged
+/// by its new labels): those whose selection matches it by name or labels (ignoring the
+/// policy's allowedNamespaces) and those owning our Secret there.
+fn bindings_for_namespace(
+    bindings: &Store<AcrRegistryBinding>,
+    secrets: &Store<Secret>,
+    secret_name: &str,
+    ns: &str,
+    labels: &BTreeMap<String, String>,
+) -> Vec<ObjectRef<AcrRegistryBinding>> {
+    let owners = secrets
+        .get(&ObjectRef::new(secret_name).within(ns))
+        .map(|s| secret::owner_bindings(&s))
+        .unwrap_or_default();
+    bindings
+        .state()
+        .iter()
+        .filter(|b| {
+            owners.contains(&b.name_any())
+                || selection::namespace_verdict(&b.spec.namespaces, None, ns, labels)
+                    != selection::NamespaceVerdict::NotSelected
+        })
+        .map(|b| ObjectRef::from_obj(&**b))
+        .collect()
+}
+
+/// Maps watch events of the secondary kinds to the bindings they concern.
+#[derive(Clone)]
+pub struct Mappers {
+    pub stores: Stores,
+    pub secret_name: String,
+}
+
+impl Mappers {
+    /// The labels of namespace `ns` as cached.
+    fn labels_of(&self, ns: &str) -> BTreeMap<String, String> {
+        self.stores
+            .namespaces
+            .get(&ObjectRef::new(ns))
+            .map(|n| n.labels().clone())
+            .unwrap_or_default()
+    }
+
+    pub fn namespace(&self, ns: &Namespace) -> Vec<ObjectRef<AcrRegistryBinding>> {
+        let s = &self.stores;
+        bindings_for_namespace(
+            &s.bindings,
+            &s.secrets,
+            &self.secret_name,
+            &ns.name_any(),
+            ns.labels(),
+        )
+    }
+
+    pub fn service_account(&self, sa: &ServiceAccount) -> Vec<ObjectRef<AcrRegistryBinding>> {
+        let s = &self.stores;
+        match sa.namespace() {
+            Some(ns) => bindings_for_namespace(
+                &s.bindings,
+                &s.secrets,
+                &self.secret_name,
+                &ns,
+                &self.labels_of(&ns),
+            ),
+            None => Vec::new(),
+        }
+    }
+
+    pub fn secret(&self, secret: &Secret) -> Vec<ObjectRef<AcrRegistryBinding>> {
+        let s = &self.stores;
+        let mut refs = match secret.namespace() {
+            Some(ns) => bindings_for_namespace(
+                &s.bindings,
+                &s.secrets,
+                &self.secret_name,
+                &ns,
+                &self.labels_of(&ns),
+            ),
+            None => Vec::new(),
+        };
+        refs.extend(
+            secret::owner_bindings(secret)
+                .into_iter()
+                .map(|o| ObjectRef::new(&o)),
+        );
+        refs
+    }
+
+    pub fn policy(&self, policy: &AcrCredentialPolicy) -> Vec<ObjectRef<AcrRegistryBinding>> {
+        let name = policy.name_any();
+        self.stores
+            .bindings
+            .state()
+            .iter()
+            .filter(|b| b.spec.policy_name() == name)
+            .map(|b| ObjectRef::from_obj(&**b))
+            .collect()
+    }
+}
+
+/// Starts one reflector per kind, each reporting its lists to `readiness` and its re-lists to
+/// `relisted`: the stores the reconcilers read, and the event streams (bindings, policies,
+/// namespaces, ServiceAccounts, Secrets) the controllers must poll for the stores to fill.
+#[allow(clippy::type_complexity)]
+pub fn start_caches(
+    client: &Client,
+    config: &ControllerConfig,
+    readiness: &Readiness,
+    relisted: &futures::channel::mpsc::UnboundedSender<()>,
+) -> (
+    Stores,
+    impl futures::Stream<Item = WatchResult<AcrRegistryBinding>> + Send + use<>,
+    impl futures::Stream<Item = WatchResult<AcrCredentialPolicy>> + Send + use<>,
+    impl futures::Stream<Item = WatchResult<Namespace>> + Send + use<>,
+    impl futures::Stream<Item = WatchResult<ServiceAccount>> + Send + use<>,
+    impl futures::Stream<Item = WatchResult<Secret>> + Send + use<>,
+) {
+    let owned = || match &config.object_selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
+    let all = watcher::Config::default;
+    let (bindings, binding_stream) = caches::cache::<AcrRegistryBinding>(
+        Api::all(client.clone()),
+        owned(),
+        caches::kind::BINDINGS,
+        readiness,
+        relisted,
+        caches::trim::nothing,
+    );
+    let (policies, policy_stream) = caches::cache::<AcrCredentialPolicy>(
+        Api::all(client.clone()),
+        owned(),
+        caches::kind::POLICIES,
+        readiness,
+        relisted,
+        caches::trim::nothing,
+    );
+    let (namespaces, ns_stream) = caches::cache::<Namespace>(
+        Api::all(client.clone()),
+        all(),
+        caches::kind::NAMESPACES,
+        readiness,
+        relisted,
+        caches::trim::namespace,
+    );
+    let (service_accounts, sa_stream) = caches::cache::<ServiceAccount>(
+        Api::all(client.clone()),
+        all(),
+        caches::kind::SERVICE_ACCOUNTS,
+        readiness,
+        relisted,
+        caches::trim::service_account,
+    );
+    let (secrets, secret_stream) = caches::cache::<Secret>(
+        Api::all(client.clone()),
+        all().fields(&format!("metadata.name={}", config.secret_name)),
+        caches::kind::SECRETS,
+        readiness,
+        relisted,
+        caches::trim::secret,
+    );
+    let (written, secret_stream) = in_front_of(&secrets, &config.secret_name, secret_stream);
+    let stores = Stores {
+        bindings,
+        policies,
+        namespaces,
+        service_accounts,
+        secrets,
+        written,
+    };
+    (
+        stores,
+        binding_stream,
+        policy_stream,
+        ns_stream,
+        sa_stream,
+        secret_stream,
+    )
+}
+
+/// What a watch stream yields.
+pub type WatchResult<K> = Result<watcher::Event<K>, watcher::Error>;
+
+/// Our own Secret writes, in front of the Secret cache until its stream shows them.
+fn in_front_of<S>(
+    secrets: &Store<Secret>,
+    secret_name: &str,
+    stream: S,
+) -> (
+    Arc<Written>,
+    impl futures::Stream<Item = WatchResult<Secret>> + Send + use<S>,
+)
+where
+    S: futures::Stream<Item = WatchResult<Secret>> + Send,
+{
+    let written = Arc::new(Written::new(secrets.clone(), secret_name));
+    let observer = written.clone();
+    let stream = stream.inspect(move |event| {
+        if let Ok(event) = event {
+            observer.observe(event);
+        }
+    });
+    (written, stream)
+}
+
+/// Policies feed two things: the binding controller (through the policy cache and mapper)
+/// and the policy controller (its own trigger stream over the same cache). Returns the stream
+/// for the first and the triggers of the second.
+pub fn policy_triggers(
+    policy_stream: impl futures::Stream<Item = WatchResult<AcrCredentialPolicy>> + Send,
+) -> (
+    impl futures::Stream<Item = WatchResult<AcrCredentialPolicy>> + Send,
+    futures::channel::mpsc::UnboundedReceiver<Result<AcrCredentialPolicy, watcher::Error>>,
+) {
+    let (policy_trigger_tx, policy_trigger) = futures::channel::mpsc::unbounded();
+    let policy_stream = policy_stream.inspect(move |event| {
+        if let Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) = event {
+            let _ = policy_trigger_tx.unbounded_send(Ok(p.clone()));
+        }
+    });
+    (policy_stream, policy_trigger)
+}
