@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use acr_credential_controller::controller::service_accounts::ADDED_ANNOTATION;
+use acr_credential_controller::model::service_accounts::ADDED_ANNOTATION;
 use controller_common::{Harness, SECRET_NAME, pull_secret_names, wait_sa, wait_secret};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
