@@ -1,6 +1,6 @@
 //! What a token is, as every layer speaks of it (client-free): the request that obtains one,
 //! the key several bindings share it under, the token as held, a failure, and what one look at
-//! the token manager did. The manager itself is [`crate::cluster::tokens`].
+//! the token manager did. The manager itself is `cluster::tokens`.
 //!
 //! A token is shared per (registry, credential chain): [`chain_key`] describes the chain that
 //! obtains the credentials (never a secret), so two policies share a token exactly when they
