@@ -7,6 +7,8 @@
 //! ServiceAccount), and the pull Secret's metadata only (`get`: a `PartialObjectMetadata`
 //! request, so the answer never carries the Secret's data).
 
+pub mod document;
+pub mod service_accounts;
 pub mod steps;
 
 use std::io::Write;
@@ -27,7 +29,7 @@ use crate::model::ResolveConfig;
 use crate::runtime::config::DEFAULT_SECRET_NAME;
 use crate::webhook::Settings;
 use crate::webhook::decide::ALWAYS_EXCLUDED;
-use steps::{Explanation, Inputs, StepResult};
+use document::{Explanation, Inputs, StepResult};
 
 /// Arguments of `kubectl acr explain`.
 #[derive(Debug, Args)]

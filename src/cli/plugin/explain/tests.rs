@@ -5,7 +5,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 
-use super::steps::{self, Explanation, Inputs, StepResult, step, verdicts};
+use super::document::{Explanation, Inputs, StepResult, step, verdicts};
+use super::steps;
 use super::*;
 
 fn binding(name: &str, spec: &str, status: &str) -> AcrRegistryBinding {
