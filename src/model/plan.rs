@@ -19,7 +19,7 @@ use kube::ResourceExt;
 use super::resolve::Resolved;
 use super::secret::{Contribution, desired_secret, is_ours, needs_update};
 use super::selection::service_account_selected;
-use super::service_accounts::{is_bound, recorded};
+use super::service_accounts::{Entry, entry, is_bound};
 
 /// What happened to the namespace's Secret.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,7 +103,7 @@ impl NamespacePlan {
         match wrote {
             // Ours now, or an entry someone else added and we leave alone.
             Some(_) if self.state != SecretState::OwnedByOthers => {
-                step.wanted || (is_bound(sa, secret) && !recorded(sa).contains(secret))
+                step.wanted || entry(sa, secret) == Entry::Others
             }
             _ => is_bound(sa, secret),
         }

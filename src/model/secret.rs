@@ -154,9 +154,13 @@ pub fn merge_into(existing: &Secret, desired: &Secret) -> Secret {
 
 /// Whether a Secret is managed by this controller (carries our label).
 pub fn is_ours(secret: &Secret) -> bool {
-    secret
-        .metadata
-        .labels
+    managed(&secret.metadata)
+}
+
+/// Whether a Secret's metadata carries our label: the one ownership check, over metadata only
+/// so that `kubectl acr explain` makes it without reading any Secret's data.
+pub fn managed(meta: &ObjectMeta) -> bool {
+    meta.labels
         .as_ref()
         .and_then(|l| l.get(MANAGED_LABEL))
         .is_some_and(|v| v == "true")
@@ -164,10 +168,13 @@ pub fn is_ours(secret: &Secret) -> bool {
 
 /// Names of the bindings a Secret names as owners.
 pub fn owner_bindings(secret: &Secret) -> BTreeSet<String> {
+    binding_owners(&secret.metadata)
+}
+
+/// Names of the bindings a Secret's metadata names as owners (those whose auths it holds).
+pub fn binding_owners(meta: &ObjectMeta) -> BTreeSet<String> {
     let kind = AcrRegistryBinding::kind(&());
-    secret
-        .metadata
-        .owner_references
+    meta.owner_references
         .iter()
         .flatten()
         .filter(|o| o.kind == kind)

@@ -32,6 +32,27 @@ pub fn is_bound(sa: &ServiceAccount, secret: &str) -> bool {
         .any(|r| r.name == secret)
 }
 
+/// Whether a ServiceAccount lists the pull Secret, and who added the entry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entry {
+    /// Not listed (a name our annotation still records is not an entry).
+    Absent,
+    /// Listed, and recorded in [`ADDED_ANNOTATION`]: added by this controller (or its webhook),
+    /// removed when no binding wants it any more.
+    Ours,
+    /// Listed but not recorded: someone else added it; it is never removed.
+    Others,
+}
+
+/// The entry `secret` of `sa`'s `imagePullSecrets`, and whose it is.
+pub fn entry(sa: &ServiceAccount, secret: &str) -> Entry {
+    match (is_bound(sa, secret), recorded(sa).contains(secret)) {
+        (false, _) => Entry::Absent,
+        (true, true) => Entry::Ours,
+        (true, false) => Entry::Others,
+    }
+}
+
 /// The pull Secrets our annotation says we added.
 pub fn recorded(sa: &ServiceAccount) -> BTreeSet<String> {
     sa.metadata

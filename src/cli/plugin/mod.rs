@@ -4,11 +4,15 @@
 //!
 //! - `status`: one line per binding, from the bindings' status (needs `list`/`get`).
 //! - `renew`: requests a rotation with the [`crate::api::rotation`] annotation (needs `patch`).
+//! - `explain`: why a namespace or ServiceAccount has, or has not, the pull Secret: per binding,
+//!   each step decided by the reconciler's and the webhook's own functions (needs `get`/`list`,
+//!   and the pull Secret's metadata).
 //! - `output`: tables, relative times and the `-o` choice.
 //!
 //! It uses the user's kubeconfig (`--kubeconfig`, `--context`, `KUBECONFIG`), never the
 //! controller's rights.
 
+pub mod explain;
 pub mod output;
 pub mod renew;
 pub mod status;
@@ -42,8 +46,8 @@ pub fn invoked_as_plugin(argv0: &OsStr) -> bool {
         .is_some_and(|stem| stem == PLUGIN_BIN)
 }
 
-/// `kubectl acr`: see the status of AcrRegistryBindings and request token rotations, with your
-/// own kubeconfig.
+/// `kubectl acr`: see the status of AcrRegistryBindings, request token rotations and explain
+/// why a namespace has or lacks the pull Secret, with your own kubeconfig.
 #[derive(Debug, Parser)]
 #[command(name = PLUGIN_BIN, bin_name = "kubectl acr", version, long_about = None)]
 pub struct PluginCli {
@@ -69,6 +73,9 @@ pub enum Verb {
     /// Request a rotation now: a fresh registry token in every pull Secret of the bindings
     /// named, of every binding (--all), or of every binding using a policy (--policy).
     Renew(renew::RenewArgs),
+    /// Why NAMESPACE (or NAMESPACE/SERVICEACCOUNT) has, or has not, the pull Secret: for every
+    /// binding, each step the controller and its webhook decide, and the verdict.
+    Explain(explain::ExplainArgs),
 }
 
 impl PluginCli {
@@ -85,6 +92,7 @@ impl Verb {
         let result = match &self {
             Verb::Status(args) => status::run(args, now, out, err).await,
             Verb::Renew(args) => renew::run(args, now, out, err).await,
+            Verb::Explain(args) => explain::run(args, out, err).await,
         };
         match result {
             Ok(code) => code,
