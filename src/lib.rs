@@ -3,7 +3,8 @@
 //! The library holds everything the binary runs; `main.rs` only parses flags and starts it.
 //! Modules in layers, top to bottom; a module imports only layers below its own, never a
 //! sibling (`tests/product_module_tree.rs` checks it):
-//! - `cli`: the subcommands (`run`, `doctor`, `crd`, `migrate`, `validate`) and their flags.
+//! - `cli`: the subcommands (`run`, `doctor`, `crd`, `migrate`, `validate`, and `kubectl` for
+//!   the `kubectl acr` plugin) and their flags.
 //! - `runtime`: the composition root: settings, watch caches, leader election, probes; starts
 //!   the reconcilers, the webhook and the translator side by side.
 //! - `binding`, `policy`: the reconcilers; `binding/` holds the binding pipeline in stage order.
@@ -15,13 +16,17 @@
 //!   plans, observe, the status builders, Event notes.
 //! - `legacy`: translation of the legacy `kube-system/acr-configuration` ConfigMap into CRs.
 //!   `provider`: the kubelet image credential provider (`src/bin/acr-credential-provider.rs`),
-//!   with node or per-Pod ServiceAccount identity and no Secrets.
+//!   with the node's role (`workerRole`) or the pulling Pod's ServiceAccount (`rrsa`) as its
+//!   credential source, and no Secrets.
 //! - `cloud`: the Alibaba Cloud client (signing, credential sources, STS, registry tokens,
 //!   errors, the clock) and the chain walk behind `doctor`.
 //! - `api`: the `AcrRegistryBinding` and `AcrCredentialPolicy` CRD types, their conditions and
 //!   their validation.
 //! - `metrics`: the Prometheus counters and gauges counted as things happen. `sensitive`: the
 //!   wrapper that keeps credentials and tokens out of every printed string.
+//!
+//! The words (binding, policy, pull Secret, credential source, principal, converge, …) mean one
+//! thing each: `docs/glossary.md`.
 //!
 //! The strict fake of the Alibaba Cloud services that the tests, the sandbox and the benchmark
 //! run against is not part of this crate: it is the workspace crate `crates/acr-fake-cloud`

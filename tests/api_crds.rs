@@ -363,9 +363,9 @@ async fn migrate_reads_the_configmap_from_the_cluster() {
         .args([
             "migrate",
             "--from-cluster",
-            "--configmap",
+            "--legacy-configmap",
             &reference,
-            "--token-mode",
+            "--legacy-token-mode",
             "auto",
         ])
         .output()
@@ -402,7 +402,7 @@ async fn migrate_reads_the_configmap_from_the_cluster() {
         .args([
             "migrate",
             "--from-cluster",
-            "--configmap",
+            "--legacy-configmap",
             &format!("{ns}/nope"),
         ])
         .output()

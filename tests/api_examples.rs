@@ -174,7 +174,7 @@ fn migrate(configmap: &Path, token_mode: &str) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_acr-credential-controller"))
         .args(["migrate", "-f"])
         .arg(configmap)
-        .args(["--token-mode", token_mode])
+        .args(["--legacy-token-mode", token_mode])
         .output()
         .unwrap();
     (
@@ -194,14 +194,14 @@ fn translated_examples_are_what_migrate_prints() {
         let mode = committed
             .lines()
             .next()
-            .and_then(|l| l.split("--token-mode ").nth(1))
+            .and_then(|l| l.split("--legacy-token-mode ").nth(1))
             .and_then(|rest| rest.split('`').next())
-            .unwrap_or_else(|| panic!("{}: header lacks --token-mode", dir.display()));
+            .unwrap_or_else(|| panic!("{}: header lacks --legacy-token-mode", dir.display()));
         let (code, stdout, stderr) = migrate(&dir.join("configmap.yaml"), mode);
         assert_eq!(code, 0, "{}: {stderr}", dir.display());
         assert!(
             stdout == committed,
-            "{0}/translated.yaml differs from `migrate` output; regenerate it with\n  cargo run -- migrate -f {0}/configmap.yaml --token-mode {mode} > {0}/translated.yaml",
+            "{0}/translated.yaml differs from `migrate` output; regenerate it with\n  cargo run -- migrate -f {0}/configmap.yaml --legacy-token-mode {mode} > {0}/translated.yaml",
             dir.strip_prefix(root()).unwrap().display()
         );
         checked += 1;

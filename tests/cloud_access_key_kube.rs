@@ -79,17 +79,17 @@ async fn access_key_from_a_kubernetes_secret() {
         .unwrap();
     assert!(fake.handle().registry_token_valid(token.password.expose()));
     assert_eq!(
-        provider.credentials().await.unwrap().identity,
+        provider.credentials().await.unwrap().principal,
         "accessKey:LTAIci"
     );
 
-    // Rotation: the next fetch uses the new key, and the identity (cache key) changes with it.
+    // Rotation: the next fetch uses the new key, and the principal changes with it.
     put_secret(&secrets, "LTAIroot", "rootsecret").await;
     registry::fetch_token(&client, &provider, &registry)
         .await
         .unwrap();
     assert_eq!(
-        provider.credentials().await.unwrap().identity,
+        provider.credentials().await.unwrap().principal,
         "accessKey:LTAIroot"
     );
     let counts = fake.handle().counts();

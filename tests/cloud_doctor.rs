@@ -65,7 +65,7 @@ async fn doctor_working_setup() {
     assert!(report.ok(), "{text}");
     assert!(
         text.contains(&format!(
-            "identity:   accessKey:LTAIci+assumeRole:{ROLE_ARN}"
+            "principal:  accessKey:LTAIci+assumeRole:{ROLE_ARN}"
         )),
         "{text}"
     );
@@ -217,7 +217,7 @@ async fn doctor_with_the_registry_api_unreachable_prints_no_signed_request() {
         for secret in [marker, "SecurityToken=", "Signature=", "AccessKeyId="] {
             assert!(!all.contains(secret), "{what}: {secret} printed: {all}");
         }
-        // The assumed role's AccessKeyId is shown once, as the step's identity; never in the
+        // The assumed role's AccessKeyId is shown once, as the step's principal; never in the
         // error.
         let id = all
             .split("access key: ")

@@ -57,7 +57,7 @@ spec:
         stdout.contains(&format!("binding    {binding} (from cluster)")),
         "{stdout}"
     );
-    assert!(stdout.contains("identity:   accessKey:LTAIci"), "{stdout}");
+    assert!(stdout.contains("principal:  accessKey:LTAIci"), "{stdout}");
     assert!(stdout.contains("result: OK"), "{stdout}");
     assert!(!stdout.contains("cisecret"));
 }

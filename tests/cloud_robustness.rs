@@ -27,7 +27,7 @@ fn key(id: &str, secret: &str) -> Credentials {
         access_key_secret: Sensitive::new(secret.into()),
         security_token: None,
         expires_at: None,
-        identity: format!("accessKey:{id}"),
+        principal: format!("accessKey:{id}"),
     }
 }
 
@@ -176,7 +176,7 @@ async fn secrets_never_reach_error_text_even_when_the_cloud_echoes_them() {
         access_key_secret: Sensitive::new("wrong".into()),
         security_token: Some(Sensitive::new(issued.security_token.clone())),
         expires_at: Some(issued.expires_at),
-        identity: "t".into(),
+        principal: "t".into(),
     };
     for style in [SignatureStyle::V2, SignatureStyle::V3] {
         let e = gat(&client_with(&fake, style, http()), &creds)
@@ -405,7 +405,7 @@ fn canary_sts() -> (Credentials, &'static str, &'static str) {
         access_key_secret: Sensitive::new("CANARYsecret".into()),
         security_token: Some(Sensitive::new(token.into())),
         expires_at: Some(jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1)),
-        identity: "sts-test".into(),
+        principal: "sts-test".into(),
     };
     (creds, token, id)
 }

@@ -85,15 +85,15 @@ async fn token_via(
         "the fake issued this token"
     );
     assert_eq!(token.username, "cr_temp_user");
-    let identity = provider.credentials().await.unwrap().identity;
-    (identity, token)
+    let principal = provider.credentials().await.unwrap().principal;
+    (principal, token)
 }
 
 #[tokio::test]
 async fn access_key_enterprise_and_personal_with_both_signatures() {
     for style in [SignatureStyle::V2, SignatureStyle::V3] {
-        let (identity, token) = token_via(access_key(), None, enterprise(), style).await;
-        assert_eq!(identity, "accessKey:LTAIci");
+        let (principal, token) = token_via(access_key(), None, enterprise(), style).await;
+        assert_eq!(principal, "accessKey:LTAIci");
         let left = token
             .expires_at
             .duration_since(jiff::Timestamp::now())
@@ -147,7 +147,7 @@ async fn access_key_with_cross_account_assume_role_and_external_id() {
         instance_id: OTHER_INSTANCE.into(),
     };
     for style in [SignatureStyle::V2, SignatureStyle::V3] {
-        let (identity, token) = token_via(
+        let (principal, token) = token_via(
             access_key(),
             Some(hop(CROSS_ROLE_ARN, Some("ext-123"))),
             other.clone(),
@@ -155,7 +155,7 @@ async fn access_key_with_cross_account_assume_role_and_external_id() {
         )
         .await;
         assert_eq!(
-            identity,
+            principal,
             format!("accessKey:LTAIci+assumeRole:{CROSS_ROLE_ARN}")
         );
         assert!(token.expires_at > jiff::Timestamp::now());
@@ -207,17 +207,17 @@ async fn assume_role_with_wrong_external_id_is_refused() {
 #[tokio::test]
 async fn worker_role_via_hardened_metadata() {
     for style in [SignatureStyle::V2, SignatureStyle::V3] {
-        let (identity, token) = token_via(
+        let (principal, token) = token_via(
             SourceConfig::WorkerRole { role_name: None },
             None,
             enterprise(),
             style,
         )
         .await;
-        assert_eq!(identity, "workerRole:node-role");
+        assert_eq!(principal, "workerRole:node-role");
         assert!(token.expires_at > jiff::Timestamp::now());
     }
-    let (identity, _) = token_via(
+    let (principal, _) = token_via(
         SourceConfig::WorkerRole {
             role_name: Some("node-role".into()),
         },
@@ -227,7 +227,7 @@ async fn worker_role_via_hardened_metadata() {
     )
     .await;
     assert_eq!(
-        identity,
+        principal,
         format!("workerRole:node-role+assumeRole:{ROLE_ARN}")
     );
 }
@@ -266,10 +266,10 @@ async fn rrsa_reads_the_token_file_and_assumes_the_role() {
         &oidc_token(SUBJECT, "sts.aliyuncs.com", ISSUER, 3600),
     );
     for style in [SignatureStyle::V2, SignatureStyle::V3] {
-        let (identity, _) = token_via(rrsa_source(file.clone()), None, enterprise(), style).await;
-        assert_eq!(identity, format!("rrsa:{ROLE_ARN}"));
+        let (principal, _) = token_via(rrsa_source(file.clone()), None, enterprise(), style).await;
+        assert_eq!(principal, format!("rrsa:{ROLE_ARN}"));
     }
-    let (identity, _) = token_via(
+    let (principal, _) = token_via(
         rrsa_source(file.clone()),
         Some(hop(CROSS_ROLE_ARN, Some("ext-123"))),
         Registry::Enterprise {
@@ -280,7 +280,7 @@ async fn rrsa_reads_the_token_file_and_assumes_the_role() {
     )
     .await;
     assert_eq!(
-        identity,
+        principal,
         format!("rrsa:{ROLE_ARN}+assumeRole:{CROSS_ROLE_ARN}")
     );
 }
@@ -370,7 +370,7 @@ async fn managed_role_token_file() {
         .unwrap();
     assert!(fake.handle().registry_token_valid(token.password.expose()));
     assert_eq!(
-        provider.credentials().await.unwrap().identity,
+        provider.credentials().await.unwrap().principal,
         format!("managedRole:{}", issued.access_key_id)
     );
     // The registry token never outlives the STS credentials it was made with.

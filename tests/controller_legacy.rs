@@ -111,9 +111,13 @@ async fn migrate_output(path: &str, token_mode: Option<TokenModeArg>) -> BTreeMa
     let args = MigrateArgs {
         file: Some(path.to_owned()),
         from_cluster: false,
-        configmap: format!("kube-system/{CM}"),
-        token_mode,
+        legacy_configmap: format!("kube-system/{CM}"),
+        legacy_token_mode: token_mode,
         check: false,
+        kube: acr_credential_controller::cli::args::KubeArgs {
+            kubeconfig: None,
+            context: None,
+        },
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let code = migrate::run(&args, &mut out, &mut err).await.unwrap();
@@ -405,7 +409,7 @@ fn track_translated(env: &support::TestEnv, objects: &BTreeMap<String, Value>) {
 }
 
 /// Every legacy example, applied as the live ConfigMap: the translation applies exactly the
-/// objects `migrate --token-mode worker-role` prints, they reconcile to Ready against a fake
+/// objects `migrate --legacy-token-mode worker-role` prints, they reconcile to Ready against a fake
 /// cloud holding what the example refers to, and deleting the ConfigMap prunes them.
 #[tokio::test]
 async fn every_example_translates_live_exactly_like_migrate() {

@@ -29,7 +29,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use acr_credential_controller::runtime::ControllerConfig;
-use acr_credential_controller::webhook::certs::{CertTimings, Identity};
+use acr_credential_controller::webhook::certs::{CertTimings, ServingNames};
 use acr_credential_controller::webhook::{
     CertSource, Managed, OPT_OUT_LABEL, PATH, Settings, WebhookConfig,
 };
@@ -216,9 +216,9 @@ impl Webhook {
                 settings: Settings::new(SECRET_NAME, h.env.namespace()),
                 certs: CertSource::Managed(Managed {
                     namespace: h.env.namespace().to_owned(),
-                    secret_name: CERT_SECRET.to_owned(),
+                    certificate_secret_name: CERT_SECRET.to_owned(),
                     configuration_name: self.configuration.clone(),
-                    identity: Identity {
+                    serving_names: ServingNames {
                         dns_names: vec![],
                         ip_addresses: vec!["127.0.0.1".parse().unwrap()],
                     },
@@ -308,7 +308,7 @@ fn provider_files(chain_dir: &Path, registry: &str, cloud: &url::Url) -> (PathBu
         &plugin_config,
         format!(
             "apiVersion: acrcredentials.io/v1alpha1\nkind: AcrCredentialProviderConfig\nregion: cn-hangzhou\n\
-             identity: {{node: {{}}}}\nregistries:\n  - {{instanceId: {INSTANCE}, domains: [\"{host}\"]}}\n\
+             source: {{workerRole: {{}}}}\nregistries:\n  - {{instanceId: {INSTANCE}, domains: [\"{host}\"]}}\n\
              personalEdition: false\nendpoints: {{sts: '{base}', cr: '{base}', metadata: '{base}'}}\n"
         ),
     )

@@ -613,7 +613,7 @@ async fn readyz_follows_the_caches_and_livez_the_lease_loop() {
         LeaseConfig {
             namespace: h.env.namespace().to_owned(),
             name: format!("{}-lease", h.id),
-            identity: format!("{}-probe", h.id),
+            holder: format!("{}-probe", h.id),
             timings: LeaseTimings {
                 lease_duration: Duration::from_secs(6),
                 renew_deadline: Duration::from_secs(4),

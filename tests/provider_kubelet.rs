@@ -71,22 +71,22 @@ const REGISTRIES: &str = "registries:
   - {instanceId: cri-teamb, instanceName: teamb}
 ";
 
-fn config(fake: &FakeCloud, identity: &str, extra: &str) -> String {
+fn config(fake: &FakeCloud, source: &str, extra: &str) -> String {
     let base = fake.base_url().as_str().trim_end_matches('/');
     format!(
         "apiVersion: acrcredentials.io/v1alpha1\nkind: AcrCredentialProviderConfig\nregion: cn-hangzhou\n\
-         identity: {identity}\n{REGISTRIES}endpoints: {{sts: '{base}', cr: '{base}', metadata: '{base}'}}\n{extra}"
+         source: {source}\n{REGISTRIES}endpoints: {{sts: '{base}', cr: '{base}', metadata: '{base}'}}\n{extra}"
     )
 }
 
 fn node_config(fake: &FakeCloud) -> String {
-    config(fake, "{node: {}}", "")
+    config(fake, "{workerRole: {}}", "")
 }
 
 fn pod_config(fake: &FakeCloud, extra: &str) -> String {
     config(
         fake,
-        &format!("{{serviceAccount: {{oidcProviderArn: '{PROVIDER_ARN}'}}}}"),
+        &format!("{{rrsa: {{oidcProviderArn: '{PROVIDER_ARN}'}}}}"),
         extra,
     )
 }
@@ -319,7 +319,7 @@ async fn pod_identity_refuses_expired_and_wrong_audience_tokens() {
 }
 
 #[tokio::test]
-async fn identity_mismatches_are_explained() {
+async fn source_mismatches_are_explained() {
     let fake = FakeCloud::start(scenario()).await.unwrap();
     let t = token(TEAM_A);
     let pod = pod_config(&fake, "");
@@ -345,7 +345,7 @@ async fn identity_mismatches_are_explained() {
     let node = node_config(&fake);
     let out = run_plugin(&node, &request(&image(EE_HOST), Some(&t), &[])).await;
     let e = out.error();
-    assert!(e.contains("node identity") && !e.contains(&t), "{e}");
+    assert!(e.contains("source.workerRole") && !e.contains(&t), "{e}");
     assert_eq!(
         fake.handle().log().len(),
         0,
@@ -481,10 +481,10 @@ async fn malformed_requests_and_configurations() {
         "{}",
         out.stderr
     );
-    let bad = cfg.replace("identity: {node: {}}", "identity: {nodes: {}}");
+    let bad = cfg.replace("source: {workerRole: {}}", "source: {workerRoles: {}}");
     let out = run_plugin(&bad, &request(&image(EE_HOST), None, &[])).await;
     assert!(
-        out.error().contains("unknown field `nodes`"),
+        out.error().contains("unknown field `workerRoles`"),
         "{}",
         out.stderr
     );
@@ -540,7 +540,7 @@ async fn unreachable_registry_api_keeps_the_signed_request_off_stderr() {
     for endpoint in Unreachable::all().await {
         let cfg = format!(
             "apiVersion: acrcredentials.io/v1alpha1\nkind: AcrCredentialProviderConfig\nregion: cn-hangzhou\n\
-             identity: {{node: {{}}}}\n{REGISTRIES}endpoints: {{sts: '{base}', cr: '{}', metadata: '{base}'}}\n",
+             source: {{workerRole: {{}}}}\n{REGISTRIES}endpoints: {{sts: '{base}', cr: '{}', metadata: '{base}'}}\n",
             endpoint.url
         );
         for log in [None, Some("debug")] {

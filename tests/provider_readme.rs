@@ -7,7 +7,7 @@
 mod cloud_common;
 mod provider_common;
 
-use acr_credential_controller::provider::config::{self, Identity};
+use acr_credential_controller::provider::config::{self, Source};
 use acr_credential_controller::provider::exchange::{
     ROLE_ARN_ANNOTATION, RRSA_ROLE_NAME_ANNOTATION,
 };
@@ -132,17 +132,17 @@ fn readme_examples_parse_as_kubelet_and_plugin_configurations() {
     assert!(
         plugin
             .iter()
-            .any(|c| matches!(c.identity, Identity::Node { .. }))
+            .any(|c| matches!(c.source, Source::WorkerRole { .. }))
     );
     assert!(
         plugin
             .iter()
-            .any(|c| matches!(c.identity, Identity::ServiceAccount { .. }))
+            .any(|c| matches!(c.source, Source::Rrsa { .. }))
     );
 }
 
 /// The README's plugin configurations work as written (endpoints pointed at the fake cloud):
-/// node identity and Pod identity each get a login for an Enterprise host and a custom domain.
+/// the node's role (`workerRole`) and the Pod's own ServiceAccount (`rrsa`) each get a login for an Enterprise host and a custom domain.
 #[tokio::test]
 async fn readme_plugin_configurations_work_against_the_fake_cloud() {
     use acr_fake_cloud::{FakeCloud, Scenario};
@@ -184,7 +184,7 @@ metadata: {{account: "1234567890123456", roleName: node-role}}
         .collect();
     assert_eq!(plugin_blocks.len(), 2);
     for block in plugin_blocks {
-        let pod = block.contains("serviceAccount:");
+        let pod = block.contains("rrsa:");
         let config = format!("{block}{endpoints}");
         for host in [
             "myreg-registry.cn-hangzhou.cr.aliyuncs.com",

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use acr_credential_controller::model::service_accounts::ADDED_ANNOTATION;
 use acr_credential_controller::runtime::ControllerConfig;
-use acr_credential_controller::webhook::certs::{self, CertTimings, Identity};
+use acr_credential_controller::webhook::certs::{self, CertTimings, ServingNames};
 use acr_credential_controller::webhook::{
     CertSource, Managed, OPT_OUT_LABEL, PATH, Settings, WebhookConfig,
 };
@@ -56,9 +56,9 @@ impl Webhook {
                 settings: Settings::new(SECRET_NAME, h.env.namespace()),
                 certs: CertSource::Managed(Managed {
                     namespace: h.env.namespace().to_owned(),
-                    secret_name: CERT_SECRET.to_owned(),
+                    certificate_secret_name: CERT_SECRET.to_owned(),
                     configuration_name: self.configuration.clone(),
-                    identity: Identity {
+                    serving_names: ServingNames {
                         dns_names: vec![],
                         ip_addresses: vec!["127.0.0.1".parse().unwrap()],
                     },

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use acr_credential_controller::runtime::ControllerConfig;
-use acr_credential_controller::webhook::certs::{self, CertTimings, Identity};
+use acr_credential_controller::webhook::certs::{self, CertTimings, ServingNames};
 use acr_credential_controller::webhook::server::{
     MAX_BODY_BYTES, MAX_CONNECTIONS, REQUEST_DEADLINE,
 };
@@ -96,9 +96,9 @@ fn config(h: &Harness, port: u16, configuration: &str) -> ControllerConfig {
             settings: Settings::new(SECRET_NAME, h.env.namespace()),
             certs: CertSource::Managed(Managed {
                 namespace: h.env.namespace().to_owned(),
-                secret_name: CERT_SECRET.to_owned(),
+                certificate_secret_name: CERT_SECRET.to_owned(),
                 configuration_name: configuration.to_owned(),
-                identity: Identity {
+                serving_names: ServingNames {
                     dns_names: vec![],
                     ip_addresses: vec!["127.0.0.1".parse().unwrap()],
                 },

@@ -34,7 +34,9 @@ pub mod status {
     pub const UNKNOWN: &str = "Unknown";
 }
 
-/// Condition reasons (CamelCase, stable: they are API and metric label values).
+/// Condition reasons (the `reason` of a binding's or policy's `status.conditions`; CamelCase,
+/// stable: they are API and metric label values). Events that report a condition's change use
+/// them too; Event-only reasons are in `model::events::reasons`.
 pub mod reasons {
     /// Everything is in place.
     pub const RECONCILED: &str = "Reconciled";

@@ -187,6 +187,7 @@ async fn write_secret(ctx: &Context, namespace: &str, write: &SecretWrite) -> Re
         }
     }
     Err(Error::Contended {
+        kind: "Secret",
         namespace: namespace.to_owned(),
         name: name.clone(),
         attempts: MAX_SECRET_ATTEMPTS,
@@ -232,6 +233,7 @@ async fn patch_service_account(
         }
     }
     Err(Error::Contended {
+        kind: "ServiceAccount",
         namespace: cached.metadata.namespace.clone().unwrap_or_default(),
         name,
         attempts: MAX_SERVICE_ACCOUNT_ATTEMPTS,

@@ -1,6 +1,7 @@
 //! Flag groups shared by every subcommand that talks to the cloud or the cluster, flattened
-//! into each (`#[command(flatten)]`), so `run` and `doctor` spell every flag, environment
-//! variable and default the same way, and turn them into configuration in one place.
+//! into each (`#[command(flatten)]`), so `run`, `doctor` and `migrate --from-cluster` spell
+//! every flag, environment variable and default the same way, and turn them into
+//! configuration in one place.
 //!
 //! - [`CloudArgs`]: region, network, STS scope, endpoint overrides, signature, managed-role
 //!   token file → [`CloudArgs::cloud_config`].

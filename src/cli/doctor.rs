@@ -5,7 +5,7 @@
 //! from the cluster of the current kubeconfig context. The walk itself
 //! ([`crate::cloud::doctor::walk`]) does what the controller does: credentials from the
 //! source, the optional AssumeRole hop, the registry token, the domains; it prints each step's
-//! outcome, identity, endpoint and expiry, and the cloud's exact error with a hint. Nothing
+//! outcome, principal, endpoint and expiry, and the cloud's exact error with a hint. Nothing
 //! secret is printed. Exit 0 when every step works, 1 when one fails or the objects are invalid, 2
 //! when the check itself could not run (unreadable file, no cluster).
 

@@ -1,5 +1,11 @@
-//! The command line: one file per subcommand, each with its clap `Args` struct and a `run`
-//! function. `main.rs` only parses and dispatches.
+//! The command line. `main.rs` only parses and dispatches.
+//!
+//! - One file per subcommand, each with its clap `Args` struct and a `run` function: [`run`],
+//!   [`doctor`], [`crd`], [`migrate`], [`validate`]; [`plugin`] holds the `kubectl acr`
+//!   plugin's verbs (`kubectl` subcommand, or the binary run as `kubectl-acr`).
+//! - Not subcommands: [`args`] (the cloud and cluster flag groups, shared by the subcommands
+//!   that talk to the cloud or the cluster), [`webhook`] (`run`'s `--webhook-*` flag group) and
+//!   [`input`] (reading manifest files and stdin).
 //!
 //! To add a subcommand (e.g. `run`, `doctor`): create `src/cli/<name>.rs` with
 //! `pub struct <Name>Args` (clap `Args`) and `pub async fn run(args, out, err) -> Result<ExitCode, CliError>`

@@ -39,8 +39,9 @@ pub struct RunArgs {
     /// Name of the pull Secret written into every selected namespace.
     #[arg(long, env = "ACR_SECRET_NAME", default_value = DEFAULT_SECRET_NAME)]
     pub secret_name: String,
-    /// Longest time between two reconciles of a binding, in seconds.
-    #[arg(long, env = "ACR_RESYNC_SECONDS", default_value_t = DEFAULT_RESYNC_SECONDS)]
+    /// Longest time between two reconciles of a binding, in seconds (at least 10, as the
+    /// chart's schema says).
+    #[arg(long, env = "ACR_RESYNC_SECONDS", default_value_t = DEFAULT_RESYNC_SECONDS, value_parser = clap::value_parser!(u64).range(MIN_RESYNC_SECONDS..))]
     pub resync_seconds: u64,
     /// Longest time one reconcile may take, in seconds; past it the reconcile fails and is
     /// retried (nothing can hold a binding's slot for ever).
@@ -52,10 +53,11 @@ pub struct RunArgs {
     pub object_selector: Option<String>,
     /// Translate this legacy acr-configuration ConfigMap (NAMESPACE/NAME, normally
     /// kube-system/acr-configuration) into policies and bindings, live. Off when not given.
+    /// `migrate` spells it the same.
     #[arg(long, env = "ACR_LEGACY_CONFIGMAP", value_name = "NAMESPACE/NAME")]
     pub legacy_configmap: Option<String>,
     /// The legacy add-on's tokenMode, for the live translation (not part of the ConfigMap).
-    /// When not given, auto is assumed and a warning Event says so.
+    /// When not given, auto is assumed and a warning Event says so. `migrate` spells it the same.
     #[arg(long, env = "ACR_LEGACY_TOKEN_MODE", value_enum, value_name = "MODE")]
     pub legacy_token_mode: Option<super::migrate::TokenModeArg>,
     /// Log format.
@@ -75,9 +77,11 @@ pub struct RunArgs {
     /// Namespace of the Lease; default: the client's namespace (in-cluster, the Pod's).
     #[arg(long, env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
-    /// This replica's identity in the Lease; default: the host name.
-    #[arg(long, env = "POD_NAME")]
-    pub identity: Option<String>,
+    /// This replica's name: the Lease's holder, the reporting instance of its Events and the
+    /// suffix of its User-Agent; default: the host name.
+    // `--identity`: the old spelling, still accepted.
+    #[arg(long, env = "POD_NAME", value_name = "NAME", alias = "identity")]
+    pub replica_name: Option<String>,
     /// Seconds a Lease holds after its last renewal.
     #[arg(long, env = "ACR_LEASE_DURATION_SECONDS", default_value_t = 15.0)]
     pub lease_duration_seconds: f64,
@@ -136,11 +140,11 @@ fn init_logging(format: LogFormat) {
     };
 }
 
-async fn kube_config(args: &RunArgs, identity: &str) -> Result<kube::Config, CliError> {
+async fn kube_config(args: &RunArgs, replica: &str) -> Result<kube::Config, CliError> {
     let mut config = args.kube.config().await?;
     // The API server's audit log names the replica behind every write.
     let agent = format!(
-        "acr-credential-controller/{} ({identity})",
+        "acr-credential-controller/{} ({replica})",
         env!("CARGO_PKG_VERSION")
     );
     if let Ok(value) = axum::http::HeaderValue::from_str(&agent) {
@@ -168,13 +172,14 @@ async fn shutdown_signal() {
 
 /// What `run`'s flags ask for, as the runtime takes it: the controller's settings and, with
 /// `--leader-elect`, the Lease to hold. `namespace` is the controller's own (the Lease's, the
-/// webhook certificate's); `identity` this replica's name. Pure: every flag check is here.
+/// webhook certificate's); `replica` this replica's name. Pure: every flag check is here (the
+/// ranges are clap's, at parse time).
 pub fn runtime_config(
     args: &RunArgs,
     namespace: &str,
-    identity: &str,
+    replica: &str,
 ) -> Result<(ControllerConfig, Option<LeaseConfig>), String> {
-    let resync = Duration::from_secs(args.resync_seconds.max(MIN_RESYNC_SECONDS));
+    let resync = Duration::from_secs(args.resync_seconds);
     let legacy_configmap = match args.legacy_configmap.as_deref().map(LegacyConfigMap::parse) {
         None => None,
         Some(Ok(mut legacy)) => {
@@ -196,7 +201,7 @@ pub fn runtime_config(
         resync,
         object_selector: args.object_selector.clone(),
         reconcile_timeout: Duration::from_secs(args.reconcile_timeout_seconds),
-        identity: Some(identity.to_owned()),
+        replica_name: Some(replica.to_owned()),
         probe_address: Some(args.probe_address),
         webhook,
         liveness_max_age: runtime::liveness_max_age(timings.as_ref()),
@@ -205,7 +210,7 @@ pub fn runtime_config(
     let lease = timings.map(|timings| LeaseConfig {
         namespace: namespace.to_owned(),
         name: args.lease_name.clone(),
-        identity: identity.to_owned(),
+        holder: replica.to_owned(),
         timings,
     });
     Ok((config, lease))
@@ -221,15 +226,15 @@ pub async fn run(args: &RunArgs, err: &mut dyn Write) -> Result<ExitCode, CliErr
             return Ok(ExitCode::from(EXIT_FAILURE));
         }
     };
-    let identity = args.identity.clone().unwrap_or_else(host_name);
-    let kube_config = kube_config(args, &identity).await?;
+    let replica = args.replica_name.clone().unwrap_or_else(host_name);
+    let kube_config = kube_config(args, &replica).await?;
     // The controller's own namespace: the Lease's, the webhook certificate's, and one the
     // webhook never mutates.
     let namespace = args
         .lease_namespace
         .clone()
         .unwrap_or_else(|| kube_config.default_namespace.clone());
-    let (config, lease) = match runtime_config(args, &namespace, &identity) {
+    let (config, lease) = match runtime_config(args, &namespace, &replica) {
         Ok(c) => c,
         Err(message) => {
             let _ = writeln!(err, "error: {message}");
@@ -237,7 +242,7 @@ pub async fn run(args: &RunArgs, err: &mut dyn Write) -> Result<ExitCode, CliErr
         }
     };
     if lease.is_none() {
-        tracing::info!(%identity, "leader election off: this replica writes");
+        tracing::info!(%replica, "leader election off: this replica writes");
     }
     match runtime::run_replica(kube_config, lease, config, cloud, shutdown_signal()).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -247,7 +252,7 @@ pub async fn run(args: &RunArgs, err: &mut dyn Write) -> Result<ExitCode, CliErr
         }),
         Err(e) => {
             if matches!(e, RuntimeError::LeadershipLost) {
-                tracing::error!(%identity, "leadership lost; exiting");
+                tracing::error!(%replica, "leadership lost; exiting");
             }
             let _ = writeln!(err, "error: {e}");
             Ok(ExitCode::from(EXIT_FAILURE))
@@ -316,7 +321,7 @@ mod tests {
         assert_eq!(config.resync, defaults.resync);
         assert_eq!(config.reconcile_timeout, defaults.reconcile_timeout);
         assert_eq!(config.liveness_max_age, defaults.liveness_max_age);
-        assert_eq!(config.identity.as_deref(), Some("replica-0"));
+        assert_eq!(config.replica_name.as_deref(), Some("replica-0"));
         assert_eq!(config.probe_address, Some("0.0.0.0:8080".parse().unwrap()));
         assert!(config.webhook.is_none() && config.legacy_configmap.is_none());
     }
@@ -327,7 +332,7 @@ mod tests {
             "--secret-name",
             "pull",
             "--resync-seconds",
-            "3",
+            "10",
             "--renew-deadline-seconds",
             "9",
             "--legacy-configmap",
@@ -337,7 +342,7 @@ mod tests {
         ]);
         let (config, lease) = super::runtime_config(&args, "acr-system", "replica-1").unwrap();
         assert_eq!(config.secret_name, "pull");
-        // Shorter resyncs are raised to the minimum, for the translator too.
+        // The translator resyncs with the bindings.
         assert_eq!(config.resync, std::time::Duration::from_secs(10));
         let legacy = config.legacy_configmap.expect("translated live");
         assert_eq!(legacy.resync, config.resync);
@@ -347,10 +352,25 @@ mod tests {
             (
                 lease.namespace.as_str(),
                 lease.name.as_str(),
-                lease.identity.as_str()
+                lease.holder.as_str()
             ),
             ("acr-system", "l", "replica-1")
         );
+    }
+
+    #[test]
+    fn a_resync_below_the_minimum_is_a_range_error_not_a_silent_raise() {
+        let e = Cli::try_parse_from(["acr-credential-controller", "run", "--resync-seconds", "9"])
+            .expect_err("9 is below the minimum");
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(e.to_string().contains("10.."), "{e}");
+        assert_eq!(parse(&["--resync-seconds", "10"]).resync_seconds, 10);
+    }
+
+    #[test]
+    fn old_spellings_stay_accepted() {
+        let args = parse(&["--identity", "replica-2"]);
+        assert_eq!(args.replica_name.as_deref(), Some("replica-2"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::webhook::certs::{CertTimings, Identity};
+use crate::webhook::certs::{CertTimings, ServingNames};
 use crate::webhook::{CertSource, Managed, Settings, WebhookConfig};
 
 /// Flags of the admission webhook.
@@ -17,14 +17,16 @@ pub struct WebhookArgs {
     /// Off when not given.
     #[arg(long, env = "ACR_WEBHOOK_ADDRESS")]
     pub webhook_address: Option<SocketAddr>,
-    /// The Secret (in the controller's namespace) that holds the webhook's CA and serving
-    /// certificate.
+    /// The certificate Secret (in the controller's namespace) that holds the webhook's CA and
+    /// serving certificate.
+    // `--webhook-secret-name`: the old spelling, still accepted; the variable keeps its name.
     #[arg(
         long,
         env = "ACR_WEBHOOK_SECRET_NAME",
-        default_value = "acr-credential-controller-webhook-tls"
+        default_value = "acr-credential-controller-webhook-tls",
+        alias = "webhook-secret-name"
     )]
-    pub webhook_secret_name: String,
+    pub webhook_certificate_secret_name: String,
     /// The MutatingWebhookConfiguration whose caBundle the controller keeps.
     #[arg(
         long,
@@ -81,9 +83,9 @@ impl WebhookArgs {
                 }
                 CertSource::Managed(Managed {
                     namespace: namespace.to_owned(),
-                    secret_name: self.webhook_secret_name.clone(),
+                    certificate_secret_name: self.webhook_certificate_secret_name.clone(),
                     configuration_name: self.webhook_configuration_name.clone(),
-                    identity: Identity {
+                    serving_names: ServingNames {
                         dns_names: self.webhook_dns_names.clone(),
                         ip_addresses: self.webhook_ip_addresses.clone(),
                     },
@@ -139,7 +141,7 @@ mod tests {
         let CertSource::Managed(m) = &config.certs else {
             panic!("not managed")
         };
-        assert_eq!(m.identity.dns_names.len(), 2);
+        assert_eq!(m.serving_names.dns_names.len(), 2);
         assert_eq!(m.namespace, "acr-system");
         assert!(config.settings.excluded_namespaces.contains("acr-system"));
         assert!(config.settings.excluded_namespaces.contains("kube-system"));

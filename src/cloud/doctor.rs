@@ -3,7 +3,7 @@
 //! Given plain parameters (a credential source, an optional assume-role hop, a registry and
 //! optional configured domains), [`walk`] performs each step the controller would: get the
 //! source's credentials, assume the role, get a registry token, find the domains. Every step
-//! records its outcome, the identity, the endpoint used and expiry times; a failed step keeps
+//! records its outcome, the principal, the endpoint used and expiry times; a failed step keeps
 //! the cloud's code, message, RequestId and a hint, and the steps after it are skipped.
 //! [`DoctorReport::render`] prints it for people. No secret is ever put into a report: only
 //! AccessKeyIds, identities, user names, endpoints and times.
@@ -303,7 +303,7 @@ impl Walk<'_> {
             Ok(c) => {
                 let details = vec![
                     endpoint,
-                    ("identity", c.identity.clone()),
+                    ("principal", c.principal.clone()),
                     ("access key", c.access_key_id.clone()),
                     ("expires", describe_expiry(c.expires_at, client.now())),
                 ];
@@ -343,7 +343,7 @@ impl Walk<'_> {
         }
         match hop_provider.credentials().await {
             Ok(c) => {
-                details.push(("identity", c.identity.clone()));
+                details.push(("principal", c.principal.clone()));
                 details.push(("access key", c.access_key_id.clone()));
                 details.push(("expires", describe_expiry(c.expires_at, client.now())));
                 self.ok("assume role", hop.role_arn.clone(), details);

@@ -92,8 +92,9 @@ pub enum CloudError {
     Config { message: String },
 }
 
-/// The reasons [`CloudError::reason`] gives (CamelCase, stable: metric labels, condition and
-/// Event reasons).
+/// Cloud failure reasons: what [`CloudError::reason`] gives (CamelCase, stable). A failed token
+/// request records one: it is a metric label and the reason of the Warning Event that reports
+/// the failure.
 pub mod reasons {
     /// The cloud throttled the request.
     pub const THROTTLED: &str = "Throttled";

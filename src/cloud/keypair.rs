@@ -1,5 +1,5 @@
 //! One set of Alibaba Cloud credentials ([`Credentials`]: AccessKeyId, AccessKeySecret, an
-//! optional STS SecurityToken and expiry, and the source's non-secret identity), as plain data.
+//! optional STS SecurityToken and expiry, and their non-secret principal), as plain data.
 //! A leaf of the cloud layer: the request signer, the client, STS and the registry APIs take
 //! credentials from here, while [`super::credentials`] (the sources that obtain them, which
 //! need the client) builds them.
@@ -15,8 +15,9 @@ pub struct Credentials {
     pub security_token: Option<Sensitive<String>>,
     /// `None` for long-lived AccessKeys.
     pub expires_at: Option<jiff::Timestamp>,
-    /// Stable, non-secret identity of the source (see [`super::credentials`]).
-    pub identity: String,
+    /// Who the credentials act as: stable and non-secret (`accessKey:<AccessKeyId>`,
+    /// `rrsa:<roleArn>`, `…+assumeRole:<roleArn>`; see [`super::credentials`]).
+    pub principal: String,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -26,7 +27,7 @@ impl std::fmt::Debug for Credentials {
             .field("access_key_secret", &self.access_key_secret)
             .field("security_token", &self.security_token)
             .field("expires_at", &self.expires_at)
-            .field("identity", &self.identity)
+            .field("principal", &self.principal)
             .finish()
     }
 }

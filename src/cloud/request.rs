@@ -242,7 +242,7 @@ mod tests {
             access_key_secret: Sensitive::new("testsecret".into()),
             security_token: token.map(|t| Sensitive::new(t.to_string())),
             expires_at: None,
-            identity: "test".into(),
+            principal: "test".into(),
         }
     }
 

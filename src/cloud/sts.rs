@@ -37,7 +37,7 @@ pub struct OidcRequest {
 /// What STS returned.
 #[derive(Debug, Clone)]
 pub struct AssumedRole {
-    /// The temporary credentials; `identity` is left for the caller to set.
+    /// The temporary credentials; `principal` is left for the caller to set.
     pub credentials: Credentials,
     /// `AssumedRoleUser.Arn`.
     pub assumed_role_arn: Option<String>,
@@ -90,7 +90,7 @@ pub fn parse_response(
             access_key_secret: Sensitive::new(secret.to_string()),
             security_token: Some(Sensitive::new(token.to_string())),
             expires_at: Some(expires_at),
-            identity: String::new(),
+            principal: String::new(),
         },
         assumed_role_arn: body
             .pointer("/AssumedRoleUser/Arn")

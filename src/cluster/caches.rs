@@ -1,7 +1,7 @@
 //! The watch caches and their readiness.
 //!
 //! One reflector per watched kind (bindings, policies, namespaces, ServiceAccounts, our named
-//! Secrets). Each stream passes through [`observe`], which reports its first complete list to
+//! Secrets). Each stream passes through [`track_lists`], which reports its first complete list to
 //! the one shared [`Readiness`] and every later re-list on a trigger channel, so the binding
 //! controller can reconcile everything after a watch gap (an object deleted during the gap
 //! leaves no event of its own).
@@ -95,7 +95,7 @@ impl Readiness {
 /// `()` on `relisted`. Watch errors are logged at warn level here, where the cache's name is
 /// known, and go no further (see the module header): the watch has already retried on its own
 /// backoff, and the store is upstream of this, so it misses nothing.
-pub fn observe<K, S>(
+pub fn track_lists<K, S>(
     stream: S,
     cache: &'static str,
     readiness: Readiness,
@@ -175,7 +175,7 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
 
 /// A watch cache of one kind: the store the reconcilers read, and the event stream that fills
 /// it (which must be polled, by a controller, for the store to fill), passed through
-/// [`observe`]. Cached objects carry no `managedFields`: nothing reads them from a cache (the
+/// [`track_lists`]. Cached objects carry no `managedFields`: nothing reads them from a cache (the
 /// legacy translator reads its objects from the API), and with server-side apply they are often
 /// the larger part of a small object. `trim` drops what else of a kind nothing reads (see
 /// [`trim`]).
@@ -194,7 +194,7 @@ where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let (store, writer) = reflector::store::<K>();
-    let stream = observe(
+    let stream = track_lists(
         reflector::reflector(
             writer,
             watcher::watcher(api, config)

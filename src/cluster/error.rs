@@ -19,9 +19,12 @@ pub enum Error {
         /// Watch caches that had not synced yet when the deadline passed.
         waiting_for: Vec<&'static str>,
     },
-    /// A ServiceAccount kept changing under us; the next reconcile tries again.
-    #[error("ServiceAccount {namespace}/{name} changed {attempts} times while we patched it")]
+    /// An object we write (the pull Secret, a ServiceAccount) kept changing under us; the next
+    /// reconcile tries again.
+    #[error("{kind} {namespace}/{name} changed {attempts} times while we wrote it")]
     Contended {
+        /// `Secret` or `ServiceAccount`.
+        kind: &'static str,
         namespace: String,
         name: String,
         attempts: u32,
@@ -32,14 +35,17 @@ pub enum Error {
 }
 
 impl Error {
-    /// A fixed CamelCase reason, for logs and metric labels.
+    /// A fixed CamelCase reason: the failed reconcile's Event reason, log field and metric
+    /// label.
     pub fn reason(&self) -> &'static str {
+        use crate::api::conditions::reasons as condition;
+        use crate::model::events::reasons;
         match self {
-            Error::Kube(_) => "KubernetesApiError",
-            Error::MissingField(_) => "MissingField",
-            Error::Contended { .. } => "Conflict",
-            Error::Timeout { .. } => "ReconcileTimeout",
-            Error::ServiceAccounts { .. } => "ServiceAccountPatchFailed",
+            Error::Kube(_) => reasons::KUBERNETES_API_ERROR,
+            Error::MissingField(_) => reasons::MISSING_FIELD,
+            Error::Contended { .. } => reasons::CONFLICT,
+            Error::Timeout { .. } => reasons::RECONCILE_TIMEOUT,
+            Error::ServiceAccounts { .. } => condition::SERVICE_ACCOUNT_PATCH_FAILED,
         }
     }
 }

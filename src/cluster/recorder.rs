@@ -9,7 +9,7 @@
 //!
 //! It is the one Event writer of the process (reconcilers, their error policy and the legacy
 //! translator): times come from the injected clock, and the reporting instance is the
-//! replica's identity (`run --identity`), the same name it holds the Lease under. Notes are cut
+//! replica's name (`run --replica-name`), the same name it holds the Lease under. Notes are cut
 //! to the 1 kB events.k8s.io allows.
 
 use std::collections::HashMap;

@@ -144,7 +144,7 @@ impl Written {
 
     /// Follows the cache's watch stream (after the cache has applied the event): forgets what
     /// the cache now shows.
-    pub fn observe(&self, event: &watcher::Event<Secret>) {
+    pub fn follow(&self, event: &watcher::Event<Secret>) {
         let mut pending = self.lock();
         if pending.is_empty() {
             return;

@@ -81,17 +81,18 @@ pub(super) fn policy_for(
             format!("rrsa-{}", naming::role_slug(role)),
         )
     } else if let Some((id, secret)) = &entry.access_key {
-        let secret_name = format!("acr-legacy-access-key-{}", naming::short_hash(id.expose()));
+        let access_key_secret_name =
+            format!("acr-legacy-access-key-{}", naming::short_hash(id.expose()));
         t.warnings.push(Warning::new(
             k,
             format!(
-                "{}: the AccessKey pair was in plain text; the policy now reads it from Secret {ACCESS_KEY_SECRET_NAMESPACE}/{secret_name} (keys AccessKeyId and AccessKeySecret). Create that Secret (the values are not printed here), then remove customAccessKey and customAccessKeySecret from the ConfigMap",
+                "{}: the AccessKey pair was in plain text; the policy now reads it from Secret {ACCESS_KEY_SECRET_NAMESPACE}/{access_key_secret_name} (keys AccessKeyId and AccessKeySecret). Create that Secret (the values are not printed here), then remove customAccessKey and customAccessKeySecret from the ConfigMap",
                 field("customAccessKey")
             ),
         ));
         t.access_keys.push(LegacyAccessKey {
             namespace: ACCESS_KEY_SECRET_NAMESPACE.to_owned(),
-            name: secret_name.clone(),
+            name: access_key_secret_name.clone(),
             access_key_id: id.clone(),
             access_key_secret: secret.clone(),
         });
@@ -100,7 +101,7 @@ pub(super) fn policy_for(
                 access_key: Some(AccessKeySource {
                     secret_ref: AccessKeySecretRef {
                         namespace: ACCESS_KEY_SECRET_NAMESPACE.to_owned(),
-                        name: secret_name,
+                        name: access_key_secret_name,
                         access_key_id_key: None,
                         access_key_secret_key: None,
                     },

@@ -97,7 +97,7 @@ pub enum TokenMode {
 }
 
 impl TokenMode {
-    /// The spelling of `migrate --token-mode`.
+    /// The spelling of `--legacy-token-mode` (`run` and `migrate`).
     pub fn as_arg(self) -> &'static str {
         match self {
             TokenMode::Auto => "auto",
@@ -262,7 +262,7 @@ pub fn translate(
         if needs_mode {
             warnings.push(Warning::new(
                 "tokenMode",
-                "the credential source is an install option of the legacy add-on, not part of the ConfigMap; assumed tokenMode auto (the ACK managed add-on role, source managedRole). If the add-on ran with tokenMode workerRole, translate again with the worker-role token mode (migrate --token-mode worker-role)",
+                "the credential source is an install option of the legacy add-on, not part of the ConfigMap; assumed tokenMode auto (the ACK managed add-on role, source managedRole). If the add-on ran with tokenMode workerRole, translate again with the worker-role token mode (--legacy-token-mode worker-role)",
             ));
         }
         TokenMode::Auto
@@ -353,7 +353,7 @@ pub fn translate(
 /// command and every warning, then policies, then bindings.
 pub fn render_yaml(t: &Translation) -> Result<String, serde_yaml::Error> {
     let mut out = format!(
-        "# Translated from ConfigMap {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME} by `acr-credential-controller migrate --token-mode {}`.\n",
+        "# Translated from ConfigMap {CONFIGMAP_NAMESPACE}/{CONFIGMAP_NAME} by `acr-credential-controller migrate --legacy-token-mode {}`.\n",
         t.token_mode.as_arg()
     );
     if !t.warnings.is_empty() {

@@ -7,7 +7,7 @@ use super::{Warning, key, registry_info};
 use crate::api::{AcrCredentialPolicySpec, AcrRegistryBindingSpec};
 
 /// `legacy-managed-role` / `legacy-worker-role` for the plain add-on identities; otherwise a
-/// readable slug plus a hash of the credential identity (source and assume-role settings,
+/// readable slug plus a hash of the credential chain (source and assume-role settings,
 /// not `renewBefore`, so changing the threshold keeps the names).
 pub(super) fn policy_name(spec: &AcrCredentialPolicySpec, slug: &str) -> String {
     let plain = spec.assume_role.is_none()
@@ -15,13 +15,13 @@ pub(super) fn policy_name(spec: &AcrCredentialPolicySpec, slug: &str) -> String 
     if plain {
         return format!("legacy-{slug}");
     }
-    let identity = serde_json::to_string(&(&spec.source, &spec.assume_role)).unwrap_or_default();
+    let chain = serde_json::to_string(&(&spec.source, &spec.assume_role)).unwrap_or_default();
     let via = spec
         .assume_role
         .as_ref()
         .map(|a| format!("-to-{}", role_slug(&a.role_arn)))
         .unwrap_or_default();
-    format!("legacy-{slug}{via}-{}", short_hash(&identity))
+    format!("legacy-{slug}{via}-{}", short_hash(&chain))
 }
 
 /// `legacy-<instanceId>`, or `legacy-personal[-<region>]`; later duplicates get `-2`, `-3`.

@@ -1,6 +1,7 @@
-//! The Events the controller publishes: every reason and action as a constant (a reason that
-//! is also a condition reason comes from [`crate::api::conditions::reasons`]), and the pure
-//! builder of a binding's token Event from what the token manager did.
+//! The Events the controller publishes: every Event reason and action as a constant (a reason
+//! that is also a condition reason comes from [`crate::api::conditions::reasons`], one a cloud
+//! failure gives from [`crate::cloud::error::reasons`]), and the pure builder of a binding's
+//! token Event from what the token manager did.
 
 use jiff::Timestamp;
 use kube::runtime::events::EventType;
@@ -9,7 +10,9 @@ use super::status::time;
 use super::token::{Activity, TokenOutcome};
 use crate::api::conditions;
 
-/// Event reasons that are not condition reasons (CamelCase, stable).
+/// Event reasons (the `reason` of an events.k8s.io Event) that are not condition reasons:
+/// token Events, the translator's Events, and the reasons a failed reconcile is reported with
+/// ([`crate::cluster::Error::reason`], also its metric label). CamelCase, stable.
 pub mod reasons {
     /// A binding's registry token was renewed before it expired.
     pub const TOKEN_RENEWED: &str = "TokenRenewed";
@@ -27,9 +30,17 @@ pub mod reasons {
     pub const NAME_CLASH: &str = "NameClash";
     /// A translated object someone else has taken over is left alone.
     pub const TAKEN_OVER: &str = "TakenOver";
+    /// A reconcile failed on a Kubernetes API call.
+    pub const KUBERNETES_API_ERROR: &str = "KubernetesApiError";
+    /// A reconcile failed on an object without a field it needs.
+    pub const MISSING_FIELD: &str = "MissingField";
+    /// A reconcile gave up on an object that kept changing under it.
+    pub const CONFLICT: &str = "Conflict";
+    /// A reconcile took longer than `--reconcile-timeout-seconds`.
+    pub const RECONCILE_TIMEOUT: &str = "ReconcileTimeout";
 }
 
-/// Event actions.
+/// Event actions (the `action` of an events.k8s.io Event).
 pub mod actions {
     /// Checking a spec (and its policy).
     pub const VALIDATE: &str = "Validate";

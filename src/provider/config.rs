@@ -5,13 +5,13 @@
 //! kind: AcrCredentialProviderConfig
 //! region: cn-hangzhou              # the nodes' region (default region of registries, regional STS)
 //! network: vpc                     # public (default) or vpc: which API endpoints to call
-//! identity:                        # exactly one
-//!   node: {}                       # the node's ECS RAM role (optional roleName)
-//!   # serviceAccount:              # the pulling Pod's ServiceAccount (KEP-4412) through RRSA
+//! source:                          # the credential source, exactly one (the CRD's words)
+//!   workerRole: {}                 # the node's ECS RAM role (optional roleName)
+//!   # rrsa:                        # the pulling Pod's ServiceAccount (KEP-4412) through RRSA
 //!   #   oidcProviderArn: acs:ram::<uid>:oidc-provider/ack-rrsa-<clusterId>
 //!   #   duration: 1h               # STS session length, 15m..12h (default 1h)
 //!   #   sessionName: optional      # default: <namespace>.<serviceAccount> from the token
-//! assumeRole:                      # optional hop on top of either identity
+//! assumeRole:                      # optional hop on top of either source
 //!   roleArn: acs:ram::<uid>:role/<name>
 //!   sessionName: optional
 //!   externalId: optional
@@ -29,6 +29,9 @@
 //!
 //! Unknown fields are rejected; every error names the field (`registries[0].instanceId: …`),
 //! with the same formats and ranges the CRDs use.
+//!
+//! Deprecated spellings, still accepted: `identity` for `source`, `node` for `workerRole`,
+//! `serviceAccount` for `rrsa` (errors name the fields by their new names).
 
 use std::path::Path;
 use std::time::Duration;
@@ -55,11 +58,13 @@ pub struct ConfigFile {
     pub region: String,
     #[serde(default)]
     pub network: Network,
-    pub identity: IdentitySpec,
+    /// `identity`: the deprecated spelling.
+    #[serde(alias = "identity")]
+    pub source: SourceSpec,
     #[serde(default)]
     pub assume_role: Option<AssumeRoleSpec>,
     #[serde(default)]
-    pub registries: Vec<RegistrySpec>,
+    pub registries: Vec<InstanceSpec>,
     #[serde(default)]
     pub personal_edition: Option<bool>,
     #[serde(default)]
@@ -72,23 +77,25 @@ pub struct ConfigFile {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct IdentitySpec {
-    #[serde(default)]
-    pub node: Option<NodeSpec>,
-    #[serde(default)]
-    pub service_account: Option<ServiceAccountSpec>,
+pub struct SourceSpec {
+    /// `node`: the deprecated spelling.
+    #[serde(default, alias = "node")]
+    pub worker_role: Option<WorkerRoleSpec>,
+    /// `serviceAccount`: the deprecated spelling.
+    #[serde(default, alias = "serviceAccount")]
+    pub rrsa: Option<RrsaSpec>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct NodeSpec {
+pub struct WorkerRoleSpec {
     #[serde(default)]
     pub role_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ServiceAccountSpec {
+pub struct RrsaSpec {
     pub oidc_provider_arn: String,
     #[serde(default)]
     pub duration: Option<String>,
@@ -110,7 +117,7 @@ pub struct AssumeRoleSpec {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RegistrySpec {
+pub struct InstanceSpec {
     pub instance_id: String,
     #[serde(default)]
     pub instance_name: Option<String>,
@@ -131,13 +138,14 @@ pub struct EndpointsSpec {
     pub metadata: Option<String>,
 }
 
-/// Whose identity pulls.
+/// The credential source: who pulls.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
-    /// The node's ECS RAM role.
-    Node { role_name: Option<String> },
-    /// The pulling Pod's ServiceAccount, exchanged through `AssumeRoleWithOIDC`.
-    ServiceAccount {
+pub enum Source {
+    /// The node's ECS RAM role (the CRD's `workerRole`).
+    WorkerRole { role_name: Option<String> },
+    /// The pulling Pod's ServiceAccount, exchanged through `AssumeRoleWithOIDC` (the CRD's
+    /// `rrsa`, with the Pod's token instead of the controller's).
+    Rrsa {
         oidc_provider_arn: String,
         /// The provider's account: roles named by `role-name` annotations live there.
         account_id: String,
@@ -161,7 +169,7 @@ pub struct InstanceEntry {
 pub struct Config {
     pub region: String,
     pub network: Network,
-    pub identity: Identity,
+    pub source: Source,
     pub assume_role: Option<AssumeRoleConfig>,
     pub registries: Vec<InstanceEntry>,
     pub personal_edition: bool,
@@ -282,7 +290,7 @@ pub fn validate(f: &ConfigFile) -> Result<Config, Vec<ConfigError>> {
         v::is_region(&f.region),
         "a region id such as cn-hangzhou",
     );
-    let identity = identity(&mut c, &f.identity);
+    let source = source(&mut c, &f.source);
     let assume_role = f.assume_role.as_ref().map(|a| {
         c.check(
             "assumeRole.roleArn",
@@ -406,11 +414,11 @@ pub fn validate(f: &ConfigFile) -> Result<Config, Vec<ConfigError>> {
     if !c.errors.is_empty() {
         return Err(c.errors);
     }
-    match identity {
-        Some(identity) => Ok(Config {
+    match source {
+        Some(source) => Ok(Config {
             region: f.region.clone(),
             network: f.network,
-            identity,
+            source,
             assume_role,
             registries,
             personal_edition: f.personal_edition.unwrap_or(true),
@@ -419,14 +427,16 @@ pub fn validate(f: &ConfigFile) -> Result<Config, Vec<ConfigError>> {
             overrides,
         }),
         None => Err(vec![ConfigError {
-            field: "identity".into(),
-            message: "must set exactly one of node or serviceAccount".into(),
+            field: "source".into(),
+            message: EXACTLY_ONE.into(),
         }]),
     }
 }
 
-fn identity(c: &mut Checker, spec: &IdentitySpec) -> Option<Identity> {
-    match (&spec.node, &spec.service_account) {
+const EXACTLY_ONE: &str = "must set exactly one of workerRole or rrsa";
+
+fn source(c: &mut Checker, spec: &SourceSpec) -> Option<Source> {
+    match (&spec.worker_role, &spec.rrsa) {
         (Some(node), None) => {
             if let Some(name) = &node.role_name {
                 let ok = !name.is_empty()
@@ -435,36 +445,36 @@ fn identity(c: &mut Checker, spec: &IdentitySpec) -> Option<Identity> {
                         .bytes()
                         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
                 c.check(
-                    "identity.node.roleName",
+                    "source.workerRole.roleName",
                     ok,
                     "a RAM role name (1-64 letters, digits, '.', '_', '-')",
                 );
             }
-            Some(Identity::Node {
+            Some(Source::WorkerRole {
                 role_name: node.role_name.clone(),
             })
         }
         (None, Some(sa)) => {
             c.check(
-                "identity.serviceAccount.oidcProviderArn",
+                "source.rrsa.oidcProviderArn",
                 v::is_oidc_provider_arn(&sa.oidc_provider_arn),
                 "an OIDC provider ARN (acs:ram::<account>:oidc-provider/<name>)",
             );
             if let Some(s) = &sa.session_name {
                 c.check(
-                    "identity.serviceAccount.sessionName",
+                    "source.rrsa.sessionName",
                     is_session_name(s),
                     "2-64 letters, digits, '.', '@', '-', '_'",
                 );
             }
             let duration = c
                 .duration(
-                    "identity.serviceAccount.duration",
+                    "source.rrsa.duration",
                     sa.duration.as_deref(),
                     (secs(900), secs(12 * 3600)),
                 )
                 .unwrap_or(secs(3600));
-            Some(Identity::ServiceAccount {
+            Some(Source::Rrsa {
                 oidc_provider_arn: sa.oidc_provider_arn.clone(),
                 account_id: arn_account(&sa.oidc_provider_arn)
                     .unwrap_or_default()
@@ -474,7 +484,7 @@ fn identity(c: &mut Checker, spec: &IdentitySpec) -> Option<Identity> {
             })
         }
         _ => {
-            c.push("identity", "must set exactly one of node or serviceAccount");
+            c.push("source", EXACTLY_ONE);
             None
         }
     }
@@ -484,7 +494,7 @@ fn identity(c: &mut Checker, spec: &IdentitySpec) -> Option<Identity> {
 mod tests {
     use super::*;
 
-    const NODE: &str = "apiVersion: acrcredentials.io/v1alpha1\nkind: AcrCredentialProviderConfig\nregion: cn-hangzhou\nidentity: {node: {}}\n";
+    const NODE: &str = "apiVersion: acrcredentials.io/v1alpha1\nkind: AcrCredentialProviderConfig\nregion: cn-hangzhou\nsource: {workerRole: {}}\n";
 
     fn errors(text: &str) -> Vec<String> {
         parse(text)
@@ -497,7 +507,7 @@ mod tests {
     #[test]
     fn minimal_node_config_gets_defaults() {
         let c = parse(NODE).unwrap();
-        assert_eq!(c.identity, Identity::Node { role_name: None });
+        assert_eq!(c.source, Source::WorkerRole { role_name: None });
         assert!(c.personal_edition);
         assert_eq!(c.cache_margin, secs(600));
         assert_eq!(c.timeout, secs(20));
@@ -505,15 +515,15 @@ mod tests {
     }
 
     #[test]
-    fn service_account_identity_takes_the_provider_account() {
+    fn rrsa_takes_the_provider_account() {
         let text = NODE.replace(
-            "identity: {node: {}}",
-            "network: vpc\nidentity: {serviceAccount: {oidcProviderArn: 'acs:ram::123:oidc-provider/ack-rrsa-c1', duration: 2h}}",
+            "source: {workerRole: {}}",
+            "network: vpc\nsource: {rrsa: {oidcProviderArn: 'acs:ram::123:oidc-provider/ack-rrsa-c1', duration: 2h}}",
         );
         let c = parse(&text).unwrap();
         assert_eq!(c.network, Network::Vpc);
-        match c.identity {
-            Identity::ServiceAccount {
+        match c.source {
+            Source::Rrsa {
                 account_id,
                 duration,
                 ..
@@ -527,13 +537,13 @@ mod tests {
 
     #[test]
     fn every_error_names_its_field() {
-        let text = "apiVersion: v1\nkind: X\nregion: Hangzhou\nidentity: {}\nassumeRole: {roleArn: bad, duration: 30m}\nregistries:\n- {instanceId: cri-a, instanceName: a, domains: [Images.Example.com, 'bad host']}\n- {instanceId: nope, domains: [images.example.com]}\n- {instanceId: cri-c}\ncacheMargin: 2h\ntimeout: 10\nendpoints: {sts: 'ftp://x'}\n";
+        let text = "apiVersion: v1\nkind: X\nregion: Hangzhou\nsource: {}\nassumeRole: {roleArn: bad, duration: 30m}\nregistries:\n- {instanceId: cri-a, instanceName: a, domains: [Images.Example.com, 'bad host']}\n- {instanceId: nope, domains: [images.example.com]}\n- {instanceId: cri-c}\ncacheMargin: 2h\ntimeout: 10\nendpoints: {sts: 'ftp://x'}\n";
         let e = errors(text);
         for field in [
             "apiVersion",
             "kind",
             "region",
-            "identity:",
+            "source:",
             "assumeRole.roleArn",
             "assumeRole.duration",
             "registries[0].domains[1]",
@@ -552,13 +562,39 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_and_both_identities_are_rejected() {
+    fn unknown_fields_and_both_sources_are_rejected() {
         let e = errors(&NODE.replace("region:", "regoin: x\nregion:"));
         assert!(e[0].contains("unknown field `regoin`"), "{e:?}");
         let e = errors(&NODE.replace(
-            "{node: {}}",
-            "{node: {}, serviceAccount: {oidcProviderArn: 'acs:ram::1:oidc-provider/p'}}",
+            "{workerRole: {}}",
+            "{workerRole: {}, rrsa: {oidcProviderArn: 'acs:ram::1:oidc-provider/p'}}",
         ));
-        assert!(e[0].contains("identity: must set exactly one"), "{e:?}");
+        assert!(e[0].contains("source: must set exactly one"), "{e:?}");
+    }
+
+    #[test]
+    fn the_deprecated_spellings_mean_the_same_sources() {
+        let old = NODE.replace(
+            "source: {workerRole: {}}",
+            "identity: {node: {roleName: r}}",
+        );
+        assert_eq!(
+            parse(&old).unwrap().source,
+            Source::WorkerRole {
+                role_name: Some("r".into())
+            }
+        );
+        let old = NODE.replace(
+            "source: {workerRole: {}}",
+            "identity: {serviceAccount: {oidcProviderArn: 'acs:ram::123:oidc-provider/p'}}",
+        );
+        let new = NODE.replace(
+            "source: {workerRole: {}}",
+            "source: {rrsa: {oidcProviderArn: 'acs:ram::123:oidc-provider/p'}}",
+        );
+        assert_eq!(parse(&old).unwrap().source, parse(&new).unwrap().source);
+        // Both spellings at once name one field twice.
+        let e = errors(&NODE.replace("source:", "identity: {node: {}}\nsource:"));
+        assert!(e[0].contains("duplicate field `source`"), "{e:?}");
     }
 }

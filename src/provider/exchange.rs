@@ -1,9 +1,9 @@
-//! The credential exchange: identity → Alibaba Cloud credentials → registry token.
+//! The credential exchange: credential source → Alibaba Cloud credentials → registry token.
 //!
-//! Node identity reads the node's RAM role from the ECS metadata service (the controller's
-//! `workerRole` source). Pod identity exchanges the ServiceAccount token the kubelet passed
-//! (KEP-4412) with the unsigned `AssumeRoleWithOIDC` for the role a ServiceAccount annotation
-//! names. Either may be followed by the configured `assumeRole` hop. The pure parts (which role,
+//! The `workerRole` source reads the node's RAM role from the ECS metadata service (as the
+//! controller's `workerRole` source does). The `rrsa` source exchanges the pulling Pod's
+//! ServiceAccount token the kubelet passed (KEP-4412) with the unsigned `AssumeRoleWithOIDC`
+//! for the role a ServiceAccount annotation names. Either may be followed by the configured `assumeRole` hop. The pure parts (which role,
 //! which session name, how long to cache) are functions of their inputs.
 
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use base64::Engine as _;
 use futures::future::BoxFuture;
 
 use super::ProviderError;
-use super::config::{Config, DEFAULT_SESSION_NAME, Identity};
+use super::config::{Config, DEFAULT_SESSION_NAME, Source};
 use crate::cloud::client::CloudClient;
 use crate::cloud::credentials::access_key::StaticSecrets;
 use crate::cloud::credentials::assume_role::AssumeRoleSource;
@@ -37,7 +37,7 @@ pub fn role_from_annotations(
     annotations: &BTreeMap<String, String>,
     account_id: &str,
 ) -> Result<String, ProviderError> {
-    let bad = |m: String| ProviderError::Identity(m);
+    let bad = |m: String| ProviderError::Source(m);
     let by_arn = annotations.get(ROLE_ARN_ANNOTATION).map(|a| a.trim());
     if let Some(arn) = by_arn
         && !crate::api::validation::is_role_arn(arn)
@@ -142,13 +142,13 @@ struct ServiceAccountToken {
 
 impl CredentialSource for ServiceAccountToken {
     fn describe(&self) -> String {
-        format!("serviceAccount:{}", self.request.role_arn)
+        format!("rrsa:{}", self.request.role_arn)
     }
 
     fn fetch(&self) -> BoxFuture<'_, Result<Credentials, CloudError>> {
         Box::pin(async move {
             let mut assumed = self.client.assume_role_with_oidc(&self.request).await?;
-            assumed.credentials.identity = self.describe();
+            assumed.credentials.principal = self.describe();
             Ok(assumed.credentials)
         })
     }
@@ -161,8 +161,8 @@ pub fn provider_for(
     token: Option<&Sensitive<String>>,
     annotations: &BTreeMap<String, String>,
 ) -> Result<Arc<CredentialProvider>, ProviderError> {
-    match (&config.identity, token) {
-        (Identity::Node { role_name }, None) => Ok(build_provider(
+    match (&config.source, token) {
+        (Source::WorkerRole { role_name }, None) => Ok(build_provider(
             &ProviderConfig {
                 source: SourceConfig::WorkerRole {
                     role_name: role_name.clone(),
@@ -172,19 +172,19 @@ pub fn provider_for(
             client.clone(),
             Arc::new(StaticSecrets::new()),
         )),
-        (Identity::Node { .. }, Some(_)) => Err(ProviderError::Identity(
-            "the kubelet sent a ServiceAccount token but this plugin is configured for node identity: \
-             remove tokenAttributes from the kubelet's provider entry, or configure identity.serviceAccount"
+        (Source::WorkerRole { .. }, Some(_)) => Err(ProviderError::Source(
+            "the kubelet sent a ServiceAccount token but this plugin is configured for the node's role (source.workerRole): \
+             remove tokenAttributes from the kubelet's provider entry, or configure source.rrsa"
                 .into(),
         )),
-        (Identity::ServiceAccount { .. }, None) => Err(ProviderError::Identity(
-            "no ServiceAccount token in the request: identity.serviceAccount needs the kubelet's tokenAttributes \
+        (Source::Rrsa { .. }, None) => Err(ProviderError::Source(
+            "no ServiceAccount token in the request: source.rrsa needs the kubelet's tokenAttributes \
              (Kubernetes 1.33+ with KubeletServiceAccountTokenForCredentialProviders) with serviceAccountTokenAudience \
              set to the OIDC provider's client id"
                 .into(),
         )),
         (
-            Identity::ServiceAccount {
+            Source::Rrsa {
                 oidc_provider_arn,
                 account_id,
                 duration,
@@ -220,7 +220,7 @@ pub fn provider_for(
     }
 }
 
-/// A registry token for `registry` with the request's identity.
+/// A registry token for `registry` with the request's credentials.
 pub async fn registry_token(
     config: &Config,
     client: &Arc<CloudClient>,
@@ -232,7 +232,7 @@ pub async fn registry_token(
     fetch_token(client, &provider, registry)
         .await
         .map_err(|source| ProviderError::Cloud {
-            identity: provider.describe(),
+            principal: provider.describe(),
             registry: registry.key(),
             source: Box::new(source),
         })
@@ -287,7 +287,7 @@ mod tests {
             assert!(
                 matches!(
                     role_from_annotations(&bad, "123"),
-                    Err(ProviderError::Identity(_))
+                    Err(ProviderError::Source(_))
                 ),
                 "{bad:?}"
             );

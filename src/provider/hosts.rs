@@ -62,7 +62,7 @@ mod tests {
 
     fn config(personal: bool) -> Config {
         parse(&format!(
-            "apiVersion: acrcredentials.io/v1alpha1\nkind: AcrCredentialProviderConfig\nregion: cn-hangzhou\nidentity: {{node: {{}}}}\n\
+            "apiVersion: acrcredentials.io/v1alpha1\nkind: AcrCredentialProviderConfig\nregion: cn-hangzhou\nsource: {{workerRole: {{}}}}\n\
              personalEdition: {personal}\nregistries:\n\
              - {{instanceId: cri-a, instanceName: myreg, domains: [images.example.com]}}\n\
              - {{instanceId: cri-b, instanceName: myreg, region: cn-shanghai}}\n\

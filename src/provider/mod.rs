@@ -11,7 +11,7 @@
 //! - [`protocol`]: the kubelet's request and response types (pure).
 //! - [`config`]: the plugin's YAML configuration and its validation (pure).
 //! - [`hosts`]: host → registry mapping (pure).
-//! - [`exchange`]: identity → credentials → registry token, and the cache duration.
+//! - [`exchange`]: credential source → credentials → registry token, and the cache duration.
 //!
 //! [`answer`] does one call within the configured time budget; errors carry no secret.
 
@@ -39,11 +39,14 @@ pub enum ProviderError {
     Config(Vec<config::ConfigError>),
     #[error(transparent)]
     Host(#[from] hosts::HostError),
+    /// The request does not fit the configured credential source (a ServiceAccount token too
+    /// many or missing, a missing or bad role annotation).
     #[error("{0}")]
-    Identity(String),
-    #[error("{}", cloud_message(.identity, .registry, .source))]
+    Source(String),
+    /// The cloud refused or failed; `principal` is who asked (the source's description).
+    #[error("{}", cloud_message(.principal, .registry, .source))]
     Cloud {
-        identity: String,
+        principal: String,
         registry: String,
         source: Box<CloudError>,
     },
@@ -55,8 +58,8 @@ pub enum ProviderError {
     Io(String),
 }
 
-fn cloud_message(identity: &str, registry: &str, e: &CloudError) -> String {
-    let mut m = format!("registry token for {registry} with {identity}: {e}");
+fn cloud_message(principal: &str, registry: &str, e: &CloudError) -> String {
+    let mut m = format!("registry token for {registry} with {principal}: {e}");
     if let Some(hint) = e.hint() {
         m.push_str(" (hint: ");
         m.push_str(hint);

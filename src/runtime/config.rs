@@ -47,7 +47,7 @@ pub struct ControllerConfig {
     pub leadership: Leadership,
     /// This replica's name: the Lease holder, and the reporting instance of its Events; `None`:
     /// the controller's name.
-    pub identity: Option<String>,
+    pub replica_name: Option<String>,
     /// Where to serve `/readyz`, `/livez` and `/metrics`; none without.
     pub probe_address: Option<std::net::SocketAddr>,
     /// How stale the election loop's last pass may be before `/livez` fails.
@@ -69,7 +69,7 @@ impl Default for ControllerConfig {
             reconcile_timeout: Duration::from_secs(DEFAULT_RECONCILE_TIMEOUT_SECONDS),
             legacy_configmap: None,
             leadership: Leadership::always(),
-            identity: None,
+            replica_name: None,
             probe_address: None,
             liveness_max_age: Duration::from_secs(DEFAULT_LIVENESS_MAX_AGE_SECONDS),
             webhook: None,

@@ -29,8 +29,8 @@ pub use rules::{Decision, LeaseTimings, TIMING_MARGIN, decide};
 pub struct LeaseConfig {
     pub namespace: String,
     pub name: String,
-    /// This replica's identity (the Pod name), written as the Lease's holder.
-    pub identity: String,
+    /// This replica's name (the Pod name), written as the Lease's holder.
+    pub holder: String,
     pub timings: LeaseTimings,
 }
 
@@ -96,7 +96,7 @@ async fn run_loop(
     };
     let mut ticker = tokio::time::interval(t.retry_period);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tracing::info!(identity = %config.identity, lease = %config.name, namespace = %config.namespace, "leader election started");
+    tracing::info!(replica = %config.holder, lease = %config.name, namespace = %config.namespace, "leader election started");
     loop {
         tokio::select! {
             _ = &mut stop => break,
@@ -125,9 +125,9 @@ async fn run_loop(
                     .last_renewal
                     .is_some_and(|at| at.elapsed() < t.renew_deadline);
                 if was_leading {
-                    tracing::warn!(identity = %config.identity, error = %message, still_leading = within, "could not renew the Lease");
+                    tracing::warn!(replica = %config.holder, error = %message, still_leading = within, "could not renew the Lease");
                 } else {
-                    tracing::debug!(identity = %config.identity, error = %message, "could not read or acquire the Lease");
+                    tracing::debug!(replica = %config.holder, error = %message, "could not read or acquire the Lease");
                 }
                 was_leading && within
             }
@@ -153,9 +153,9 @@ fn publish(leading: &watch::Sender<bool>, config: &LeaseConfig, now_leading: boo
     let _ = leading.send(now_leading);
     crate::metrics::set_leader(now_leading);
     if now_leading {
-        tracing::info!(identity = %config.identity, lease = %config.name, "became the leader");
+        tracing::info!(replica = %config.holder, lease = %config.name, "became the leader");
     } else {
-        tracing::error!(identity = %config.identity, lease = %config.name, "lost the leadership; stopped writing");
+        tracing::error!(replica = %config.holder, lease = %config.name, "lost the leadership; stopped writing");
     }
 }
 
@@ -163,12 +163,12 @@ fn publish(leading: &watch::Sender<bool>, config: &LeaseConfig, now_leading: boo
 async fn release_in_time(api: &Api<Lease>, config: &LeaseConfig) {
     match tokio::time::timeout(config.timings.retry_period, release(api, config)).await {
         Ok(Ok(())) => {
-            tracing::info!(identity = %config.identity, lease = %config.name, "released the Lease");
+            tracing::info!(replica = %config.holder, lease = %config.name, "released the Lease");
         }
         Ok(Err(e)) => {
-            tracing::warn!(identity = %config.identity, error = %e, "could not release the Lease")
+            tracing::warn!(replica = %config.holder, error = %e, "could not release the Lease")
         }
-        Err(_) => tracing::warn!(identity = %config.identity, "releasing the Lease timed out"),
+        Err(_) => tracing::warn!(replica = %config.holder, "releasing the Lease timed out"),
     }
 }
 
@@ -198,13 +198,13 @@ async fn try_once(
     let seconds = i32::try_from(t.lease_duration.as_secs()).unwrap_or(i32::MAX);
     match decide(
         spec.as_ref(),
-        &config.identity,
+        &config.holder,
         observed.since.elapsed(),
         t.lease_duration,
     ) {
         Decision::Follow { holder } => {
             if observed.followed.as_deref() != Some(holder.as_str()) {
-                tracing::info!(identity = %config.identity, leader = %holder, "another replica leads; standing by");
+                tracing::info!(replica = %config.holder, leader = %holder, "another replica leads; standing by");
                 observed.followed = Some(holder);
             }
             Ok(false)
@@ -242,7 +242,7 @@ fn new_lease(config: &LeaseConfig, seconds: i32) -> Lease {
             ..ObjectMeta::default()
         },
         spec: Some(LeaseSpec {
-            holder_identity: Some(config.identity.clone()),
+            holder_identity: Some(config.holder.clone()),
             lease_duration_seconds: Some(seconds),
             acquire_time: Some(now()),
             renew_time: Some(now()),
@@ -263,7 +263,7 @@ fn claimed(
         spec.acquire_time = Some(now());
         spec.lease_transitions = Some(spec.lease_transitions.unwrap_or(0) + 1);
     }
-    spec.holder_identity = Some(config.identity.clone());
+    spec.holder_identity = Some(config.holder.clone());
     spec.lease_duration_seconds = Some(seconds);
     spec.renew_time = Some(now());
     spec
@@ -281,7 +281,7 @@ async fn release(api: &Api<Lease>, config: &LeaseConfig) -> Result<(), String> {
     let Some(spec) = lease.spec.as_mut() else {
         return Ok(());
     };
-    if spec.holder_identity.as_deref() != Some(config.identity.as_str()) {
+    if spec.holder_identity.as_deref() != Some(config.holder.as_str()) {
         return Ok(());
     }
     spec.holder_identity = None;

@@ -297,7 +297,7 @@ fn rerun_on_leadership(
 }
 
 /// The one reconcile context: the caches, a token manager over `fetcher`, and the one Event
-/// recorder, named after this controller and this replica (`identity`), on `clock`.
+/// recorder, named after this controller and this replica (`replica_name`), on `clock`.
 fn new_context(
     client: &Client,
     config: &ControllerConfig,
@@ -308,7 +308,7 @@ fn new_context(
 ) -> Arc<Context> {
     let reporter = Reporter {
         controller: CONTROLLER_NAME.into(),
-        instance: config.identity.clone(),
+        instance: config.replica_name.clone(),
     };
     let recorder = Recorder::new(client.clone(), reporter).with_clock(clock.clone());
     let tokens = Arc::new(TokenManager::new(fetcher, clock.clone()));

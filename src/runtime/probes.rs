@@ -243,7 +243,7 @@ mod tests {
 
     use super::*;
     use crate::webhook::CertSlot;
-    use crate::webhook::certs::{self, CertTimings, Identity};
+    use crate::webhook::certs::{self, CertTimings, ServingNames};
 
     fn timings() -> CertTimings {
         CertTimings {
@@ -255,12 +255,12 @@ mod tests {
 
     /// A CA and a serving certificate it signed at `now`, valid for an hour.
     fn minted(now: Timestamp) -> (certs::Pair, certs::Pair) {
-        let identity = Identity {
+        let serving_names = ServingNames {
             dns_names: vec!["acr-webhook.acr-system.svc".into()],
             ip_addresses: vec![],
         };
         let ca = certs::mint_ca(now, &timings()).unwrap();
-        let serving = certs::mint_serving(&ca, now, &timings(), &identity)
+        let serving = certs::mint_serving(&ca, now, &timings(), &serving_names)
             .unwrap()
             .0;
         (ca, serving)

@@ -219,7 +219,7 @@ where
     let observer = written.clone();
     let stream = stream.inspect(move |event| {
         if let Ok(event) = event {
-            observer.observe(event);
+            observer.follow(event);
         }
     });
     (written, stream)

@@ -120,14 +120,14 @@ impl CertTimings {
     }
 }
 
-/// Whom the serving certificate is for.
+/// The names the serving certificate is for: DNS names and IP addresses.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct Identity {
+pub struct ServingNames {
     pub dns_names: Vec<String>,
     pub ip_addresses: Vec<IpAddr>,
 }
 
-impl Identity {
+impl ServingNames {
     /// The names as recorded in [`annotation::NAMES`].
     pub fn joined(&self) -> String {
         let ips = self.ip_addresses.iter().map(ToString::to_string);
@@ -196,7 +196,7 @@ pub fn next_step(
     state: Option<&CertState>,
     now: Timestamp,
     timings: &CertTimings,
-    identity: &Identity,
+    serving_names: &ServingNames,
 ) -> Step {
     let Some(s) = state else { return Step::Create };
     if now >= s.not_after {
@@ -221,7 +221,7 @@ pub fn next_step(
     if now >= before(s.not_after, timings.renew_before) {
         return Step::AddNextCa;
     }
-    if s.names != identity.joined() {
+    if s.names != serving_names.joined() {
         return Step::Reissue;
     }
     Step::Nothing
@@ -264,18 +264,18 @@ pub fn mint_ca(now: Timestamp, timings: &CertTimings) -> Result<Pair, CertError>
     })
 }
 
-/// Mints a serving certificate for `identity`, signed by `ca`; returns it and its expiry.
+/// Mints a serving certificate for `serving_names`, signed by `ca`; returns it and its expiry.
 pub fn mint_serving(
     ca: &Pair,
     now: Timestamp,
     timings: &CertTimings,
-    identity: &Identity,
+    serving_names: &ServingNames,
 ) -> Result<(Pair, Timestamp), CertError> {
     let ca_key = KeyPair::from_pem(ca.key.expose())?;
     let issuer = Issuer::new(ca_params(&ca_key, now, timings.validity * 2), ca_key);
-    let mut params = CertificateParams::new(identity.dns_names.clone())?;
+    let mut params = CertificateParams::new(serving_names.dns_names.clone())?;
     params.subject_alt_names.extend(
-        identity
+        serving_names
             .ip_addresses
             .iter()
             .map(|ip| SanType::IpAddress(*ip)),
@@ -283,7 +283,7 @@ pub fn mint_serving(
     let mut dn = DistinguishedName::new();
     dn.push(
         DnType::CommonName,
-        identity
+        serving_names
             .dns_names
             .first()
             .cloned()
@@ -316,10 +316,10 @@ pub fn take_step(
     state: Option<&CertState>,
     now: Timestamp,
     timings: &CertTimings,
-    identity: &Identity,
+    serving_names: &ServingNames,
 ) -> Result<Option<CertState>, CertError> {
     let fresh = |ca: Pair, bundle: Vec<String>| -> Result<CertState, CertError> {
-        let (serving, not_after) = mint_serving(&ca, now, timings, identity)?;
+        let (serving, not_after) = mint_serving(&ca, now, timings, serving_names)?;
         Ok(CertState {
             ca,
             serving,
@@ -328,7 +328,7 @@ pub fn take_step(
             not_after,
             step_at: now,
             published_at: None,
-            names: identity.joined(),
+            names: serving_names.joined(),
         })
     };
     let next = match (step, state) {

@@ -67,7 +67,7 @@ impl WebhookError {
             WebhookError::Tls(_) | WebhookError::Pem(_) => "TlsError",
             WebhookError::Files(_) => "CertificateFilesUnreadable",
             WebhookError::Cert(_) => "CertificateError",
-            WebhookError::Kube(_) => "KubernetesApiError",
+            WebhookError::Kube(_) => crate::model::events::reasons::KUBERNETES_API_ERROR,
         }
     }
 }

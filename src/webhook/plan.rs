@@ -13,7 +13,7 @@
 
 use jiff::Timestamp;
 
-use super::certs::{self, CertError, CertState, CertTimings, Identity, Step};
+use super::certs::{self, CertError, CertState, CertTimings, ServingNames, Step};
 
 /// How the webhook configuration stood towards the Secret's bundle in this pass.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub fn plan(
     configured: &[String],
     now: Timestamp,
     timings: &CertTimings,
-    identity: &Identity,
+    serving_names: &ServingNames,
 ) -> Result<Plan, CertError> {
     let observed = state.map(|s| CertState {
         published_at: match publication {
@@ -55,8 +55,8 @@ pub fn plan(
         },
         ..s.clone()
     });
-    let step = certs::next_step(observed.as_ref(), now, timings, identity);
-    let taken = certs::take_step(step, observed.as_ref(), now, timings, identity)?;
+    let step = certs::next_step(observed.as_ref(), now, timings, serving_names);
+    let taken = certs::take_step(step, observed.as_ref(), now, timings, serving_names)?;
     let taken = taken.map(|mut next| {
         if step == Step::Create {
             let kept: Vec<&String> = configured

@@ -25,7 +25,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 
 use super::WebhookError;
-use super::certs::{self, CertState, CertTimings, Identity, Pair, Step};
+use super::certs::{self, CertState, CertTimings, Pair, ServingNames, Step};
 use super::plan::{self, Publication};
 use super::server::CertSlot;
 use crate::cloud::clock::Clock;
@@ -47,10 +47,10 @@ pub enum CertSource {
 pub struct Managed {
     /// Namespace and name of the certificate Secret.
     pub namespace: String,
-    pub secret_name: String,
+    pub certificate_secret_name: String,
     /// The MutatingWebhookConfiguration whose `caBundle` the leader sets.
     pub configuration_name: String,
-    pub identity: Identity,
+    pub serving_names: ServingNames,
     pub timings: CertTimings,
 }
 
@@ -159,7 +159,7 @@ impl Keeper<'_> {
         leadership: &Leadership,
         clock: &dyn Clock,
     ) -> Result<(), WebhookError> {
-        let name = &self.managed.secret_name;
+        let name = &self.managed.certificate_secret_name;
         let secret = self.secrets().get_opt(name).await?;
         let mut state = secret.as_ref().and_then(state_of);
         let read = self.configured().await;
@@ -193,7 +193,7 @@ impl Keeper<'_> {
                 &previous,
                 now,
                 &m.timings,
-                &m.identity,
+                &m.serving_names,
             )?;
             if let Some(next) = plan.write {
                 self.write(secret.as_ref(), &next).await?;
@@ -247,7 +247,7 @@ impl Keeper<'_> {
     ) -> Result<(), WebhookError> {
         let (data, annotations) = certs::to_secret(state);
         let api = self.secrets();
-        let name = &self.managed.secret_name;
+        let name = &self.managed.certificate_secret_name;
         match existing {
             None => {
                 let desired = Secret {

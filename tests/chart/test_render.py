@@ -58,7 +58,7 @@ def test_defaults_render_a_hardened_deployment():
                          "--lease-duration-seconds=15", "--renew-deadline-seconds=10",
                          "--retry-period-seconds=2", "--probe-address=0.0.0.0:8080",
                          "--webhook-address=0.0.0.0:9443",
-                         "--webhook-secret-name=acr-credential-controller-webhook-tls",
+                         "--webhook-certificate-secret-name=acr-credential-controller-webhook-tls",
                          "--webhook-configuration-name=acr-credential-controller",
                          "--webhook-dns-names=acr-credential-controller-webhook.acr-system.svc,"
                          "acr-credential-controller-webhook.acr-system.svc.cluster.local",
@@ -191,6 +191,37 @@ def test_credential_sources_mount_what_they_need():
     assert "system:serviceaccount:acr-system:acr-acr-credential-controller" in note
 
 
+def test_renamed_secret_values_and_their_deprecated_spellings():
+    """Each Secret has its own value; the old `secretName` spellings are still honoured, and win."""
+    def token_secret(managed):
+        docs = objects({"credentials": {"managedRole": {"enabled": True, **managed}}})
+        vols = {v["name"]: v for v in one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+        return vols["addon-token"]["secret"]["secretName"]
+    assert token_secret({"tokenSecretName": "tok-new"}) == "tok-new"
+    assert token_secret({"secretName": "tok-old"}) == "tok-old"
+    assert token_secret({"secretName": "tok-old", "tokenSecretName": "tok-new"}) == "tok-old"
+    assert 'Secret "tok-new" is mounted' in chartlib.notes(
+        {"credentials": {"managedRole": {"enabled": True, "tokenSecretName": "tok-new"}}})
+
+    kw = dict(kube_version="v1.30.0", api_versions=chartlib.API_VERSIONS_1_30)
+
+    def certificate_secret(webhook):
+        docs = objects({"webhook": webhook}, name="acr-credential-controller", **kw)
+        (c,) = one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+        (arg,) = [a for a in c["args"] if a.startswith("--webhook-certificate-secret-name=")]
+        (role,) = [r for r in find(docs, "Role", namespace="acr-system")
+                   if r["metadata"]["name"] == "acr-credential-controller-webhook-tls"]
+        vap = one(docs, "ValidatingAdmissionPolicy", "acr-credential-controller-secrets")
+        name = arg.split("=", 1)[1]
+        assert role["rules"][0]["resourceNames"] == [name]
+        assert f"object.metadata.name == '{name}'" in vap["spec"]["validations"][0]["expression"]
+        return name
+    assert certificate_secret({}) == "acr-credential-controller-webhook-tls"
+    assert certificate_secret({"certificateSecretName": "cert-new"}) == "cert-new"
+    assert certificate_secret({"secretName": "cert-old"}) == "cert-old"
+    assert certificate_secret({"secretName": "cert-old", "certificateSecretName": "cert-new"}) == "cert-old"
+
+
 def test_the_mount_paths_are_the_controllers_defaults():
     """The chart mounts tokens where the binary looks when a policy names no path."""
     src = (chartlib.REPO / "src/cloud/credentials/mod.rs").read_text()
@@ -237,7 +268,7 @@ def test_scheduling_and_pod_toggles():
                          "--lease-duration-seconds=15", "--renew-deadline-seconds=10",
                          "--retry-period-seconds=2", "--probe-address=0.0.0.0:8080",
                          "--webhook-address=0.0.0.0:9443",
-                         "--webhook-secret-name=acr-acr-credential-controller-webhook-tls",
+                         "--webhook-certificate-secret-name=acr-acr-credential-controller-webhook-tls",
                          "--webhook-configuration-name=acr-acr-credential-controller",
                          "--webhook-dns-names=acr-acr-credential-controller-webhook.acr-system.svc,"
                          "acr-acr-credential-controller-webhook.acr-system.svc.cluster.local",
@@ -450,7 +481,7 @@ def test_webhook_with_cert_manager_is_opt_in():
     pod = one(docs, "Deployment")["spec"]["template"]["spec"]
     c = pod["containers"][0]
     assert "--webhook-cert-dir=/var/run/webhook-tls" in c["args"]
-    assert not [a for a in c["args"] if a.startswith("--webhook-secret-name")]
+    assert not [a for a in c["args"] if a.startswith("--webhook-certificate-secret-name")]
     assert {"name": "webhook-tls", "mountPath": "/var/run/webhook-tls", "readOnly": True} in c["volumeMounts"]
     assert {"name": "webhook-tls", "secret": {"secretName": "acr-credential-controller-webhook-cert-manager"}} \
         in pod["volumes"]

@@ -305,7 +305,7 @@ async fn provider_stderr(h: &Harness, cr: &str) -> String {
     let base = h.fake.base_url().as_str().trim_end_matches('/').to_owned();
     let config = format!(
         "apiVersion: acrcredentials.io/v1alpha1\nkind: AcrCredentialProviderConfig\nregion: cn-hangzhou\n\
-         identity: {{node: {{}}}}\nregistries:\n  - {{instanceId: {INSTANCE}, instanceName: ctrl}}\n\
+         source: {{workerRole: {{}}}}\nregistries:\n  - {{instanceId: {INSTANCE}, instanceName: ctrl}}\n\
          endpoints: {{sts: '{base}', cr: '{cr}', metadata: '{base}'}}\n"
     );
     let dir = std::env::temp_dir().join(format!(

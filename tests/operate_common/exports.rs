@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use acr_credential_controller::webhook::PATH;
-use acr_credential_controller::webhook::certs::{self, CertTimings, Identity};
+use acr_credential_controller::webhook::certs::{self, CertTimings, ServingNames};
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
 use promql_parser::label::{MatchOp, Matcher};
@@ -277,13 +277,13 @@ impl CertDir {
             renew_before: Duration::from_secs(600),
             overlap: Duration::from_secs(10),
         };
-        let identity = Identity {
+        let serving_names = ServingNames {
             dns_names: vec![],
             ip_addresses: vec!["127.0.0.1".parse().unwrap()],
         };
         let now = jiff::Timestamp::now();
         let ca = certs::mint_ca(now, &timings).unwrap();
-        let (serving, _) = certs::mint_serving(&ca, now, &timings, &identity).unwrap();
+        let (serving, _) = certs::mint_serving(&ca, now, &timings, &serving_names).unwrap();
         std::fs::write(dir.join("tls.crt"), &serving.cert).unwrap();
         std::fs::write(dir.join("tls.key"), serving.key.expose()).unwrap();
         (CertDir(dir), ca.cert)

@@ -64,7 +64,7 @@ impl Replica {
             .args(["--object-selector", &format!("{OWNER_LABEL}={}", h.id)])
             .args(["--lease-namespace", h.env.namespace()])
             .args(["--lease-name", lease])
-            .args(["--identity", identity])
+            .args(["--replica-name", identity])
             .args(["--lease-duration-seconds", &LEASE.to_string()])
             .args(["--renew-deadline-seconds", &RENEW.to_string()])
             .args(["--retry-period-seconds", &RETRY.to_string()])

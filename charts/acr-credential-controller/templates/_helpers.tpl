@@ -61,7 +61,8 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ include "acr-credential-contro
 {{ include "acr-credential-controller.fullname" . }}-webhook
 {{- end }}
 {{- define "acr-credential-controller.webhookSecretName" -}}
-{{ .Values.webhook.secretName | default (printf "%s-webhook-tls" (include "acr-credential-controller.fullname" .)) }}
+{{- /* webhook.secretName: the deprecated spelling, honoured when set. */ -}}
+{{ .Values.webhook.secretName | default .Values.webhook.certificateSecretName | default (printf "%s-webhook-tls" (include "acr-credential-controller.fullname" .)) }}
 {{- end }}
 {{- define "acr-credential-controller.webhookConfigurationName" -}}
 {{ include "acr-credential-controller.fullname" . }}
@@ -69,4 +70,12 @@ system:serviceaccount:{{ .Release.Namespace }}:{{ include "acr-credential-contro
 {{- /* The controller mints and rotates the webhook's certificate (not cert-manager). */}}
 {{- define "acr-credential-controller.webhookManagesCerts" -}}
 {{- if and .Values.webhook.enabled (not .Values.webhook.certManager.enabled) }}true{{ end }}
+{{- end }}
+
+{{/*
+The ACK add-on's token Secret (managedRole source). credentials.managedRole.secretName is the
+deprecated spelling of tokenSecretName, honoured when set.
+*/}}
+{{- define "acr-credential-controller.managedRoleTokenSecretName" -}}
+{{ .Values.credentials.managedRole.secretName | default .Values.credentials.managedRole.tokenSecretName }}
 {{- end }}

@@ -105,7 +105,7 @@ async fn binary_serves_a_scenario_and_takes_faults_over_http() {
         access_key_secret: Sensitive::new(ACCESS_KEY_SECRET.into()),
         security_token: None,
         expires_at: None,
-        identity: format!("accessKey:{ACCESS_KEY_ID}"),
+        principal: format!("accessKey:{ACCESS_KEY_ID}"),
     };
     client
         .enterprise_token(&creds, "cn-hangzhou", INSTANCE)

@@ -168,7 +168,7 @@ pub fn credentials_from(
     };
     let access_key_id = value(&secret_ref.access_key_id_key)?;
     Ok(Credentials {
-        identity: format!("{KIND}:{access_key_id}"),
+        principal: format!("{KIND}:{access_key_id}"),
         access_key_id,
         access_key_secret: Sensitive::new(value(&secret_ref.access_key_secret_key)?),
         security_token: None,
@@ -264,7 +264,7 @@ mod tests {
             ),
             ("LTAI1", "s1")
         );
-        assert_eq!(c.identity, "accessKey:LTAI1");
+        assert_eq!(c.principal, "accessKey:LTAI1");
         assert_eq!(source.describe(), "accessKey:ops/ak");
         secrets.insert(
             "ops",

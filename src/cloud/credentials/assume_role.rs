@@ -65,7 +65,7 @@ impl CredentialSource for AssumeRoleSource {
                 other => other?,
             };
             let mut creds = assumed.credentials;
-            creds.identity = format!("{}+assumeRole:{}", base.identity, self.config.role_arn);
+            creds.principal = format!("{}+assumeRole:{}", base.principal, self.config.role_arn);
             Ok(creds)
         })
     }

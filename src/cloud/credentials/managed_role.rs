@@ -119,7 +119,7 @@ pub fn parse_token_file(content: &[u8]) -> Result<Credentials, CloudError> {
         parse_iso8601(expiration).ok_or_else(|| fail("expiration is not an ISO 8601 time"))?;
     let access_key_id = decrypt_value(keyring, field("access.key.id")?)?;
     Ok(Credentials {
-        identity: format!("{KIND}:{access_key_id}"),
+        principal: format!("{KIND}:{access_key_id}"),
         access_key_id,
         access_key_secret: Sensitive::new(decrypt_value(keyring, field("access.key.secret")?)?),
         security_token: Some(Sensitive::new(decrypt_value(
@@ -204,7 +204,7 @@ mod tests {
         assert_eq!(c.access_key_id, "STS.managed");
         assert_eq!(c.access_key_secret.expose(), "managed-secret");
         assert_eq!(c.security_token.unwrap().expose(), "managed-token");
-        assert_eq!(c.identity, "managedRole:STS.managed");
+        assert_eq!(c.principal, "managedRole:STS.managed");
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! Credential sources and the caching provider in front of them.
 //!
 //! A [`CredentialSource`] knows how to obtain one set of [`Credentials`] (AccessKeyId,
-//! AccessKeySecret, optional SecurityToken, optional expiry) plus a stable, non-secret
-//! identity string that token caches key on (`accessKey:<AccessKeyId>`, `rrsa:<roleArn>`,
-//! `…+assumeRole:<roleArn>`). A [`CredentialProvider`] caches what its source returned until
+//! AccessKeySecret, optional SecurityToken, optional expiry) plus their principal: a stable,
+//! non-secret string saying who they act as (`accessKey:<AccessKeyId>`, `rrsa:<roleArn>`,
+//! `…+assumeRole:<roleArn>`), which logs and `doctor` show. A [`CredentialProvider`] caches what its source returned until
 //! shortly before expiry, and makes concurrent callers share one refresh.
 //!
 //! Sources: [`managed_role`] (ACK add-on token file), [`worker_role`] (ECS metadata),
@@ -112,7 +112,7 @@ impl CredentialProvider {
             return Ok(c.creds.clone());
         }
         let creds = self.source.fetch().await?;
-        tracing::debug!(identity = %creds.identity, expires_at = ?creds.expires_at, "fetched credentials");
+        tracing::debug!(principal = %creds.principal, expires_at = ?creds.expires_at, "fetched credentials");
         *cache = Some(Cached {
             creds: creds.clone(),
             obtained_at: now,
@@ -314,7 +314,7 @@ mod tests {
                             .checked_add(jiff::SignedDuration::from_secs(3600))
                             .unwrap(),
                     ),
-                    identity: "counting".into(),
+                    principal: "counting".into(),
                 })
             })
         }
@@ -355,7 +355,7 @@ mod tests {
             access_key_secret: Sensitive::new("topsecret".into()),
             security_token: Some(Sensitive::new("tokensecret".into())),
             expires_at: None,
-            identity: "accessKey:LTAIid".into(),
+            principal: "accessKey:LTAIid".into(),
         };
         let s = format!("{c:?}");
         assert!(

@@ -67,7 +67,7 @@ impl CredentialSource for RrsaSource {
                 duration: self.config.duration,
             };
             let mut assumed = self.client.assume_role_with_oidc(&req).await?;
-            assumed.credentials.identity = self.describe();
+            assumed.credentials.principal = self.describe();
             Ok(assumed.credentials)
         })
     }

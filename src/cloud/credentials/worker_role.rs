@@ -63,7 +63,7 @@ pub fn parse_credentials(role: &str, body: &str) -> Result<Credentials, CloudErr
         expires_at: Some(
             parse_iso8601(expiration).ok_or_else(|| bad("Expiration is not an ISO 8601 time"))?,
         ),
-        identity: format!("{KIND}:{role}"),
+        principal: format!("{KIND}:{role}"),
     })
 }
 
@@ -151,7 +151,7 @@ mod tests {
         let body = r#"{"AccessKeyId":"STS.XXXX6YSE","AccessKeySecret":"ajXXXXjDU","Expiration":"2017-11-01T05:20:01Z","SecurityToken":"CAISXXXX","LastUpdated":"2017-10-31T23:20:01Z","Code":"Success"}"#;
         let c = parse_credentials("node-role", body).unwrap();
         assert_eq!(c.access_key_id, "STS.XXXX6YSE");
-        assert_eq!(c.identity, "workerRole:node-role");
+        assert_eq!(c.principal, "workerRole:node-role");
         assert_eq!(c.expires_at.unwrap().to_string(), "2017-11-01T05:20:01Z");
     }
 

@@ -136,9 +136,9 @@ async fn two_waiters_on_readiness_both_complete() {
     readiness.wait().now_or_never().expect("ready already");
 }
 
-/// `observe` marks the first list and reports every later one as a re-list.
+/// `track_lists` marks the first list and reports every later one as a re-list.
 #[tokio::test]
-async fn observe_reports_first_list_to_readiness_and_relists_as_triggers() {
+async fn track_lists_reports_first_list_to_readiness_and_relists_as_triggers() {
     let readiness = Readiness::new([kind::NAMESPACES]);
     let (tx, mut rx) = futures::channel::mpsc::unbounded();
     let events = futures::stream::iter([
@@ -148,7 +148,7 @@ async fn observe_reports_first_list_to_readiness_and_relists_as_triggers() {
         Ok(watcher::Event::Init),
         Ok(watcher::Event::InitDone),
     ]);
-    let seen: Vec<_> = observe(events, kind::NAMESPACES, readiness.clone(), tx)
+    let seen: Vec<_> = track_lists(events, kind::NAMESPACES, readiness.clone(), tx)
         .collect()
         .await;
     assert_eq!(seen.len(), 4, "events pass through, the error does not");
@@ -178,7 +178,7 @@ fn channel_stream<K: Send + 'static>() -> (
 }
 
 /// A real kube-runtime `Controller` over in-memory binding and namespace watch streams, each
-/// through a reflector and [`observe`] as the product's caches are, with a reconciler that waits
+/// through a reflector and [`track_lists`] as the product's caches are, with a reconciler that waits
 /// for `readiness` through the product's guard and counts its runs per binding. Every namespace
 /// event maps to binding `a`; a re-list reconciles every binding.
 struct TestController {
@@ -193,7 +193,7 @@ fn test_controller(readiness: &Readiness) -> TestController {
 
     let (bindings, binding_writer) = reflector::store::<AcrRegistryBinding>();
     let (binding_tx, binding_events) = channel_stream::<AcrRegistryBinding>();
-    let binding_stream = observe(
+    let binding_stream = track_lists(
         reflector::reflector(binding_writer, binding_events),
         kind::BINDINGS,
         readiness.clone(),
@@ -203,7 +203,7 @@ fn test_controller(readiness: &Readiness) -> TestController {
 
     let (_namespaces, ns_writer) = reflector::store::<Namespace>();
     let (ns_tx, ns_events) = channel_stream::<Namespace>();
-    let ns_stream = observe(
+    let ns_stream = track_lists(
         reflector::reflector(ns_writer, ns_events),
         kind::NAMESPACES,
         readiness.clone(),
@@ -354,7 +354,7 @@ fn watch_backoff_doubles_to_its_cap_with_bounded_jitter_and_resets() {
     }
 }
 
-/// A watch that keeps failing does not pause the others. Its errors stop at `observe`, so the
+/// A watch that keeps failing does not pause the others. Its errors stop at `track_lists`, so the
 /// controller's own backoff over all its trigger streams never engages: with it, each error
 /// paused every watch for 0.8 s and more, doubling, and after an API server restart the whole
 /// controller sat idle for minutes.

@@ -32,7 +32,7 @@ fn data(s: Option<Arc<Secret>>) -> Option<String> {
 /// The cache applies an event, then the stream hands it on (as `.inspect` after the reflector).
 fn deliver(writer: &mut Writer<Secret>, written: &Written, event: Event<Secret>) {
     writer.apply_watcher_event(&event);
-    written.observe(&event);
+    written.follow(&event);
 }
 
 #[test]

@@ -86,7 +86,7 @@ pub enum Decision {
 /// client-go does, so clock skew between nodes does not matter).
 pub fn decide(
     observed: Option<&LeaseSpec>,
-    identity: &str,
+    replica: &str,
     unchanged_for: Duration,
     lease_duration: Duration,
 ) -> Decision {
@@ -94,7 +94,7 @@ pub fn decide(
         return Decision::Create;
     };
     let holder = spec.holder_identity.as_deref().unwrap_or("");
-    if holder == identity {
+    if holder == replica {
         return Decision::Renew;
     }
     if holder.is_empty() {

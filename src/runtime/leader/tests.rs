@@ -217,7 +217,7 @@ fn lease_config(timings: LeaseTimings) -> LeaseConfig {
     LeaseConfig {
         namespace: "default".into(),
         name: "lease".into(),
-        identity: "a".into(),
+        holder: "a".into(),
         timings,
     }
 }

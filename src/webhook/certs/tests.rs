@@ -17,8 +17,8 @@ pub(crate) fn timings() -> CertTimings {
     }
 }
 
-pub(crate) fn identity() -> Identity {
-    Identity {
+pub(crate) fn serving_names() -> ServingNames {
+    ServingNames {
         dns_names: vec!["acr-webhook.acr-system.svc".into()],
         ip_addresses: vec!["127.0.0.1".parse().unwrap()],
     }
@@ -62,7 +62,7 @@ fn step(state: Option<&CertState>, now: Timestamp) -> (Step, Option<CertState>) 
     } else {
         Publication::Missing
     };
-    let p = plan(state, publication, &[], now, &timings(), &identity()).unwrap();
+    let p = plan(state, publication, &[], now, &timings(), &serving_names()).unwrap();
     (p.step, p.write)
 }
 
@@ -158,7 +158,7 @@ fn every_step_of_a_rotation_keeps_old_and_new_verifying() {
 #[test]
 fn a_name_change_reissues_from_the_same_ca_and_expiry_starts_over() {
     let state = step(None, t(0)).1.unwrap();
-    let other = Identity {
+    let other = ServingNames {
         dns_names: vec!["renamed.acr-system.svc".into()],
         ip_addresses: vec![],
     };
@@ -216,7 +216,7 @@ fn certificates_are_valid_from_an_hour_before_they_are_minted() {
     ));
     let next = step(Some(&state), t(60)).1.unwrap();
     let next_ca = next.next_ca.unwrap();
-    let (serving, _) = mint_serving(&next_ca, t(60), &timings(), &identity()).unwrap();
+    let (serving, _) = mint_serving(&next_ca, t(60), &timings(), &serving_names()).unwrap();
     assert!(verifies(
         &[next_ca.cert],
         &serving,

@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use super::*;
-use crate::webhook::certs::tests::{identity, t, timings, verifies};
+use crate::webhook::certs::tests::{serving_names, t, timings, verifies};
 
 fn pass(
     state: Option<&CertState>,
@@ -15,7 +15,7 @@ fn pass(
         configured,
         t(now),
         &timings(),
-        &identity(),
+        &serving_names(),
     )
     .unwrap()
 }

@@ -10,13 +10,13 @@ fn pair() -> Pair {
         renew_before: Duration::from_secs(600),
         overlap: Duration::from_secs(10),
     };
-    let identity = Identity {
+    let serving_names = ServingNames {
         dns_names: vec!["acr-webhook.acr-system.svc".into()],
         ip_addresses: vec![],
     };
     let now = Timestamp::now();
     let ca = certs::mint_ca(now, &timings).unwrap();
-    certs::mint_serving(&ca, now, &timings, &identity)
+    certs::mint_serving(&ca, now, &timings, &serving_names)
         .unwrap()
         .0
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::cluster::written::Written;
-use crate::webhook::certs::{self, CertTimings, Identity};
+use crate::webhook::certs::{self, CertTimings, ServingNames};
 use crate::webhook::review::tests::request;
 
 /// A client whose every request is recorded (path and query) and answered 404.
@@ -90,12 +90,12 @@ fn pair(now: Timestamp) -> certs::Pair {
         renew_before: Duration::from_secs(600),
         overlap: Duration::from_secs(10),
     };
-    let identity = Identity {
+    let serving_names = ServingNames {
         dns_names: vec!["acr-webhook.acr-system.svc".into()],
         ip_addresses: vec![],
     };
     let ca = certs::mint_ca(now, &timings).unwrap();
-    certs::mint_serving(&ca, now, &timings, &identity)
+    certs::mint_serving(&ca, now, &timings, &serving_names)
         .unwrap()
         .0
 }
