@@ -80,6 +80,15 @@ fn request_path(line: &Value) -> Option<String> {
     Some(path.to_owned())
 }
 
+/// The lines of one task (`selects`), and the span each must be in: `span`, with `field` when
+/// given.
+struct Task<'a> {
+    what: &'static str,
+    selects: Box<dyn Fn(&Value) -> bool + 'a>,
+    span: &'static str,
+    field: Option<(&'static str, &'a str)>,
+}
+
 fn message(line: &Value) -> &str {
     line["fields"]["message"].as_str().unwrap_or_default()
 }
@@ -261,69 +270,61 @@ async fn every_line_is_json_and_names_its_task_binding_and_namespace() {
 
     // The Lease loop, the translator, the webhook, the probes: their requests and lines.
     let lease_ref = format!("{}/{lease}", h.env.namespace());
-    let task_lines: [(
-        &str,
-        Box<dyn Fn(&Value) -> bool>,
-        &str,
-        Option<(&str, &str)>,
-    ); 6] = [
-        (
-            "the Lease loop",
-            Box::new(|l| {
+    let configmap_label = legacy.replace('/', ".");
+    let tasks = [
+        Task {
+            what: "the Lease loop",
+            selects: Box::new(|l| {
                 request_path(l).is_some_and(|p| p.contains("/leases/"))
                     || message(l) == "became the leader"
             }),
-            "lease",
-            Some(("lease", &lease_ref)),
-        ),
-        (
-            "the translator",
-            Box::new(|l| {
+            span: "lease",
+            field: Some(("lease", &lease_ref)),
+        },
+        Task {
+            what: "the translator",
+            selects: Box::new(|l| {
                 request_path(l).is_some_and(|p| p.contains("/configmaps"))
                     || message(l).starts_with("live translation")
             }),
-            "translator",
-            Some(("configmap", "")),
-        ),
-        (
-            "the webhook server",
-            Box::new(|l| message(l) == "webhook server listening"),
-            "webhook",
-            None,
-        ),
-        (
-            "the webhook's certificate loop",
-            Box::new(|l| message(l).starts_with("webhook certificate")),
-            "certificates",
-            None,
-        ),
-        (
-            "the probe server",
-            Box::new(|l| message(l) == "probe and metrics server listening"),
-            "probes",
-            None,
-        ),
-        (
-            "the binding controller",
-            Box::new(|l| span_with(l, "reconcile", Some(("binding", &name))).is_some()),
-            "controller",
-            Some(("controller", "binding")),
-        ),
+            span: "translator",
+            field: Some(("configmap", &configmap_label)),
+        },
+        Task {
+            what: "the webhook server",
+            selects: Box::new(|l| message(l) == "webhook server listening"),
+            span: "webhook",
+            field: None,
+        },
+        Task {
+            what: "the webhook's certificate loop",
+            selects: Box::new(|l| message(l).starts_with("webhook certificate")),
+            span: "certificates",
+            field: None,
+        },
+        Task {
+            what: "the probe server",
+            selects: Box::new(|l| message(l) == "probe and metrics server listening"),
+            span: "probes",
+            field: None,
+        },
+        Task {
+            what: "the binding controller",
+            selects: Box::new(|l| span_with(l, "reconcile", Some(("binding", &name))).is_some()),
+            span: "controller",
+            field: Some(("controller", "binding")),
+        },
     ];
-    let configmap_label = legacy.replace('/', ".");
-    for (what, selects, span, field) in &task_lines {
-        let field = match field {
-            Some(("configmap", _)) => Some(("configmap", configmap_label.as_str())),
-            other => *other,
-        };
-        let mine: Vec<&Value> = lines.iter().filter(|l| selects(l)).collect();
+    for task in &tasks {
+        let mine: Vec<&Value> = lines.iter().filter(|l| (task.selects)(l)).collect();
         if mine.is_empty() {
-            problems.push(format!("no line of {what}"));
+            problems.push(format!("no line of {}", task.what));
         }
         for line in mine {
-            if span_with(line, span, field).is_none() {
+            if span_with(line, task.span, task.field).is_none() {
                 problems.push(format!(
-                    "{what}: a line outside its {span} span ({field:?}): {line}"
+                    "{}: a line outside its {} span ({:?}): {line}",
+                    task.what, task.span, task.field
                 ));
             }
         }
