@@ -455,15 +455,16 @@ async fn every_example_translates_live_exactly_like_migrate() {
             .filter_map(|k| k.strip_prefix("AcrRegistryBinding/").map(str::to_owned))
             .collect();
         wait_all_ready(&client, &bindings).await;
-
-        cms.delete(CM, &DeleteParams::default()).await.unwrap();
-        wait_gone(&client, &label).await;
-        running.stop().await;
         // The AccessKey Secret the translation created for inline pairs.
-        for key in legacy::translate_configmap(&cm, &TranslateOptions::default())
+        let access_keys = legacy::translate_configmap(&cm, &TranslateOptions::default())
             .unwrap()
-            .access_keys
-        {
+            .access_keys;
+        for key in &access_keys {
+            env.track(
+                ApiResource::erase::<Secret>(&()),
+                Some(&key.namespace),
+                &key.name,
+            );
             let secrets: Api<Secret> = Api::namespaced(client.clone(), &key.namespace);
             let s = secrets.get(&key.name).await.unwrap();
             assert_eq!(s.labels().get(TRANSLATED_LABEL), Some(&label));
@@ -471,8 +472,26 @@ async fn every_example_translates_live_exactly_like_migrate() {
                 s.data.as_ref().unwrap()["AccessKeySecret"].0,
                 key.access_key_secret.expose().as_bytes()
             );
-            let _ = secrets.delete(&key.name, &DeleteParams::default()).await;
         }
+
+        cms.delete(CM, &DeleteParams::default()).await.unwrap();
+        wait_gone(&client, &label).await;
+        // No policy reads them any more: the translation deletes its AccessKey Secrets too.
+        for key in &access_keys {
+            let secrets: Api<Secret> = Api::namespaced(client.clone(), &key.namespace);
+            support::wait_until(
+                Duration::from_secs(30),
+                "the AccessKey Secret pruned",
+                || async {
+                    match secrets.get_opt(&key.name).await.unwrap() {
+                        None => Ok(()),
+                        Some(_) => Err(format!("{}/{} still there", key.namespace, key.name)),
+                    }
+                },
+            )
+            .await;
+        }
+        running.stop().await;
     }
 }
 
@@ -820,5 +839,159 @@ async fn a_name_clash_leaves_the_other_object_alone() {
         .unwrap();
     wait_gone(&client, &label).await;
     assert_eq!(bindings.get(&clash).await.unwrap().spec, theirs.spec);
+    running.stop().await;
+}
+
+/// A ConfigMap in `ns` whose registries are `entries`: (instance, inline AccessKey pair).
+fn configmap_with(ns: &str, entries: &[(&str, Option<(&str, &str)>)]) -> String {
+    let mut info = String::new();
+    for (instance, key) in entries {
+        info.push_str(&format!(
+            "    - instanceId: {instance}\n      regionId: cn-hangzhou\n"
+        ));
+        if let Some((id, secret)) = key {
+            info.push_str(&format!(
+                "      customAccessKey: {id}\n      customAccessKeySecret: {secret}\n"
+            ));
+        }
+    }
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {CM}, namespace: {ns}}}\ndata:\n  service-account: default\n  watch-namespace: \"{ns}\"\n  acr-registry-info: |\n{info}"
+    )
+}
+
+/// The AccessKey Secret the translation wrote is deleted once the ConfigMap no longer names its
+/// pair and no policy reads it, with a Normal Event on the ConfigMap; a Secret of the name the
+/// translation would write, which it did not write (no translation label), stays through edits
+/// and the ConfigMap's deletion.
+#[tokio::test]
+async fn access_key_secrets_nothing_reads_are_deleted_and_foreign_ones_stay() {
+    let _serial = SERIAL.lock().await;
+    let h = Harness::new("legacy-keys", 3600, "15m").await;
+    let ns = h.env.namespace().to_owned();
+    let client = h.client();
+    let config = legacy_config(&ns, None, Duration::from_secs(2));
+    let label = config.legacy_configmap.as_ref().unwrap().label_value();
+    // Key IDs of this test only: the Secrets' names derive from them, in kube-system.
+    let (ours_id, theirs_id) = (format!("LTAIours{}", h.id), format!("LTAItheirs{}", h.id));
+    let (ours_secret, theirs_secret) = ("oursvalue0123", "theirsvalue0123");
+    let both = configmap_with(
+        &ns,
+        &[
+            (INSTANCE, Some((&ours_id, ours_secret))),
+            (OTHER_INSTANCE, Some((&theirs_id, theirs_secret))),
+        ],
+    );
+    let cm: ConfigMap = serde_yaml::from_str(&both).unwrap();
+    let t = legacy::translate_configmap(&cm, &TranslateOptions::default()).unwrap();
+    let secret_of = |id: &str| {
+        t.access_keys
+            .iter()
+            .find(|k| k.access_key_id.expose() == id)
+            .unwrap()
+            .clone()
+    };
+    let (ours, theirs) = (secret_of(&ours_id), secret_of(&theirs_id));
+    assert_eq!(ours.namespace, theirs.namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ours.namespace);
+    for key in [&ours, &theirs] {
+        h.env.track(
+            ApiResource::erase::<Secret>(&()),
+            Some(&key.namespace),
+            &key.name,
+        );
+    }
+    for p in &t.policies {
+        h.env
+            .track_cluster_object::<AcrCredentialPolicy>(&p.name_any());
+    }
+    for b in &t.bindings {
+        h.env
+            .track_cluster_object::<AcrRegistryBinding>(&b.name_any());
+    }
+    // Someone else's Secret of the name the second pair's would have.
+    h.env
+        .apply(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: {}, namespace: {}}}\nstringData: {{AccessKeyId: their-id, AccessKeySecret: their-secret}}\n",
+            theirs.name, theirs.namespace
+        ))
+        .await;
+    let foreign = secrets.get(&theirs.name).await.unwrap();
+
+    let running = start(client.clone(), config, &h.fake);
+    h.env.apply(&both).await;
+    let written = support::wait_until(
+        Duration::from_secs(60),
+        "the AccessKey Secret written",
+        || async { secrets.get_opt(&ours.name).await.unwrap().ok_or("not yet") },
+    )
+    .await;
+    assert_eq!(written.labels().get(TRANSLATED_LABEL), Some(&label));
+    support::wait_until(Duration::from_secs(60), "both policies", || async {
+        let n = translated(&client, &label)
+            .await
+            .keys()
+            .filter(|k| k.starts_with("AcrCredentialPolicy/"))
+            .count();
+        if n == 2 { Ok(()) } else { Err(format!("{n}")) }
+    })
+    .await;
+    let unchanged = |s: &Secret| {
+        s.metadata.uid == foreign.metadata.uid
+            && s.metadata.resource_version == foreign.metadata.resource_version
+            && s.labels().get(TRANSLATED_LABEL).is_none()
+    };
+    assert!(unchanged(&secrets.get(&theirs.name).await.unwrap()));
+
+    // Both pairs dropped from the ConfigMap: the policies that read them are pruned, then our
+    // Secret; theirs stays.
+    h.env.apply(&configmap_with(&ns, &[(INSTANCE, None)])).await;
+    support::wait_until(
+        Duration::from_secs(60),
+        "the unused AccessKey Secret deleted",
+        || async {
+            match secrets.get_opt(&ours.name).await.unwrap() {
+                None => Ok(()),
+                Some(_) => Err("still there"),
+            }
+        },
+    )
+    .await;
+    let event = support::wait_until(
+        Duration::from_secs(30),
+        "an AccessKeySecretDeleted Event",
+        || async {
+            events(&client, &ns, "AccessKeySecretDeleted")
+                .await
+                .into_iter()
+                .next()
+                .ok_or("none yet")
+        },
+    )
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Normal"));
+    let message = event.message.unwrap_or_default();
+    assert!(
+        message.contains(&format!("{}/{}", ours.namespace, ours.name)),
+        "{message}"
+    );
+    assert!(
+        !message.contains(ours_secret) && !message.contains(&ours_id),
+        "{message}"
+    );
+    let all_deleted = events(&client, &ns, "AccessKeySecretDeleted").await;
+    assert_eq!(all_deleted.len(), 1, "{all_deleted:?}");
+    // Some passes later, theirs is still as it was.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(unchanged(&secrets.get(&theirs.name).await.unwrap()));
+
+    // The ConfigMap deleted: everything translated goes, theirs stays.
+    Api::<ConfigMap>::namespaced(client.clone(), &ns)
+        .delete(CM, &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&client, &label).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(unchanged(&secrets.get(&theirs.name).await.unwrap()));
     running.stop().await;
 }

@@ -21,6 +21,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use tracing::Instrument;
 
 use super::plan::{plan_namespace, service_accounts_by_namespace};
 use crate::cluster::Context;
@@ -39,7 +40,8 @@ const MAX_SECRET_ATTEMPTS: u32 = 4;
 /// How many times a ServiceAccount patch is retried when the ServiceAccount changed under us.
 pub const MAX_SERVICE_ACCOUNT_ATTEMPTS: u32 = 8;
 
-/// Converges `namespaces` against every live binding (`live`), a few at a time.
+/// Converges `namespaces` against every live binding (`live`), a few at a time, each in a
+/// `namespace` span (a child of the reconcile's span, so its lines name binding and namespace).
 pub async fn converge_all(
     ctx: &Context,
     live: &[Resolved],
@@ -49,10 +51,12 @@ pub async fn converge_all(
     futures::stream::iter(namespaces)
         .map(|ns| {
             let sas = service_accounts.get(&ns).map(Vec::as_slice).unwrap_or(&[]);
+            let span = tracing::info_span!("namespace", namespace = %ns);
             async move {
                 let r = converge_namespace(ctx, &ns, live, sas).await;
                 (ns, r)
             }
+            .instrument(span)
         })
         .buffer_unordered(PARALLEL_NAMESPACES)
         .collect()

@@ -37,7 +37,13 @@ use crate::model::token::TokenOutcome;
 
 /// Reconciles one binding: once the caches have synced, and within the reconcile deadline,
 /// either converges it (adding the finalizer in the same pass) or, when it is being deleted,
-/// cleans up after it and releases the finalizer.
+/// cleans up after it and releases the finalizer. Everything it logs is in its `reconcile`
+/// span (the binding's name and generation; nothing else of the object).
+#[tracing::instrument(
+    name = "reconcile",
+    skip_all,
+    fields(binding = %binding.name_any(), generation = binding.metadata.generation)
+)]
 pub async fn reconcile(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> Result<Action> {
     let work = guarded(&ctx.readiness, ctx.config.reconcile_timeout, async {
         let api: Api<AcrRegistryBinding> = Api::all(ctx.client.clone());

@@ -2,7 +2,10 @@
 //!
 //! Cluster and cloud flags are the shared groups of [`super::args`] (`--kubeconfig`, `--region`,
 //! `--network`, `--cloud-endpoint`, ...). Logs go to stderr as text or JSON, filtered by
-//! `RUST_LOG` (default `info`).
+//! `RUST_LOG` (default `info`). Every line carries the spans it was logged in (the task: a
+//! watch, the Lease loop, the webhook, the translator; the reconcile: binding or policy name and
+//! generation; the namespace being converged): as a `task{..}:reconcile{..}:` prefix in text,
+//! as `span` (the innermost) and `spans` (outermost first) objects in JSON.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -129,15 +132,42 @@ fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: a log file or a collector gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // A subscriber set earlier (tests) wins; that is fine.
+    let _ = tracing_subscriber::util::SubscriberInitExt::try_init(subscriber(
+        format,
+        filter,
+        std::io::stderr,
+        ansi,
+    ));
+}
+
+/// The subscriber `run` logs through: lines in `format`, filtered by `filter`, to `writer`.
+/// JSON lines carry the innermost span (`span`) and every span from the outermost in (`spans`),
+/// each with its fields; text lines carry them as a `name{fields}:` prefix.
+fn subscriber<W>(
+    format: LogFormat,
+    filter: tracing_subscriber::EnvFilter,
+    writer: W,
+    ansi: bool,
+) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    // A subscriber set earlier (tests) wins; that is fine.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
-    };
+        .with_ansi(ansi)
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => Box::new(builder.finish()),
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .finish(),
+        ),
+    }
 }
 
 async fn kube_config(args: &RunArgs, replica: &str) -> Result<kube::Config, CliError> {
@@ -355,6 +385,63 @@ mod tests {
                 lease.holder.as_str()
             ),
             ("acr-system", "l", "replica-1")
+        );
+    }
+
+    /// Lines logged by `subscriber` in `format` inside a reconcile and a namespace span.
+    fn logged_in_spans(format: super::LogFormat) -> String {
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = buffer.clone();
+        let writer = move || Sink(sink.clone());
+        let filter = tracing_subscriber::EnvFilter::new("debug");
+        let subscriber = super::subscriber(format, filter, writer, false);
+        tracing::subscriber::with_default(subscriber, || {
+            let reconcile = tracing::info_span!("reconcile", binding = "b1", generation = 3);
+            let _r = reconcile.enter();
+            let namespace = tracing::info_span!("namespace", namespace = "team-a");
+            let _n = namespace.enter();
+            tracing::info!(contributors = 1, "pull Secret written");
+        });
+        let bytes = buffer.lock().unwrap().clone();
+        String::from_utf8(bytes).unwrap()
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_every_span_with_its_fields_and_text_lines_name_them() {
+        let json = logged_in_spans(super::LogFormat::Json);
+        let line: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON line");
+        assert_eq!(line["fields"]["message"], "pull Secret written", "{line}");
+        assert_eq!(
+            line["span"],
+            serde_json::json!({"name": "namespace", "namespace": "team-a"}),
+            "{line}"
+        );
+        assert_eq!(
+            line["spans"],
+            serde_json::json!([
+                {"name": "reconcile", "binding": "b1", "generation": 3},
+                {"name": "namespace", "namespace": "team-a"},
+            ]),
+            "{line}"
+        );
+        let text = logged_in_spans(super::LogFormat::Text);
+        assert!(
+            text.contains(
+                "reconcile{binding=\"b1\" generation=3}:namespace{namespace=\"team-a\"}: "
+            ) && text.contains("pull Secret written contributors=1"),
+            "{text}"
         );
     }
 

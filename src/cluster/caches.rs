@@ -4,7 +4,8 @@
 //! Secrets). Each stream passes through [`track_lists`], which reports its first complete list to
 //! the one shared [`Readiness`] and every later re-list on a trigger channel, so the binding
 //! controller can reconcile everything after a watch gap (an object deleted during the gap
-//! leaves no event of its own).
+//! leaves no event of its own). Each stream is polled in its own `watch{cache=..}` span
+//! ([`in_span`]), so its lines say which watch they are about.
 //!
 //! Errors stop here. Each watch retries on its own [`WatchBackoff`]; an error passed on to a
 //! kube-runtime `Controller` would engage the controller's one backoff over *all* its trigger
@@ -208,7 +209,27 @@ where
         readiness.clone(),
         relisted.clone(),
     );
-    (store, stream)
+    (store, in_span(stream, watch_span(name)))
+}
+
+/// The span every line a watch logs is in: `watch` with the cache's name. A root span: the
+/// watch is polled by a controller, but what it logs is about the watch, not about whatever that
+/// controller was doing.
+pub fn watch_span(cache: &'static str) -> tracing::Span {
+    tracing::info_span!(parent: None, "watch", cache)
+}
+
+/// Polls `stream` inside `span`, so what happens while it is polled (its requests, retries,
+/// re-lists) is logged in that span, whoever polls it.
+pub fn in_span<S>(stream: S, span: tracing::Span) -> impl Stream<Item = S::Item> + Send + use<S>
+where
+    S: Stream + Send,
+{
+    let mut stream = Box::pin(stream);
+    futures::stream::poll_fn(move |cx| {
+        let _entered = span.enter();
+        stream.as_mut().poll_next(cx)
+    })
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use tracing::Instrument;
 
 use super::backoff::retry_key;
 use super::caches::Readiness;
@@ -68,15 +69,20 @@ where
     tracing::warn!(kind = %K::kind(&()), name = %object.name_any(), reason = error.reason(), error = %error, retry_in = ?delay, "reconcile failed");
     let regarding = object.object_ref(&());
     let (reason, note) = (error.reason(), format!("reconcile failed: {error}"));
-    tokio::spawn(async move {
-        ctx.event_about(
-            &regarding,
-            EventType::Warning,
-            reason,
-            events::actions::RECONCILE,
-            note,
-        )
-        .await;
-    });
+    let span =
+        tracing::info_span!("reconcile failed", kind = %K::kind(&()), name = %object.name_any());
+    tokio::spawn(
+        async move {
+            ctx.event_about(
+                &regarding,
+                EventType::Warning,
+                reason,
+                events::actions::RECONCILE,
+                note,
+            )
+            .await;
+        }
+        .instrument(span),
+    );
     Action::requeue(delay)
 }

@@ -26,6 +26,8 @@ pub mod reasons {
     pub const PRUNE_FAILED: &str = "PruneFailed";
     /// The Secret for a translated inline AccessKey is missing and could not be written.
     pub const ACCESS_KEY_SECRET_MISSING: &str = "AccessKeySecretMissing";
+    /// The Secret the translation wrote for an inline AccessKey was deleted: nothing uses it.
+    pub const ACCESS_KEY_SECRET_DELETED: &str = "AccessKeySecretDeleted";
     /// An object of a translated name exists and was not created by the translation.
     pub const NAME_CLASH: &str = "NameClash";
     /// A translated object someone else has taken over is left alone.

@@ -25,7 +25,12 @@ use crate::model::events;
 use crate::model::token::chain_key;
 use status::{CredentialHealth, policy_status};
 
-/// Reconciles one policy.
+/// Reconciles one policy, in a `reconcile` span that names it and its generation.
+#[tracing::instrument(
+    name = "reconcile",
+    skip_all,
+    fields(policy = %policy.name_any(), generation = policy.metadata.generation)
+)]
 pub async fn reconcile(policy: Arc<AcrCredentialPolicy>, ctx: Arc<Context>) -> Result<Action> {
     let key = retry_key(&*policy);
     let work = guarded(

@@ -4,7 +4,8 @@
 //! tries to acquire or renew every retry period; a leader whose renewals have not succeeded
 //! within the renew deadline (or who finds the Lease held by someone else) stops leading at once,
 //! before the lease duration lets another replica take over. On shutdown it releases the Lease
-//! so a standby leads within one retry period.
+//! so a standby leads within one retry period. The loop runs in a `lease` span (the Lease and
+//! this replica's identity).
 //!
 //! The loop drives the write gate's read side, [`Leadership`] (in `cluster::leadership`, with
 //! the gated client), through [`Elected`]. The pure rules are in [`rules`]: [`decide`] over an
@@ -18,6 +19,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use tokio::sync::{oneshot, watch};
+use tracing::Instrument;
 // tokio's clock: the same as std's in production, and paused and advanced by tests.
 use tokio::time::Instant;
 
@@ -61,7 +63,14 @@ pub fn start(client: Client, config: LeaseConfig) -> LeaseHandle {
     let (elected, leadership) = Leadership::elected(config.timings.renew_deadline);
     let (stop_tx, stop_rx) = oneshot::channel();
     let api: Api<Lease> = Api::namespaced(client, &config.namespace);
-    let task = tokio::spawn(run_loop(api, config, elected, stop_rx));
+    // Everything the loop logs names the Lease and this replica.
+    let span = tracing::info_span!(
+        parent: None,
+        "lease",
+        lease = %format!("{}/{}", config.namespace, config.name),
+        identity = %config.identity,
+    );
+    let task = tokio::spawn(run_loop(api, config, elected, stop_rx).instrument(span));
     LeaseHandle {
         leadership,
         stop: Some(stop_tx),

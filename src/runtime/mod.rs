@@ -27,6 +27,7 @@ use kube::Client;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, WatchStreamExt, watcher};
+use tracing::Instrument;
 
 pub use config::ControllerConfig;
 
@@ -208,7 +209,8 @@ pub async fn run_with(
         .reconcile_all_on(relisted)
         .graceful_shutdown_on(shutdown.clone())
         .run(binding::reconcile, guard::error_policy, ctx.clone())
-        .for_each(|r| log_controller_event("binding", r));
+        .for_each(|r| log_controller_event("binding", r))
+        .instrument(controller_span("binding"));
     let translator = translate(
         client.clone(),
         ctx.recorder.clone(),
@@ -220,7 +222,8 @@ pub async fn run_with(
         .reconcile_all_on(policy_relist)
         .graceful_shutdown_on(shutdown)
         .run(policy::reconcile, guard::error_policy, ctx)
-        .for_each(|r| log_controller_event("policy", r));
+        .for_each(|r| log_controller_event("policy", r))
+        .instrument(controller_span("policy"));
     tracing::info!(secret = %config.secret_name, "controller started");
     futures::join!(binding_controller, policy_controller, translator);
     running.store(false, std::sync::atomic::Ordering::Relaxed);
@@ -228,8 +231,14 @@ pub async fn run_with(
     Ok(())
 }
 
+/// The span of a controller's runner: its reconciles' spans are children of it.
+fn controller_span(controller: &'static str) -> tracing::Span {
+    tracing::info_span!(parent: None, "controller", controller)
+}
+
 /// The webhook (when configured) and the probes, served by every replica from the same caches;
 /// only the leader writes the webhook's certificate Secret and caBundle (the client is gated).
+/// Each runs in its own span (`webhook`, `probes`), its background tasks too.
 async fn serve_endpoints(
     client: &Client,
     config: &ControllerConfig,
@@ -253,6 +262,7 @@ async fn serve_endpoints(
                 clock.clone(),
                 shutdown,
             )
+            .instrument(tracing::info_span!(parent: None, "webhook", address = %w.address))
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?
             .slot,
@@ -267,7 +277,9 @@ async fn serve_endpoints(
             running,
             webhook,
         };
-        probes::serve(address, health, probes::registry(stores.bindings.clone())).await?;
+        probes::serve(address, health, probes::registry(stores.bindings.clone()))
+            .instrument(tracing::info_span!(parent: None, "probes"))
+            .await?;
     }
     Ok(())
 }
@@ -279,21 +291,25 @@ fn rerun_on_leadership(
     policies: futures::channel::mpsc::UnboundedSender<()>,
 ) {
     let mut gained = leadership.subscribe();
-    tokio::spawn(async move {
-        loop {
-            if gained.wait_for(|l| *l).await.is_err() {
-                break;
-            }
-            let binding_sent = bindings.unbounded_send(()).is_ok();
-            let policy_sent = policies.unbounded_send(()).is_ok();
-            if !binding_sent && !policy_sent {
-                break;
-            }
-            if gained.wait_for(|l| !*l).await.is_err() {
-                break;
+    let span = tracing::info_span!(parent: None, "leadership", task = "rerun on leading");
+    tokio::spawn(
+        async move {
+            loop {
+                if gained.wait_for(|l| *l).await.is_err() {
+                    break;
+                }
+                let binding_sent = bindings.unbounded_send(()).is_ok();
+                let policy_sent = policies.unbounded_send(()).is_ok();
+                if !binding_sent && !policy_sent {
+                    break;
+                }
+                if gained.wait_for(|l| !*l).await.is_err() {
+                    break;
+                }
             }
         }
-    });
+        .instrument(span),
+    );
 }
 
 /// The one reconcile context: the caches, a token manager over `fetcher`, and the one Event
@@ -323,9 +339,9 @@ fn new_context(
     ))
 }
 
-/// The live translation of the legacy ConfigMap, when configured. The translator writes too:
-/// it starts once this replica leads (a standby's writes would only be refused by the gated
-/// client).
+/// The live translation of the legacy ConfigMap, when configured, in the `translator` span.
+/// The translator writes too: it starts once this replica leads (a standby's writes would only
+/// be refused by the gated client).
 async fn translate(
     client: Client,
     recorder: Arc<Recorder>,
@@ -334,9 +350,12 @@ async fn translate(
     leadership: Leadership,
 ) {
     let Some(legacy) = legacy else { return };
+    let span = tracing::info_span!(parent: None, "translator", configmap = %legacy.label_value());
     tokio::select! {
         () = leadership.acquired() => {
-            translator::run_translator(client, recorder, legacy, shutdown).await;
+            translator::run_translator(client, recorder, legacy, shutdown)
+                .instrument(span)
+                .await;
         }
         () = shutdown.clone() => {}
     }

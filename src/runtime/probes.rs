@@ -23,6 +23,7 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
+use tracing::Instrument;
 
 use crate::api::AcrRegistryBinding;
 use crate::cluster::Leadership;
@@ -224,11 +225,14 @@ pub async fn serve(
     let listener = tokio::net::TcpListener::bind(address).await?;
     let bound = listener.local_addr()?;
     let app = router(health, registry);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "probe server failed");
+    tokio::spawn(
+        async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "probe server failed");
+            }
         }
-    });
+        .in_current_span(),
+    );
     tracing::info!(address = %bound, "probe and metrics server listening");
     Ok(bound)
 }

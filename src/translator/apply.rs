@@ -60,31 +60,26 @@ pub(super) fn labelled_objects(
 }
 
 impl Translator {
+    /// Plans one kind against every object of it in the cluster; also returns those objects.
     pub(super) async fn plan_kind<K>(
         &self,
         kind: &'static str,
         api: &Api<K>,
         desired: &BTreeMap<String, K>,
         spec: impl Fn(&K) -> Value,
-    ) -> Result<Plan, kube::Error>
+    ) -> Result<(Plan, Vec<K>), kube::Error>
     where
         K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug,
     {
-        let existing: Vec<Existing> = api
-            .list(&ListParams::default())
-            .await?
-            .items
+        let listed = api.list(&ListParams::default()).await?.items;
+        let existing: Vec<Existing> = listed
             .iter()
             .map(|o| Existing::new(o.meta(), spec(o), FIELD_MANAGER))
             .collect();
         let desired: BTreeMap<String, Value> =
             desired.iter().map(|(n, o)| (n.clone(), spec(o))).collect();
-        Ok(plan::plan(
-            kind,
-            &desired,
-            &existing,
-            &self.config.label_value(),
-        ))
+        let plan = plan::plan(kind, &desired, &existing, &self.config.label_value());
+        Ok((plan, listed))
     }
 
     pub(super) async fn apply_all<K>(

@@ -15,17 +15,20 @@
 //! - Warnings and notices are published once per ConfigMap version (resourceVersion).
 //! - AccessKey pairs written inline (`customAccessKey`) go into the Secret the translated policy
 //!   names, applied under the same field manager; when that is not allowed, a Warning Event says
-//!   which Secret to create (never the values).
+//!   which Secret to create (never the values). A Secret the translation wrote is deleted once
+//!   no inline AccessKey names it and no policy reads it, if it is still its own (labelled, its
+//!   data claimed by no one else): a delete on the uid and resourceVersion just read, with an
+//!   Event on the ConfigMap.
 //!
 //! Files: this one watches and runs a pass and reports; [`plan`] decides (pure), [`apply`]
-//! applies and prunes, [`access_key`] writes the AccessKey Secrets. Events go through the one
-//! Event writer ([`crate::cluster::recorder`]).
+//! applies and prunes, [`access_key`] writes and prunes the AccessKey Secrets. Events go
+//! through the one Event writer ([`crate::cluster::recorder`]).
 
 pub mod access_key;
 pub mod apply;
 pub mod plan;
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -111,6 +114,7 @@ pub async fn run_translator(
         config,
         reported_version: None,
         reported: HashSet::new(),
+        access_key_secrets: BTreeSet::new(),
     };
     let mut resync = tokio::time::interval(translator.config.resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -149,7 +153,11 @@ struct Translator {
     /// The ConfigMap version whose warnings were published, and what was published for it.
     reported_version: Option<String>,
     reported: HashSet<(String, String)>,
+    /// The AccessKey Secrets this translator wrote or found its own, until they are deleted:
+    /// the candidates for pruning besides those the labelled policies read.
+    access_key_secrets: BTreeSet<plan::SecretRef>,
 }
+
 impl Translator {
     /// One pass: translate, then apply and prune. Nothing is changed when translation fails.
     async fn pass(&mut self, cm: Option<&ConfigMap>) {
@@ -161,7 +169,7 @@ impl Translator {
         let (policies, bindings) = apply::labelled_objects(&translation, &label);
         let policy_api: Api<AcrCredentialPolicy> = Api::all(self.client.clone());
         let binding_api: Api<AcrRegistryBinding> = Api::all(self.client.clone());
-        let (policy_plan, binding_plan) = match (
+        let ((policy_plan, listed_policies), (binding_plan, _)) = match (
             self.plan_kind("AcrCredentialPolicy", &policy_api, &policies, |p| {
                 apply::spec_json(&p.spec)
             })
@@ -194,6 +202,8 @@ impl Translator {
             .await;
         changes += self.delete_all(cm, &binding_api, &binding_plan).await;
         changes += self.delete_all(cm, &policy_api, &policy_plan).await;
+        self.prune_access_keys(cm, &translation, &policy_api, &listed_policies)
+            .await;
         if changes > 0 {
             tracing::info!(
                 configmap = %label,

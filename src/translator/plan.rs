@@ -9,6 +9,10 @@
 //! `kubectl apply`, which Argo CD also uses, may not show up in `managedFields` when the values
 //! it applies equal the translated ones). An object that fails the rule has been taken over,
 //! typically by applying the `migrate` output from Git: it is never changed or deleted again.
+//!
+//! The AccessKey Secrets the translation writes follow the same rule, with their data in place
+//! of a spec ([`secret_is_ours`]), and go once nothing needs them
+//! ([`access_key_secrets_to_prune`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,8 +20,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::events::EventType;
 use serde_json::Value;
 
+use crate::api::AcrCredentialPolicy;
 use crate::legacy::TRANSLATED_LABEL;
 use crate::model::events;
+
+/// A Secret, by namespace and name.
+pub type SecretRef = (String, String);
 
 /// The annotation client-side `kubectl apply` leaves on what it applied.
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -56,6 +64,12 @@ impl Existing {
 /// owns a field under `spec` (outside the `status` subresource), or client-side `kubectl apply`
 /// (its annotation). `None`: the translator alone manages it.
 pub fn taken_over_by(meta: &ObjectMeta, manager: &str) -> Option<String> {
+    claimed_by(meta, manager, &["f:spec"])
+}
+
+/// Who, other than field manager `manager`, has claimed any of the top-level `fields` of the
+/// object (outside the `status` subresource), or applied it with client-side `kubectl apply`.
+fn claimed_by(meta: &ObjectMeta, manager: &str, fields: &[&str]) -> Option<String> {
     if meta
         .annotations
         .as_ref()
@@ -66,13 +80,51 @@ pub fn taken_over_by(meta: &ObjectMeta, manager: &str) -> Option<String> {
     meta.managed_fields.iter().flatten().find_map(|entry| {
         let who = entry.manager.as_deref().unwrap_or_default();
         let on_status = entry.subresource.as_deref() == Some("status");
-        let owns_spec = entry
+        let owns = entry
             .fields_v1
             .as_ref()
             .and_then(|f| f.0.as_object())
-            .is_some_and(|f| f.contains_key("f:spec"));
-        (who != manager && !on_status && owns_spec).then(|| format!("field manager {who:?}"))
+            .is_some_and(|f| fields.iter().any(|field| f.contains_key(*field)));
+        (who != manager && !on_status && owns).then(|| format!("field manager {who:?}"))
     })
+}
+
+/// Whether a Secret is one the live translation wrote and still owns: it carries this
+/// ConfigMap's translation label (`label`), no manager other than `manager` owns any of its data
+/// (`data`, `stringData`), and it was not applied with client-side `kubectl apply`. Only such a
+/// Secret is rewritten or deleted.
+pub fn secret_is_ours(meta: &ObjectMeta, label: &str, manager: &str) -> bool {
+    let labelled = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(TRANSLATED_LABEL))
+        .is_some_and(|v| v == label);
+    labelled && claimed_by(meta, manager, &["f:data", "f:stringData"]).is_none()
+}
+
+/// The AccessKey Secret a policy reads, if its source is `accessKey`.
+pub fn access_key_ref(policy: &AcrCredentialPolicy) -> Option<SecretRef> {
+    let source = policy.spec.source.access_key.as_ref()?;
+    let r = &source.secret_ref;
+    Some((r.namespace.clone(), r.name.clone()))
+}
+
+/// The AccessKey Secrets to delete: of the `candidates` (Secrets the translation may have
+/// written: named by its inline AccessKeys now or before, or read by a policy it labelled),
+/// those in `namespace` (the one it writes them to) that no inline AccessKey of this pass names
+/// (`wanted`) and no policy reads (`read`). Whether each is still the translation's own is
+/// checked on the Secret itself ([`secret_is_ours`]).
+pub fn access_key_secrets_to_prune(
+    candidates: &BTreeSet<SecretRef>,
+    wanted: &BTreeSet<SecretRef>,
+    read: &BTreeSet<SecretRef>,
+    namespace: &str,
+) -> Vec<SecretRef> {
+    candidates
+        .iter()
+        .filter(|c| c.0 == namespace && !wanted.contains(*c) && !read.contains(*c))
+        .cloned()
+        .collect()
 }
 
 /// Something left alone, for an Event on the ConfigMap.

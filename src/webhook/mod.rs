@@ -27,6 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kube::Client;
+use tracing::Instrument;
 
 use crate::cloud::clock::Clock;
 use crate::cluster::{Leadership, Readiness, Stores};
@@ -88,7 +89,8 @@ pub struct Started {
     pub slot: Arc<CertSlot>,
 }
 
-/// Starts the server and the certificate loop in the background, both until `shutdown`.
+/// Starts the server and the certificate loop in the background, both until `shutdown`; both
+/// run in the caller's span (the certificate loop in a `certificates` span within it).
 #[allow(clippy::too_many_arguments)]
 pub async fn start(
     webhook: &WebhookConfig,
@@ -116,14 +118,17 @@ pub async fn start(
         shutdown.clone(),
     )
     .await?;
-    tokio::spawn(rotation::run(
-        client,
-        webhook.certs.clone(),
-        slot.clone(),
-        leadership,
-        clock,
-        field_manager,
-        shutdown,
-    ));
+    tokio::spawn(
+        rotation::run(
+            client,
+            webhook.certs.clone(),
+            slot.clone(),
+            leadership,
+            clock,
+            field_manager,
+            shutdown,
+        )
+        .instrument(tracing::info_span!("certificates")),
+    );
     Ok(Started { address, slot })
 }

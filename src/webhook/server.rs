@@ -36,6 +36,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
 
 use super::certs::Pair;
 use super::decide::{self, Outcome, Settings, decision};
@@ -371,41 +372,50 @@ pub async fn serve(
     // Open connections end with the server.
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    tokio::spawn(async move {
-        tokio::pin!(shutdown);
-        loop {
-            let (tcp, _) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "webhook: accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
+    // The accept loop and every connection stay in the caller's span.
+    tokio::spawn(
+        async move {
+            tokio::pin!(shutdown);
+            loop {
+                let (tcp, _) = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "webhook: accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    },
+                    () = &mut shutdown => break,
+                };
+                let Ok(permit) = open.clone().try_acquire_owned() else {
+                    // Closed at once: the caller (the API server too) sees a reset, and the API
+                    // server applies the failure policy.
+                    tracing::debug!("webhook: too many connections, one closed");
+                    drop(tcp);
+                    continue;
+                };
+                let served = connection(acceptor.clone(), tcp, app.clone(), stop.clone());
+                tokio::spawn(
+                    async move {
+                        if tokio::time::timeout(REQUEST_DEADLINE, served)
+                            .await
+                            .is_err()
+                        {
+                            tracing::debug!(
+                                "webhook: a connection passed its deadline and was closed"
+                            );
+                        }
+                        drop(permit);
                     }
-                },
-                () = &mut shutdown => break,
-            };
-            let Ok(permit) = open.clone().try_acquire_owned() else {
-                // Closed at once: the caller (the API server too) sees a reset, and the API
-                // server applies the failure policy.
-                tracing::debug!("webhook: too many connections, one closed");
-                drop(tcp);
-                continue;
-            };
-            let served = connection(acceptor.clone(), tcp, app.clone(), stop.clone());
-            tokio::spawn(async move {
-                if tokio::time::timeout(REQUEST_DEADLINE, served)
-                    .await
-                    .is_err()
-                {
-                    tracing::debug!("webhook: a connection passed its deadline and was closed");
-                }
-                drop(permit);
-            });
+                    .in_current_span(),
+                );
+            }
+            let _ = stop_tx.send(true);
+            tracing::info!("webhook server stopped");
         }
-        let _ = stop_tx.send(true);
-        tracing::info!("webhook server stopped");
-    });
+        .in_current_span(),
+    );
     tracing::info!(address = %bound, path = PATH, "webhook server listening");
     Ok(bound)
 }

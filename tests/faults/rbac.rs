@@ -680,6 +680,50 @@ async fn chart_rbac_grants_exactly_what_the_controller_uses() {
             Some("acr-configuration"),
         ));
     }
+    // AccessKey Secrets: read by the listed names only, never written or deleted, not even with
+    // the live translation on: the translation may write (and later delete) the Secret of an
+    // inline pair only where someone granted that apart from the chart; with the chart alone it
+    // says which Secret to create instead.
+    for list in [&mut off, &mut on] {
+        list.push(ask(
+            "get a listed AccessKey Secret",
+            true,
+            "get",
+            "",
+            "secrets",
+            here,
+            Some("alibaba-ak"),
+        ));
+        for (what, verb) in [
+            ("patch a listed AccessKey Secret", "patch"),
+            ("delete a listed AccessKey Secret", "delete"),
+        ] {
+            list.push(ask(
+                what,
+                false,
+                verb,
+                "",
+                "secrets",
+                here,
+                Some("alibaba-ak"),
+            ));
+        }
+        for (what, verb) in [
+            ("get a translated AccessKey Secret", "get"),
+            ("patch a translated AccessKey Secret", "patch"),
+            ("delete a translated AccessKey Secret", "delete"),
+        ] {
+            list.push(ask(
+                what,
+                false,
+                verb,
+                "",
+                "secrets",
+                Some("kube-system"),
+                Some("acr-legacy-access-key-0a1b2c3d"),
+            ));
+        }
+    }
     on.push(ask(
         "read another ConfigMap in kube-system",
         false,

@@ -265,11 +265,11 @@ impl Scrape {
 }
 
 /// A certificate directory for the webhook (`--webhook-cert-dir`), removed on drop.
-struct CertDir(PathBuf);
+pub struct CertDir(pub PathBuf);
 
 impl CertDir {
     /// A CA and a serving certificate for 127.0.0.1 it signed; returns the CA's PEM too.
-    fn new(id: &str) -> (CertDir, String) {
+    pub fn new(id: &str) -> (CertDir, String) {
         let dir = std::env::temp_dir().join(format!("{id}-webhook-tls"));
         std::fs::create_dir_all(&dir).unwrap();
         let timings = CertTimings {

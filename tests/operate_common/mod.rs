@@ -24,6 +24,8 @@ pub struct Replica {
     pub identity: String,
     child: Child,
     logs: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// Every line the process wrote, as written: (`"stdout"` or `"stderr"`, line).
+    raw: Arc<Mutex<Vec<(&'static str, String)>>>,
     pub probe: String,
 }
 
@@ -56,6 +58,18 @@ impl Replica {
         kubeconfig: &std::path::Path,
         extra: &[String],
     ) -> Replica {
+        Self::start_logging(h, lease, identity, kubeconfig, extra, "info").await
+    }
+
+    /// As [`Replica::start_with`], logging at `rust_log` (`RUST_LOG`).
+    pub async fn start_logging(
+        h: &Harness,
+        lease: &str,
+        identity: &str,
+        kubeconfig: &std::path::Path,
+        extra: &[String],
+        rust_log: &str,
+    ) -> Replica {
         let mut child = Command::new(env!("CARGO_BIN_EXE_acr-credential-controller"))
             .args(["run", "--leader-elect", "--log-format", "json"])
             .arg("--kubeconfig")
@@ -71,27 +85,37 @@ impl Replica {
             .args(["--probe-address", "127.0.0.1:0"])
             .args(["--resync-seconds", "60"])
             .args(extra)
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting the controller binary");
         let stderr = child.stderr.take().unwrap();
+        let stdout = child.stdout.take().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let sink = logs.clone();
+        let raw = Arc::new(Mutex::new(Vec::new()));
+        let (sink, raw_sink) = (logs.clone(), raw.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 let v = serde_json::from_str(&line)
                     .unwrap_or_else(|_| serde_json::json!({"fields": {"message": line}}));
                 sink.lock().unwrap().push(v);
+                raw_sink.lock().unwrap().push(("stderr", line));
+            }
+        });
+        let raw_sink = raw.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                raw_sink.lock().unwrap().push(("stdout", line));
             }
         });
         let mut replica = Replica {
             identity: identity.to_owned(),
             child,
             logs,
+            raw,
             probe: String::new(),
         };
         let line = replica
@@ -113,6 +137,11 @@ impl Replica {
             .filter(|l| l["fields"]["message"] == message)
             .cloned()
             .collect()
+    }
+
+    /// Every line written to stdout and stderr so far, as written, with its stream.
+    pub fn raw_lines(&self) -> Vec<(&'static str, String)> {
+        self.raw.lock().unwrap().clone()
     }
 
     /// Every log line, as text (for failure messages).

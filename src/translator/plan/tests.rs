@@ -143,3 +143,65 @@ fn a_deleted_configmap_prunes_everything_still_ours() {
     assert_eq!(p.delete, vec![("a".to_owned(), Some("uid-a".to_owned()))]);
     assert_eq!(p.notices.len(), 1);
 }
+
+#[test]
+fn a_secret_is_ours_while_labelled_for_this_configmap_and_its_data_unclaimed() {
+    let data = |manager: &str| entry(manager, None, json!({"f:data": {"f:AccessKeyId": {}}}));
+    let ours = meta("s", Some(LABEL), vec![data(MANAGER)]);
+    assert!(secret_is_ours(&ours, LABEL, MANAGER));
+    // Not labelled, or labelled for another ConfigMap: someone else's Secret of that name.
+    assert!(!secret_is_ours(
+        &meta("s", None, vec![data(MANAGER)]),
+        LABEL,
+        MANAGER
+    ));
+    assert!(!secret_is_ours(
+        &meta("s", Some("other.acr-configuration"), vec![data(MANAGER)]),
+        LABEL,
+        MANAGER
+    ));
+    // Edited by hand (another manager owns a key of its data), or applied with kubectl.
+    let edited = meta("s", Some(LABEL), vec![data(MANAGER), data("kubectl-edit")]);
+    assert!(!secret_is_ours(&edited, LABEL, MANAGER));
+    let string_data = entry("kubectl", None, json!({"f:stringData": {}}));
+    assert!(!secret_is_ours(
+        &meta("s", Some(LABEL), vec![data(MANAGER), string_data]),
+        LABEL,
+        MANAGER
+    ));
+    let mut applied = ours.clone();
+    applied.annotations = Some([(LAST_APPLIED.to_owned(), "{}".to_owned())].into());
+    assert!(!secret_is_ours(&applied, LABEL, MANAGER));
+    // Someone else adding a label or annotation does not take it over.
+    let labels = entry(
+        "kubectl-label",
+        None,
+        json!({"f:metadata": {"f:labels": {}}}),
+    );
+    assert!(secret_is_ours(
+        &meta("s", Some(LABEL), vec![data(MANAGER), labels]),
+        LABEL,
+        MANAGER
+    ));
+}
+
+#[test]
+fn access_key_secrets_go_once_neither_wanted_nor_read_and_only_where_the_translation_writes() {
+    let r = |ns: &str, name: &str| (ns.to_owned(), name.to_owned());
+    let set = |items: &[SecretRef]| items.iter().cloned().collect::<BTreeSet<_>>();
+    let candidates = set(&[
+        r("kube-system", "wanted"),
+        r("kube-system", "read"),
+        r("kube-system", "dropped"),
+        r("ops", "elsewhere"),
+    ]);
+    let wanted = set(&[r("kube-system", "wanted")]);
+    let read = set(&[r("kube-system", "read"), r("ops", "unrelated")]);
+    assert_eq!(
+        access_key_secrets_to_prune(&candidates, &wanted, &read, "kube-system"),
+        vec![r("kube-system", "dropped")]
+    );
+    assert!(
+        access_key_secrets_to_prune(&wanted, &wanted, &BTreeSet::new(), "kube-system").is_empty()
+    );
+}
