@@ -31,7 +31,7 @@ const OUR_SPANS: &[(&str, &[&str])] = &[
     ("namespace", &["namespace"]),
     ("reconcile failed", &["kind", "name"]),
     ("watch", &["cache"]),
-    ("lease", &["lease", "identity"]),
+    ("lease", &["lease", "replica"]),
     ("leadership", &["task"]),
     ("webhook", &["address"]),
     ("certificates", &[]),

@@ -68,7 +68,7 @@ pub fn start(client: Client, config: LeaseConfig) -> LeaseHandle {
         parent: None,
         "lease",
         lease = %format!("{}/{}", config.namespace, config.name),
-        identity = %config.identity,
+        replica = %config.holder,
     );
     let task = tokio::spawn(run_loop(api, config, elected, stop_rx).instrument(span));
     LeaseHandle {
