@@ -55,6 +55,9 @@ pub struct BindingObservation {
     pub service_accounts_bound: usize,
     /// Messages of ServiceAccount patches that failed.
     pub service_account_failures: Vec<String>,
+    /// `status.rotation` after this reconcile ([`super::rotation::handled`]); `None` keeps the
+    /// previous one.
+    pub rotation: Option<crate::api::RotationStatus>,
 }
 
 /// One condition's verdict before it is written: `True`/`False`, a reason and a message.
@@ -126,6 +129,9 @@ pub fn binding_status(
     let stalled = stalled(obs, now);
     let reconciling = reconciling(&ready, stalled.is_some());
     write_counts(&mut status, obs);
+    if let Some(rotation) = &obs.rotation {
+        status.rotation = Some(rotation.clone());
+    }
     let (g, now_t) = (obs.generation, time(now));
     let conditions = &mut status.conditions;
     for (type_, verdict) in [
