@@ -10,8 +10,8 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use acr_credential_controller::api::{AcrCredentialPolicy, AcrRegistryBinding};
-use controller_common::{Harness, INSTANCE, OTHER_INSTANCE, OWNER_LABEL};
+use acr_credential_controller::api::AcrCredentialPolicy;
+use controller_common::{Harness, INSTANCE, OTHER_DOMAIN, OTHER_INSTANCE, OWNER_LABEL, auths};
 use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::watcher;
@@ -133,8 +133,17 @@ fn condition<'a>(obj: &'a Value, t: &str) -> &'a Value {
         .unwrap_or(&Value::Null)
 }
 
-/// Records every version of this test's bindings the API server reports.
-fn record(api: Api<AcrRegistryBinding>, label: String) -> Arc<Mutex<Vec<Value>>> {
+/// Records every version of this test's bindings (or policies) the API server reports.
+fn record<K>(api: Api<K>, label: String) -> Arc<Mutex<Vec<Value>>>
+where
+    K: kube::Resource
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug
+        + Send
+        + 'static,
+{
     let seen = Arc::new(Mutex::new(Vec::new()));
     let out = seen.clone();
     tokio::spawn(async move {
@@ -175,8 +184,8 @@ fn cond_is(obj: &Value, t: &str, status: &str) -> bool {
     condition(obj, t)["status"] == status
 }
 
-/// Ready for the current generation, with the pass over (during a spec change the previous
-/// Ready=True stays next to Reconciling=True until the pass ends).
+/// Ready for the current generation, with the pass over (during a spec change Ready is
+/// Unknown next to Reconciling=True until the pass ends).
 fn current_ready(obj: &Value) -> bool {
     cond_is(obj, "Ready", "True")
         && !cond_is(obj, "Reconciling", "True")
@@ -387,5 +396,153 @@ async fn argocd_scripts_and_kstatus_on_recorded_statuses() {
     let _ = std::fs::remove_dir_all(&dir);
     // At least: first convergence, lag, Ready twice, three Stalled, zero namespaces, failing.
     assert!(cases.len() >= 9, "{}", cases.len());
+    running.stop().await;
+}
+
+/// `kubectl wait --for=condition=Ready` right after a spec edit returns only once the new spec
+/// is converged: the controller reports `Ready=Unknown` (and `Reconciling=True`) at the new
+/// generation while the pass runs, never the old generation's `Ready=True` as the new one's.
+/// The same for a policy: `Reconciling=True` and `Ready=Unknown` on its new generation, which
+/// the Argo CD script and kstatus call Progressing and InProgress.
+#[tokio::test]
+async fn kubectl_wait_for_ready_returns_once_the_new_spec_is_converged() {
+    let h = Harness::new("gitops-wait", 3600, "15m").await;
+    let ns = h.env.namespace().to_owned();
+    let bindings = h.bindings();
+    let label = format!("{OWNER_LABEL}={}", h.id);
+    let recorded = record(bindings.clone(), label.clone());
+    let recorded_policies = record(h.policies(), label);
+    let running = h.start();
+    let name = h.named("wait");
+    h.bind(&name, &h.test_binding().names(&[&ns])).await;
+    wait_json(&bindings, &name, "Ready", current_ready).await;
+
+    // An edit whose convergence takes a while: another registry instance (a new token from a
+    // slow registry) and one more namespace.
+    h.handle().latency(GAT, Duration::from_secs(3));
+    let added = h.env.extra_namespace("gitops-wait-b").await;
+    let edited = bindings
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {
+                "registry": {"instanceId": OTHER_INSTANCE},
+                "namespaces": {"names": [ns, added]},
+            }})),
+        )
+        .await
+        .unwrap();
+    let generation = edited.metadata.generation.unwrap();
+    let started = std::time::Instant::now();
+    let kubeconfig = support::cluster().kubeconfig.clone().unwrap();
+    let out = tokio::process::Command::new("kubectl")
+        .env("KUBECONFIG", &kubeconfig)
+        .args([
+            "wait",
+            "--for=condition=Ready",
+            "--timeout=60s",
+            &format!("acrregistrybindings.acrcredentials.io/{name}"),
+        ])
+        .output()
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    println!(
+        "$ kubectl wait --for=condition=Ready --timeout=60s acrregistrybindings.acrcredentials.io/{name}\n{}{}(returned after {waited:?})",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{out:?}");
+    // When it returns, the status describes the new spec, and the new namespace holds the
+    // Secret for the new registry.
+    let now = get_json(&bindings, &name).await;
+    assert_eq!(now["status"]["observedGeneration"], generation, "{now}");
+    assert_eq!(
+        condition(&now, "Ready")["observedGeneration"],
+        generation,
+        "{now}"
+    );
+    assert!(cond_is(&now, "Ready", "True"), "{now}");
+    let secret = h
+        .secrets(&added)
+        .get_opt(controller_common::SECRET_NAME)
+        .await
+        .unwrap()
+        .expect("the new namespace holds the pull Secret when kubectl wait returns");
+    assert!(
+        auths(&secret).contains_key(OTHER_DOMAIN),
+        "{:?}",
+        auths(&secret).keys()
+    );
+    // In between, the controller said so: Ready=Unknown at the new generation, Reconciling.
+    let between = recorded
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|o| {
+            o["metadata"]["name"] == name.as_str()
+                && o["metadata"]["generation"] == generation
+                && cond_is(o, "Ready", "Unknown")
+        })
+        .cloned()
+        .expect("Ready=Unknown while the new generation was converged");
+    let ready = condition(&between, "Ready");
+    assert_eq!(ready["reason"], "Progressing", "{between}");
+    assert_eq!(ready["observedGeneration"], generation, "{between}");
+    assert!(cond_is(&between, "Reconciling", "True"), "{between}");
+    h.handle().clear_faults();
+
+    // A policy's new generation: Reconciling=True and Ready=Unknown before its verdict.
+    let policies = h.policies();
+    let before = get_json(&policies, &h.policy).await;
+    h.add_policy(&h.policy, "renewBefore: 20m").await;
+    let policy = wait_json(
+        &policies,
+        &h.policy,
+        "policy Ready at its new generation",
+        |o| current_ready(o) && o["metadata"]["generation"] != before["metadata"]["generation"],
+    )
+    .await;
+    let policy_generation = policy["metadata"]["generation"].clone();
+    let policy_between = support::wait_until(
+        Duration::from_secs(10),
+        "the policy's Reconciling status recorded",
+        || async {
+            recorded_policies
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|o| {
+                    o["metadata"]["generation"] == policy_generation
+                        && cond_is(o, "Reconciling", "True")
+                        && cond_is(o, "Ready", "Unknown")
+                })
+                .cloned()
+                .ok_or("not yet")
+        },
+    )
+    .await;
+    assert_eq!(
+        condition(&policy_between, "Ready")["observedGeneration"],
+        policy_generation
+    );
+    assert!(condition(&policy, "Reconciling").is_null(), "{policy}");
+
+    // The Argo CD scripts and kstatus on those in-between statuses.
+    let dir = std::env::temp_dir().join(format!("{}-health", h.id));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (script, obj) in [
+        ("health/argocd/AcrRegistryBinding.lua", &between),
+        ("health/argocd/AcrCredentialPolicy.lua", &policy_between),
+    ] {
+        let results = argocd(script, &[("between".to_owned(), obj.clone())], &dir);
+        assert_eq!(
+            results[0].0, "Progressing",
+            "{script}: {:?}\n{obj}",
+            results[0]
+        );
+        assert_eq!(kstatus(obj), "InProgress", "{obj}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     running.stop().await;
 }

@@ -230,6 +230,29 @@ pub struct AcrRegistryBindingStatus {
     /// The most recent failure, kept after recovery so it can still be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure: Option<FailureRecord>,
+
+    /// The rotation requests (annotation `acrcredentials.io/rotation-requested-at`) handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<RotationStatus>,
+}
+
+/// The last rotation requests handled: a value of `acrcredentials.io/rotation-requested-at`
+/// other than the one recorded here requests one rotation (a fresh registry token in every
+/// pull Secret of the binding).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationStatus {
+    /// The value of the binding's own annotation last handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_request: Option<String>,
+
+    /// The value of its policy's annotation last handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_policy_request: Option<String>,
+
+    /// When a token was last obtained on request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rotated_at: Option<Time>,
 }
 
 /// Times of the registry token currently distributed (RFC 3339).

@@ -26,7 +26,7 @@ pub mod validation;
 pub use binding::{
     AcrRegistryBinding, AcrRegistryBindingSpec, AcrRegistryBindingStatus, FailureRecord,
     NamespaceFailure, NamespaceSelection, NamespacesStatus, PolicyReference, RegistrySpec,
-    ServiceAccountSelection, ServiceAccountsStatus, TokenStatus,
+    RotationStatus, ServiceAccountSelection, ServiceAccountsStatus, TokenStatus,
 };
 pub use policy::{
     AccessKeySecretRef, AccessKeySource, AcrCredentialPolicy, AcrCredentialPolicySpec,

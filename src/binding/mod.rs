@@ -2,7 +2,8 @@
 //! passes through them (each file's header says whether it talks to the cluster):
 //!
 //! 1. [`resolve`]: the binding against its policy, and every live binding (no).
-//! 2. [`token`]: the binding's registry token, from the token manager (the cloud; one Event).
+//! 2. [`token`]: the binding's registry token, from the token manager (the cloud; one Event),
+//!    fresh when a rotation is requested (`acrcredentials.io/rotation-requested-at`).
 //! 3. [`plan`]: the target namespaces, and per namespace the whole plan: its Secret and every
 //!    ServiceAccount, decided before anything is written (no).
 //! 4. [`converge`]: per namespace, under its lock: plan, then write (yes).
@@ -74,10 +75,10 @@ async fn apply(binding: &AcrRegistryBinding, ctx: &Context) -> Result<Action> {
         }
     };
     let live = resolve::live_bindings(ctx);
-    let token = token::token(ctx, binding, &resolved, &live).await;
+    let (token, rotation) = token::token(ctx, binding, &resolved, &live).await?;
     let targets = plan::targets(ctx, &resolved);
     let results = converge::converge_all(ctx, &live, targets.namespaces.clone()).await;
-    let observed = observe::observe(
+    let mut observed = observe::observe(
         binding,
         &resolved,
         &token,
@@ -85,6 +86,7 @@ async fn apply(binding: &AcrRegistryBinding, ctx: &Context) -> Result<Action> {
         &results,
         &ctx.config.secret_name,
     );
+    observed.observation.rotation = rotation;
     status::report(ctx, binding, &observed.observation).await?;
     Ok(Action::requeue(next_look(
         ctx,

@@ -2,8 +2,9 @@
 //!
 //! Every status a binding reconcile writes is built by [`crate::model::status`] and sent here,
 //! by [`send`], only when it differs from the current one:
-//! - [`starting`], before the slow stages: a new generation says `Reconciling` at once
-//!   (kstatus), before any cloud call;
+//! - [`starting`], before the slow stages: a new generation says `Reconciling=True` and
+//!   `Ready=Unknown` at once (kstatus, Flux), before any cloud call, so the old generation's
+//!   `Ready=True` is not read as the new spec's;
 //! - [`blocked`], when resolving stops the binding (invalid spec, missing or invalid policy),
 //!   with a Warning Event naming the blocker;
 //! - [`report`], at the end: the status the observation calls for, with a Warning Event when
@@ -19,7 +20,8 @@ use crate::cluster::{Context, Result};
 use crate::model::events::actions;
 use crate::model::status::{BindingObservation, Blocker, binding_status, reconciling_status};
 
-/// kstatus: says `Reconciling` at once for a generation the status does not describe yet.
+/// kstatus: says `Reconciling` (and `Ready=Unknown`) at once for a generation the status does
+/// not describe yet.
 pub async fn starting(ctx: &Context, binding: &AcrRegistryBinding) -> Result<()> {
     let generation = binding.metadata.generation;
     match reconciling_status(binding.status.as_ref(), generation, ctx.clock.now()) {

@@ -11,6 +11,13 @@
 //!   (while it is valid) and the failure. Once no valid token is held the doubling starts again
 //!   from [`BASE_RETRY`]: the quick attempts before expiry say little about how long the cloud
 //!   will stay down, and without a token every minute counts.
+//! - A rotation on request ([`TokenManager::rotate`]) asks for a fresh token whether or not
+//!   renewal is due, under the same lock, so it single-flights with every other demand for the
+//!   key. The entry remembers which requests (opaque ids) its token answers: a caller whose
+//!   requests are all answered gets the token another caller obtained for them, so the bindings
+//!   of one policy that share a token answer the policy's request with one cloud call. Other
+//!   bindings sharing the key are not told: their next pass serves the new token from the cache
+//!   (renewal of the new one is not due) and writes it into their Secrets, no cloud call.
 //! - Time comes from the injected [`Clock`]; unit tests drive it by hand.
 //!
 //! The cloud is reached through [`TokenFetcher`], so the manager is tested without a network;
@@ -37,6 +44,8 @@ pub use schedule::{
     ADOPT_CLOCK_SKEW, BASE_RETRY, MAX_JITTER, MAX_RETRY, MAX_TOKEN_LIFETIME, plausible_lifetime,
     renew_at, retry_delay,
 };
+/// How many answered rotation requests an entry remembers (the oldest are forgotten).
+pub const MAX_ANSWERED: usize = 64;
 
 #[derive(Default)]
 struct Entry {
@@ -47,6 +56,8 @@ struct Entry {
     failures_without_token: u32,
     next_attempt: Option<Timestamp>,
     domains: Option<Vec<String>>,
+    /// Rotation requests the current token answers (or an earlier one, since replaced).
+    answered: std::collections::VecDeque<String>,
 }
 
 /// Holds every token the controller distributes.
@@ -218,19 +229,37 @@ impl TokenManager {
         if (renewal_due || domains_missing) && retry_due {
             activity = self.refresh(&mut e, req, now, renewal_due).await;
         }
-        let next_check = next_check(&e, now);
-        TokenOutcome {
-            token: e.current.clone().map(|mut t| {
-                if let Some(d) = &e.domains {
-                    t.domains = d.clone();
+        outcome(&e, activity, now)
+    }
+
+    /// A fresh token for the rotation requests `requests` (opaque ids, see
+    /// [`crate::model::rotation::Requests::ids`]), whether or not renewal is due; when every
+    /// one of them is answered already (another binding sharing the token asked first), the
+    /// token obtained for them, or a newer one. A failed attempt, or one whose retry is not due
+    /// yet, answers nothing (the next pass asks again). Returns the outcome and whether the
+    /// token it holds answers `requests`.
+    pub async fn rotate(&self, req: &TokenRequest, requests: &[String]) -> (TokenOutcome, bool) {
+        let entry = self.entry(&req.key());
+        let mut e = entry.lock().await;
+        let now = self.clock.now();
+        let answered = e.current.is_some() && requests.iter().all(|r| e.answered.contains(r));
+        let retry_due = e.next_attempt.is_none_or(|at| now >= at);
+        let mut activity = Activity::None;
+        if !answered && retry_due {
+            activity = self.refresh(&mut e, req, now, true).await;
+            if activity != Activity::Failed {
+                for r in requests {
+                    if !e.answered.contains(r) {
+                        e.answered.push_back(r.clone());
+                    }
                 }
-                t
-            }),
-            failure: e.failure.clone(),
-            failures: e.failures,
-            activity,
-            next_check,
+                while e.answered.len() > MAX_ANSWERED {
+                    e.answered.pop_front();
+                }
+            }
         }
+        let done = answered || (retry_due && activity != Activity::Failed);
+        (outcome(&e, activity, now), done)
     }
 
     async fn refresh(
@@ -351,6 +380,22 @@ fn record_failure(e: &mut Entry, req: &TokenRequest, err: &CloudError, now: Time
         reason: err.reason(),
         message: err.to_string(),
     });
+}
+
+/// What the entry holds now, after `activity`.
+fn outcome(e: &Entry, activity: Activity, now: Timestamp) -> TokenOutcome {
+    TokenOutcome {
+        token: e.current.clone().map(|mut t| {
+            if let Some(d) = &e.domains {
+                t.domains = d.clone();
+            }
+            t
+        }),
+        failure: e.failure.clone(),
+        failures: e.failures,
+        activity,
+        next_check: next_check(e, now),
+    }
 }
 
 fn next_check(e: &Entry, now: Timestamp) -> Timestamp {

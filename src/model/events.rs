@@ -7,7 +7,7 @@ use jiff::Timestamp;
 use kube::runtime::events::EventType;
 
 use super::status::time;
-use super::token::{Activity, TokenOutcome};
+use super::token::{Activity, HeldToken, TokenOutcome};
 use crate::api::conditions;
 
 /// Event reasons (the `reason` of an events.k8s.io Event) that are not condition reasons:
@@ -18,6 +18,9 @@ pub mod reasons {
     pub const TOKEN_RENEWED: &str = "TokenRenewed";
     /// A binding's registry token was obtained again after failures.
     pub const TOKEN_RECOVERED: &str = "TokenRecovered";
+    /// A fresh registry token was obtained on request (`acrcredentials.io/rotation-requested-at`)
+    /// and goes into every pull Secret of the binding.
+    pub const TOKEN_ROTATED: &str = "TokenRotated";
     /// The legacy ConfigMap translated with a warning.
     pub const TRANSLATION_WARNING: &str = "TranslationWarning";
     /// A translated object could not be applied.
@@ -50,6 +53,8 @@ pub mod actions {
     pub const ISSUE_TOKEN: &str = "IssueToken";
     /// Renewing a binding's token.
     pub const RENEW_TOKEN: &str = "RenewToken";
+    /// Rotating a binding's token on request.
+    pub const ROTATE_TOKEN: &str = "RotateToken";
     /// Writing a binding's pull Secrets and ServiceAccount entries.
     pub const SYNC: &str = "Sync";
     /// A reconcile of a binding or a policy (its failure, by the error's reason).
@@ -107,6 +112,21 @@ pub fn token_event(registry: &str, outcome: &TokenOutcome, now: Timestamp) -> Op
             format!("registry token for {registry} obtained again after failures, {times}"),
         ),
         Activity::Failed => Some(failed(registry, outcome, now)),
+    }
+}
+
+/// The Event saying a binding's token for `registry` was rotated on request (`requests`
+/// names the request values, see [`super::rotation::Requests::describe`]): the new expiry.
+pub fn rotated_event(registry: &str, requests: &str, token: &HeldToken) -> Note {
+    Note {
+        type_: EventType::Normal,
+        reason: reasons::TOKEN_ROTATED,
+        action: actions::ROTATE_TOKEN,
+        note: format!(
+            "registry token for {registry} rotated as requested by {requests}, valid until {}, renewal at {}",
+            time(token.expires_at).0,
+            time(token.renew_at).0
+        ),
     }
 }
 

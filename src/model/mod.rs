@@ -8,6 +8,8 @@
 //! - [`selection`]: which namespaces and ServiceAccounts a binding targets.
 //! - [`token`]: what a token is (request, cache key, held token, outcome).
 //! - [`adopt`]: recognising, after a restart, a token the binding's Secrets hold.
+//! - [`rotation`]: rotation on demand: the requests a binding carries and whether one is
+//!   pending against what its status records as handled.
 //! - [`secret`]: the dockerconfigjson Secret builder and change detection.
 //! - [`service_accounts`]: the version-checked `imagePullSecrets` patch of one ServiceAccount.
 //! - [`plan`]: the whole plan of one namespace (Secret and ServiceAccounts) and its outcome.
@@ -20,6 +22,7 @@ pub mod events;
 pub mod observe;
 pub mod plan;
 pub mod resolve;
+pub mod rotation;
 pub mod secret;
 pub mod selection;
 pub mod service_accounts;

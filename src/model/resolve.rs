@@ -51,9 +51,11 @@ pub struct Resolved {
     pub allowed: Option<LabelSelector>,
     pub service_accounts: ServiceAccountSelection,
     pub renew_before: Duration,
-    /// Domains the binding's status reported (discovered ones survive a restart this way).
+    /// Domains the binding's status reported (discovered ones survive a restart this way), when
+    /// the status names the binding's registry.
     pub previous_domains: Vec<String>,
-    /// The token the binding's status records (written only by the controller).
+    /// The token the binding's status records (written only by the controller), when the
+    /// status names the binding's registry.
     pub previous_token: Option<PreviousToken>,
     /// Whether the admission webhook adds the Secret to matching ServiceAccounts as they are
     /// created (`spec.injectOnCreate`).
@@ -138,6 +140,13 @@ pub fn resolve(
         }
     }
     let renew_before = policy.spec.renew_before();
+    // What the status says of the token and domains holds for the registry it names: after a
+    // change of registry they belong to the old one, and nothing of them may be taken over.
+    let display = spec.registry.display();
+    let same_registry = binding
+        .status
+        .as_ref()
+        .filter(|s| s.registry.as_deref() == Some(display.as_str()));
     Ok(Resolved {
         name: binding.name_any(),
         uid: binding.uid().unwrap_or_default(),
@@ -152,17 +161,52 @@ pub fn resolve(
         allowed: policy.spec.allowed_namespaces.clone(),
         service_accounts: spec.effective_service_accounts(),
         renew_before,
-        previous_domains: binding
-            .status
-            .as_ref()
-            .map(|s| s.domains.clone())
-            .unwrap_or_default(),
-        previous_token: binding
-            .status
-            .as_ref()
+        previous_domains: same_registry.map(|s| s.domains.clone()).unwrap_or_default(),
+        previous_token: same_registry
             .and_then(|s| s.token.as_ref())
             .map(PreviousToken::from_status),
         inject_on_create: spec.inject_on_create(),
         created_at: binding.metadata.creation_timestamp.as_ref().map(|t| t.0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use kube::runtime::{reflector, watcher::Event};
+
+    #[test]
+    fn the_recorded_token_and_domains_belong_to_the_registry_the_status_names() {
+        let (policies, mut writer) = reflector::store::<AcrCredentialPolicy>();
+        writer.apply_watcher_event(&Event::Apply(
+            serde_yaml::from_str(
+                "apiVersion: acrcredentials.io/v1alpha1\nkind: AcrCredentialPolicy\nmetadata: {name: default}\nspec: {source: {workerRole: {}}}\n",
+            )
+            .unwrap(),
+        ));
+        let mut binding: AcrRegistryBinding = serde_yaml::from_str(
+            r#"
+apiVersion: acrcredentials.io/v1alpha1
+kind: AcrRegistryBinding
+metadata: {name: web, uid: u1}
+spec: {registry: {instanceId: cri-new}, namespaces: {all: true}}
+status:
+  registry: cri-old
+  domains: [old.example.com]
+  token: {issuedAt: "2026-01-01T00:00:00Z", expiresAt: "2026-01-01T01:00:00Z", digest: abc}
+"#,
+        )
+        .unwrap();
+        let config = ResolveConfig::default();
+        // The registry changed: nothing of the old one's token or domains is taken over.
+        let r = resolve(&binding, &policies, &config).unwrap();
+        assert_eq!(r.previous_token, None);
+        assert!(r.previous_domains.is_empty());
+        // The status names this registry: both are the binding's.
+        binding.status.as_mut().unwrap().registry = Some("cri-new".into());
+        let r = resolve(&binding, &policies, &config).unwrap();
+        assert_eq!(r.previous_token.unwrap().digest.as_deref(), Some("abc"));
+        assert_eq!(r.previous_domains, vec!["old.example.com".to_owned()]);
+    }
 }

@@ -17,7 +17,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::token::{HeldToken, TokenFailure};
 use crate::api::conditions::{
-    NewCondition, find_condition, reasons, remove_condition, set_condition, status as st, types,
+    NewCondition, reasons, remove_condition, set_condition, status as st, types,
 };
 use crate::api::{
     AcrRegistryBindingStatus, FailureRecord, NamespaceFailure, NamespacesStatus,
@@ -55,6 +55,9 @@ pub struct BindingObservation {
     pub service_accounts_bound: usize,
     /// Messages of ServiceAccount patches that failed.
     pub service_account_failures: Vec<String>,
+    /// `status.rotation` after this reconcile ([`super::rotation::handled`]); `None` keeps the
+    /// previous one.
+    pub rotation: Option<crate::api::RotationStatus>,
 }
 
 /// One condition's verdict before it is written: `True`/`False`, a reason and a message.
@@ -126,6 +129,9 @@ pub fn binding_status(
     let stalled = stalled(obs, now);
     let reconciling = reconciling(&ready, stalled.is_some());
     write_counts(&mut status, obs);
+    if let Some(rotation) = &obs.rotation {
+        status.rotation = Some(rotation.clone());
+    }
     let (g, now_t) = (obs.generation, time(now));
     let conditions = &mut status.conditions;
     for (type_, verdict) in [
@@ -444,9 +450,9 @@ fn record_failure(last: &mut Option<FailureRecord>, failure: Option<FailureRecor
 }
 
 /// The status to write when a reconcile starts on a generation the status does not reflect yet
-/// (a new binding or a spec change): `observedGeneration` moves on, `Reconciling=True` says the
-/// work is in flight, a `Stalled` verdict about the old spec goes, and `Ready` is `Unknown` if it
-/// was never set. `None` when the status already describes this generation.
+/// (a new binding or a spec change): `observedGeneration` moves on and the conditions say the
+/// work is in flight ([`start_generation`]). `None` when the status already describes this
+/// generation.
 pub fn reconciling_status(
     previous: Option<&AcrRegistryBindingStatus>,
     generation: Option<i64>,
@@ -455,33 +461,41 @@ pub fn reconciling_status(
     if previous.is_some_and(|p| p.observed_generation == generation) {
         return None;
     }
-    let now_t = time(now);
     let mut status = previous.cloned().unwrap_or_default();
     status.observed_generation = generation;
+    start_generation(&mut status.conditions, generation, now);
+    Some(status)
+}
+
+/// The conditions of either kind while a new generation is being converged (the Flux
+/// convention): `Reconciling=True`, and `Ready=Unknown` (reason `Progressing`) at that
+/// generation, so nothing reads the old generation's `Ready=True` as the new spec's (`kubectl
+/// wait --for=condition=Ready` waits for the pass's own verdict); a `Stalled` verdict about the
+/// old spec goes. The other conditions keep the generation they describe until the pass
+/// decides them.
+pub fn start_generation(conditions: &mut Vec<Condition>, generation: Option<i64>, now: Timestamp) {
+    let now_t = time(now);
     let message = match generation {
         Some(g) => format!("reconciling generation {g}"),
         None => "reconciling".to_owned(),
     };
-    remove_condition(&mut status.conditions, types::STALLED);
-    if find_condition(&status.conditions, types::READY).is_none() {
-        set_condition(
-            &mut status.conditions,
-            NewCondition {
-                type_: types::READY,
-                status: st::UNKNOWN,
-                reason: reasons::PROGRESSING,
-                message: "not reconciled yet".to_owned(),
-                observed_generation: generation,
-            },
-            now_t.clone(),
-        );
-    }
+    remove_condition(conditions, types::STALLED);
     set_condition(
-        &mut status.conditions,
+        conditions,
+        NewCondition {
+            type_: types::READY,
+            status: st::UNKNOWN,
+            reason: reasons::PROGRESSING,
+            message: message.clone(),
+            observed_generation: generation,
+        },
+        now_t.clone(),
+    );
+    set_condition(
+        conditions,
         Verdict::new(true, reasons::PROGRESSING, message).condition(types::RECONCILING, generation),
         now_t,
     );
-    Some(status)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The `AcrCredentialPolicy` reconciler: validates the policy, asks the token manager how its
 //! credentials fare, and reports both in status ([`status`]: `Ready`, `Stalled` for an invalid
-//! spec, the source kind, the credentials' expiry, `observedGeneration`) with a Warning Event
-//! when it is not Ready. Talks to the cluster: yes (`/status` and Events). Bindings that use
+//! spec, the source kind, the credentials' expiry, `observedGeneration`; `Reconciling` and
+//! `Ready=Unknown` first on a new generation) with a Warning Event when it is not Ready. Talks to the cluster: yes (`/status` and Events). Bindings that use
 //! the policy are reconciled by the binding controller when the policy changes.
 
 pub mod status;
@@ -23,7 +23,7 @@ use crate::cluster::status::apply_status;
 use crate::cluster::{Context, Result};
 use crate::model::events;
 use crate::model::token::chain_key;
-use status::{CredentialHealth, policy_status};
+use status::{CredentialHealth, policy_reconciling_status, policy_status};
 
 /// Reconciles one policy, in a `reconcile` span that names it and its generation.
 #[tracing::instrument(
@@ -57,9 +57,21 @@ async fn refresh(policy: Arc<AcrCredentialPolicy>, ctx: &Context) -> Result<Acti
             }
         })
         .unwrap_or_default();
+    let api: Api<AcrCredentialPolicy> = Api::all(ctx.client.clone());
+    let mut previous = policy.status.clone();
+    // kstatus: a new generation says Reconciling (and Ready=Unknown) before its verdict.
+    if let Some(starting) = policy_reconciling_status(&policy, ctx.clock.now()) {
+        apply_status(
+            &api,
+            &policy.name_any(),
+            &ctx.config.field_manager,
+            &starting,
+        )
+        .await?;
+        previous = Some(starting);
+    }
     let status = policy_status(&policy, &health, ctx.clock.now());
-    if policy.status.as_ref() != Some(&status) {
-        let api: Api<AcrCredentialPolicy> = Api::all(ctx.client.clone());
+    if previous.as_ref() != Some(&status) {
         apply_status(&api, &policy.name_any(), &ctx.config.field_manager, &status).await?;
         if let Some(c) = status
             .conditions

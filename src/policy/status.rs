@@ -1,11 +1,12 @@
 //! The policy's status, built from its spec and what the token manager knows about its
 //! credentials (pure): `Ready` from [`policy_ready`], `Stalled` for an invalid spec, the source
-//! kind, the credentials' expiry and `observedGeneration`.
+//! kind, the credentials' expiry and `observedGeneration`; before that, on a new generation,
+//! `Reconciling=True` and `Ready=Unknown` ([`policy_reconciling_status`]).
 
 use crate::api::conditions::{reasons, remove_condition, set_condition, types};
 use crate::api::{AcrCredentialPolicy, AcrCredentialPolicyStatus, validate_policy};
 use crate::cloud::error::reasons as cloud_reasons;
-use crate::model::status::{Verdict, time};
+use crate::model::status::{Verdict, start_generation, time};
 use crate::model::token::TokenFailure;
 
 /// What the token manager knows about the credentials of a policy.
@@ -37,6 +38,7 @@ pub fn policy_status(
         ready.condition(types::READY, g),
         time(now),
     );
+    remove_condition(&mut status.conditions, types::RECONCILING);
     match policy_stalled(&ready) {
         Some(stalled) => {
             set_condition(
@@ -50,6 +52,24 @@ pub fn policy_status(
         }
     }
     status
+}
+
+/// The status to write when a pass starts on a generation the policy's status does not
+/// describe yet: `observedGeneration` moves on, `Reconciling=True` and `Ready=Unknown` at the
+/// new generation, as a binding's ([`start_generation`]). `None` when it describes it already.
+pub fn policy_reconciling_status(
+    policy: &AcrCredentialPolicy,
+    now: jiff::Timestamp,
+) -> Option<AcrCredentialPolicyStatus> {
+    let g = policy.metadata.generation;
+    let previous = policy.status.as_ref();
+    if previous.is_some_and(|p| p.observed_generation == g) {
+        return None;
+    }
+    let mut status = previous.cloned().unwrap_or_default();
+    status.observed_generation = g;
+    start_generation(&mut status.conditions, g, now);
+    Some(status)
 }
 
 /// A policy's `Ready`: its spec is valid and token requests with its credentials do not fail
@@ -133,6 +153,33 @@ mod tests {
         assert_eq!(ready.status, "False");
         assert_eq!(ready.reason, reasons::CREDENTIALS_FAILED);
         assert!(ready.message.contains("R9"));
+    }
+
+    #[test]
+    fn a_new_generation_reconciles_until_the_pass_ends() {
+        let now: jiff::Timestamp = "2024-01-01T00:00:00Z".parse().unwrap();
+        let mut p = policy(VALID);
+        p.status = Some(policy_status(&p, &CredentialHealth::default(), now));
+        assert!(policy_reconciling_status(&p, now).is_none());
+        p.metadata.generation = Some(4);
+        let r = policy_reconciling_status(&p, now).unwrap();
+        assert_eq!(r.observed_generation, Some(4));
+        let ready = find_condition(&r.conditions, types::READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.observed_generation),
+            ("Unknown", Some(4))
+        );
+        assert!(crate::api::conditions::is_true(
+            &r.conditions,
+            types::RECONCILING
+        ));
+        p.status = Some(r);
+        let done = policy_status(&p, &CredentialHealth::default(), now);
+        assert!(find_condition(&done.conditions, types::RECONCILING).is_none());
+        assert!(crate::api::conditions::is_true(
+            &done.conditions,
+            types::READY
+        ));
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! [`ROTATION_REQUESTED_AT`] to the current time on the named bindings, on every binding
 //! (`--all`), or on a policy (`--policy`: every binding that uses it). A JSON merge patch of
 //! that one annotation, so it needs only `patch` on the objects; the controller does the rest.
+//! With `--wait`, it then reads the bindings until each one's `status.rotation` records the
+//! request as handled (a fresh token in its Secrets), as `flux reconcile` waits.
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 use jiff::Timestamp;
@@ -35,9 +38,19 @@ pub struct RenewArgs {
     /// With --all: only bindings whose labels match this selector.
     #[arg(short = 'l', long, value_name = "SELECTOR", conflicts_with_all = ["names", "policy"])]
     pub selector: Option<String>,
+    /// Wait until the controller has handled the request on every binding it reaches.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (e.g. `90s`, `5m`).
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_timeout, requires = "wait")]
+    pub timeout: Duration,
     /// How to reach the cluster.
     #[command(flatten)]
     pub kube: KubeArgs,
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    crate::api::duration::parse(s).ok_or_else(|| format!("not a duration: {s:?} (e.g. 90s, 5m)"))
 }
 
 /// The merge patch that requests a rotation at `now`: only the one annotation.
@@ -60,11 +73,12 @@ pub async fn run(
 ) -> Result<ExitCode, CliError> {
     let client = args.kube.client().await?;
     let patch = request_patch(now);
+    let value = request_value(now);
+    let bindings: Api<AcrRegistryBinding> = Api::all(client.clone());
     if let Some(policy) = &args.policy {
-        let api: Api<AcrCredentialPolicy> = Api::all(client.clone());
+        let api: Api<AcrCredentialPolicy> = Api::all(client);
         annotate(&api, KIND_POLICIES, policy, &patch).await?;
         // Say which bindings that reaches; reading them needs only `list`.
-        let bindings: Api<AcrRegistryBinding> = Api::all(client);
         let users = match bindings.list(&ListParams::default()).await {
             Ok(list) => {
                 let mut names: Vec<String> = list
@@ -74,20 +88,47 @@ pub async fn run(
                     .map(ResourceExt::name_any)
                     .collect();
                 names.sort();
-                match names.len() {
-                    0 => " (no binding uses it)".to_owned(),
-                    _ => format!(" (bindings: {})", names.join(", ")),
-                }
+                Some(names)
             }
-            Err(_) => String::new(),
+            Err(_) => None,
+        };
+        let reached = match users.as_deref() {
+            None => String::new(),
+            Some([]) => " (no binding uses it)".to_owned(),
+            Some(names) => format!(" (bindings: {})", names.join(", ")),
         };
         write_out(
             out,
-            &format!("Manually triggered rotation for AcrCredentialPolicy {policy}{users}\n"),
+            &format!("Manually triggered rotation for AcrCredentialPolicy {policy}{reached}\n"),
         )?;
-        return Ok(ExitCode::SUCCESS);
+        if !args.wait {
+            return Ok(ExitCode::SUCCESS);
+        }
+        let users = match users {
+            Some(users) => users,
+            None => bindings
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| kube_error(e, "list", KIND_BINDINGS, None))?
+                .items
+                .iter()
+                .filter(|b| b.spec.policy_name() == policy.as_str())
+                .map(ResourceExt::name_any)
+                .collect(),
+        };
+        let handled = wait_handled(
+            &bindings,
+            users,
+            &value,
+            Handled::Policy,
+            args.timeout,
+            out,
+            err,
+        )
+        .await?;
+        return Ok(exit(!handled));
     }
-    let api: Api<AcrRegistryBinding> = Api::all(client);
+    let api = bindings;
     let names = if args.all {
         let mut params = ListParams::default();
         if let Some(selector) = &args.selector {
@@ -106,23 +147,116 @@ pub async fn run(
         return Ok(ExitCode::SUCCESS);
     }
     let mut failed = false;
+    let mut requested = Vec::new();
     for name in &names {
         match annotate(&api, KIND_BINDINGS, name, &patch).await {
-            Ok(()) => write_out(
-                out,
-                &format!("Manually triggered rotation for AcrRegistryBinding {name}\n"),
-            )?,
+            Ok(()) => {
+                requested.push(name.clone());
+                write_out(
+                    out,
+                    &format!("Manually triggered rotation for AcrRegistryBinding {name}\n"),
+                )?
+            }
             Err(e) => {
                 failed = true;
                 write_out(err, &format!("error: {e}\n"))?;
             }
         }
     }
-    Ok(if failed {
-        ExitCode::from(EXIT_FAILURE)
-    } else {
-        ExitCode::SUCCESS
-    })
+    if args.wait {
+        let handled = wait_handled(
+            &api,
+            requested,
+            &value,
+            Handled::Binding,
+            args.timeout,
+            out,
+            err,
+        )
+        .await?;
+        failed |= !handled;
+    }
+    Ok(exit(failed))
+}
+
+fn exit(failed: bool) -> ExitCode {
+    match failed {
+        true => ExitCode::from(EXIT_FAILURE),
+        false => ExitCode::SUCCESS,
+    }
+}
+
+/// Which request `status.rotation` must record as handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handled {
+    /// The binding's own (`lastHandledRequest`).
+    Binding,
+    /// Its policy's (`lastHandledPolicyRequest`).
+    Policy,
+}
+
+/// Whether `binding`'s status records the request `value` (of kind `which`) as handled.
+pub fn handled(binding: &AcrRegistryBinding, value: &str, which: Handled) -> bool {
+    let rotation = binding.status.as_ref().and_then(|s| s.rotation.as_ref());
+    let recorded = rotation.and_then(|r| match which {
+        Handled::Binding => r.last_handled_request.as_deref(),
+        Handled::Policy => r.last_handled_policy_request.as_deref(),
+    });
+    recorded == Some(value)
+}
+
+/// Reads the bindings `names` every second until each one records `value` as handled, saying
+/// so per binding with its new expiry; false when `timeout` passes first.
+async fn wait_handled(
+    api: &Api<AcrRegistryBinding>,
+    mut names: Vec<String>,
+    value: &str,
+    which: Handled,
+    timeout: Duration,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<bool, CliError> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let mut waiting = Vec::new();
+        for name in names {
+            let binding = api
+                .get(&name)
+                .await
+                .map_err(|e| kube_error(e, "get", KIND_BINDINGS, Some(&name)))?;
+            if handled(&binding, value, which) {
+                let expires = binding
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.token.as_ref())
+                    .and_then(|t| t.expires_at.as_ref())
+                    .map(|t| format!(", token valid until {}", t.0))
+                    .unwrap_or_default();
+                write_out(
+                    out,
+                    &format!("AcrRegistryBinding {name} rotated{expires}\n"),
+                )?;
+            } else {
+                waiting.push(name);
+            }
+        }
+        if waiting.is_empty() {
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            write_out(
+                err,
+                &format!(
+                    "error: timed out after {} waiting for the rotation of {}\n",
+                    crate::api::duration::format(timeout),
+                    waiting.join(", ")
+                ),
+            )?;
+            return Ok(false);
+        }
+        names = waiting;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Merge-patches `name` with `patch`.
@@ -149,6 +283,29 @@ where
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn waiting_looks_for_the_very_value_in_the_right_field() {
+        let mut b: AcrRegistryBinding = serde_yaml::from_str(
+            "apiVersion: acrcredentials.io/v1alpha1\nkind: AcrRegistryBinding\nmetadata: {name: web}\nspec: {registry: {}, namespaces: {all: true}}\n",
+        )
+        .unwrap();
+        assert!(!handled(&b, "v1", Handled::Binding));
+        b.status = Some(crate::api::AcrRegistryBindingStatus {
+            rotation: Some(crate::api::RotationStatus {
+                last_handled_request: Some("v1".into()),
+                last_handled_policy_request: Some("p1".into()),
+                last_rotated_at: None,
+            }),
+            ..Default::default()
+        });
+        assert!(handled(&b, "v1", Handled::Binding));
+        assert!(!handled(&b, "v2", Handled::Binding));
+        assert!(!handled(&b, "v1", Handled::Policy));
+        assert!(handled(&b, "p1", Handled::Policy));
+        assert_eq!(parse_timeout("90s").unwrap(), Duration::from_secs(90));
+        assert!(parse_timeout("soon").is_err());
+    }
 
     #[test]
     fn the_patch_sets_only_the_annotation_to_a_precise_time() {

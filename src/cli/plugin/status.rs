@@ -63,6 +63,20 @@ pub struct BindingStatus {
     pub generation: Option<i64>,
     /// The generation the status describes; lower than `generation` while a change is in flight.
     pub observed_generation: Option<i64>,
+    /// The rotation requests handled (`status.rotation`); `null` before the first.
+    pub rotation: Option<Rotation>,
+}
+
+/// The rotation requests a binding has handled (`kubectl acr renew`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rotation {
+    /// The binding's `acrcredentials.io/rotation-requested-at` value last handled.
+    pub last_handled_request: Option<String>,
+    /// Its policy's value last handled.
+    pub last_handled_policy_request: Option<String>,
+    /// When a token was last obtained on request (RFC 3339).
+    pub last_rotated_at: Option<Time>,
 }
 
 /// The Ready condition; `Unknown` with no reason when the controller has not written one yet.
@@ -201,6 +215,11 @@ pub fn row(binding: &AcrRegistryBinding) -> BindingStatus {
         first_failure,
         generation: binding.metadata.generation,
         observed_generation: status.observed_generation,
+        rotation: status.rotation.map(|r| Rotation {
+            last_handled_request: r.last_handled_request,
+            last_handled_policy_request: r.last_handled_policy_request,
+            last_rotated_at: r.last_rotated_at,
+        }),
     }
 }
 

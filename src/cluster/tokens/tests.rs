@@ -423,3 +423,72 @@ fn one_chain_key_tells_every_credential_chain_apart() {
     assert_ne!(chain_key(&hop("a")), chain_key(&hop("b")));
     assert_ne!(chain_key(&hop("a")), chain_key(&base));
 }
+
+#[tokio::test]
+async fn a_rotation_obtains_a_fresh_token_once_per_request_and_key() {
+    let (_clock, fake, manager) = setup();
+    let manager = Arc::new(manager);
+    let req = request();
+    let first = manager.get(&req).await;
+    assert_eq!(first.token.unwrap().password.expose(), "pw-0");
+    // Renewal is not due, yet a rotation asks the cloud; concurrent callers with the same
+    // request (the bindings of one policy sharing the token) share that one call.
+    let ids = vec!["policy/p/2026-01-01T00:00:00Z".to_owned()];
+    let outcomes = futures::future::join_all((0..5).map(|_| {
+        let (m, r, ids) = (manager.clone(), req.clone(), ids.clone());
+        async move { m.rotate(&r, &ids).await }
+    }))
+    .await;
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    for (o, answered) in &outcomes {
+        assert!(answered);
+        assert_eq!(o.token.as_ref().unwrap().password.expose(), "pw-1");
+    }
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|(o, _)| o.activity == Activity::Renewed)
+            .count(),
+        1
+    );
+    // The same request again: answered, no call. A plain get serves the new token.
+    let (again, answered) = manager.rotate(&req, &ids).await;
+    assert!(answered);
+    assert_eq!(again.activity, Activity::None);
+    assert_eq!(
+        manager.get(&req).await.token.unwrap().password.expose(),
+        "pw-1"
+    );
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    // A request it does not answer yet (with one it does): a new call.
+    let more = vec![ids[0].clone(), "binding/uid/x".to_owned()];
+    let (o, answered) = manager.rotate(&req, &more).await;
+    assert!(answered);
+    assert_eq!(o.token.unwrap().password.expose(), "pw-2");
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_failed_rotation_answers_nothing_and_waits_for_its_retry() {
+    let (clock, fake, manager) = setup();
+    let req = request();
+    manager.get(&req).await;
+    *fake.fail.lock().unwrap() = true;
+    let ids = vec!["binding/uid/a".to_owned()];
+    let (o, answered) = manager.rotate(&req, &ids).await;
+    assert!(!answered);
+    assert_eq!(o.activity, Activity::Failed);
+    // The last good token still serves.
+    assert_eq!(o.token.unwrap().password.expose(), "pw-0");
+    // Before the retry is due: no call, still not answered.
+    let (o, answered) = manager.rotate(&req, &ids).await;
+    assert!(!answered);
+    assert_eq!(o.activity, Activity::None);
+    assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    *fake.fail.lock().unwrap() = false;
+    clock.advance(SignedDuration::from_secs(10));
+    let (o, answered) = manager.rotate(&req, &ids).await;
+    assert!(answered);
+    assert_eq!(o.activity, Activity::Recovered);
+    assert_eq!(o.token.unwrap().password.expose(), "pw-2");
+}

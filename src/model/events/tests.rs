@@ -86,3 +86,22 @@ fn a_failure_is_a_warning_that_says_whether_the_token_still_serves() {
     let e = token_event("cri-1", &o, t("2024-01-01T02:00:00Z")).unwrap();
     assert_eq!(e.reason, "TokenRequestFailed");
 }
+
+#[test]
+fn a_rotation_names_the_request_and_the_new_expiry_and_no_secret() {
+    let token = outcome(Activity::Renewed).token.unwrap();
+    let e = rotated_event(
+        "cri-1",
+        "acrcredentials.io/rotation-requested-at=2024-01-01T00:09:00Z on the binding",
+        &token,
+    );
+    assert_eq!(
+        (e.type_, e.reason, e.action),
+        (EventType::Normal, "TokenRotated", "RotateToken")
+    );
+    assert_eq!(
+        e.note,
+        "registry token for cri-1 rotated as requested by acrcredentials.io/rotation-requested-at=2024-01-01T00:09:00Z on the binding, valid until 2024-01-01T01:00:00Z, renewal at 2024-01-01T00:45:00Z"
+    );
+    assert!(!e.note.contains("secret-password"));
+}

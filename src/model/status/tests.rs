@@ -162,10 +162,22 @@ fn new_generation_is_reconciling_until_the_pass_finishes() {
         (c.status.as_str(), c.reason.as_str()),
         ("True", "Progressing")
     );
-    // The old Ready stays until the pass decides.
+    // The old generation's Ready=True goes: Unknown at the new generation until the pass
+    // decides; the other conditions keep the generation they describe.
+    let ready_c = find_condition(&r.conditions, types::READY).unwrap();
     assert_eq!(
-        find_condition(&r.conditions, types::READY).unwrap().status,
-        "True"
+        (
+            ready_c.status.as_str(),
+            ready_c.reason.as_str(),
+            ready_c.observed_generation
+        ),
+        ("Unknown", "Progressing", Some(3))
+    );
+    assert_eq!(
+        find_condition(&r.conditions, types::TOKEN_ISSUED)
+            .unwrap()
+            .observed_generation,
+        Some(2)
     );
     // A brand-new binding: Ready Unknown.
     let first = reconciling_status(None, Some(1), t("2024-01-01T00:00:01Z")).unwrap();
@@ -180,6 +192,18 @@ fn new_generation_is_reconciling_until_the_pass_finishes() {
     obs.generation = Some(3);
     let done = binding_status(Some(&r), &obs, t("2024-01-01T00:00:02Z"));
     assert!(find_condition(&done.conditions, types::RECONCILING).is_none());
+    // Every condition carries the generation it describes.
+    assert!(
+        done.conditions
+            .iter()
+            .all(|c| c.observed_generation == Some(3))
+    );
+    assert_eq!(
+        find_condition(&done.conditions, types::READY)
+            .unwrap()
+            .status,
+        "True"
+    );
     // Waiting for a token that is on its way keeps it.
     obs.token = None;
     let waiting = binding_status(Some(&r), &obs, t("2024-01-01T00:00:02Z"));

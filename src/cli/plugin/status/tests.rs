@@ -24,6 +24,7 @@ status:
     - {type: Ready, status: "True", reason: Reconciled, message: all good, lastTransitionTime: "2026-03-01T10:00:00Z"}
   token: {issuedAt: "2026-03-01T11:47:00Z", expiresAt: "2026-03-01T12:47:00Z", renewAt: "2026-03-01T12:32:00Z"}
   namespaces: {selected: 3, synced: 3, summary: 3/3, failed: []}
+  rotation: {lastHandledRequest: "2026-03-01T11:46:59.000000000Z", lastRotatedAt: "2026-03-01T11:47:00Z"}
 "#,
     )
 }
@@ -114,6 +115,11 @@ fn json_has_every_field_always_with_absolute_times() {
             "firstFailure": null,
             "generation": 2,
             "observedGeneration": 2,
+            "rotation": {
+                "lastHandledRequest": "2026-03-01T11:46:59.000000000Z",
+                "lastHandledPolicyRequest": null,
+                "lastRotatedAt": "2026-03-01T11:47:00Z",
+            },
         })
     );
     let keys =
