@@ -115,6 +115,15 @@ fi
 echo
 echo "\$ kubectl get arb,acp"
 kubectl get arb,acp
+# The same binary is the kubectl plugin when it runs as `kubectl-acr`.
+ln -sf acr-credential-controller "$BIN/kubectl-acr"
+export PATH="$BIN:$PATH"
+echo
+echo "\$ kubectl acr status"
+kubectl acr status
+echo
+echo "\$ kubectl acr explain partner-apps/default"
+kubectl acr explain partner-apps/default || true
 echo
 echo "\$ kubectl get serviceaccount builder -n shop -o jsonpath='{.imagePullSecrets}'"
 kubectl get serviceaccount builder -n shop -o jsonpath='{.imagePullSecrets}'
@@ -161,5 +170,6 @@ fi
 echo
 say "KUBECONFIG=$KUBECONFIG  (export it to use kubectl)"
 say "try: kubectl label namespace partner-apps acr-pull=true   # joins the sandbox-enterprise binding"
+say "kubectl acr: PATH=$BIN:\$PATH kubectl acr status | explain NAMESPACE[/SERVICEACCOUNT] | renew BINDING"
 say "logs: $STATE/controller.log, $STATE/fake-cloud.log"
 say "stop everything with: scripts/sandbox.sh down"
