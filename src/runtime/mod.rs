@@ -147,6 +147,10 @@ pub async fn run(
         .map_err(RuntimeError::Serve)
 }
 
+/// How long in-flight reconciles may run on after the shutdown signal (well inside a Pod's
+/// default 30 s termination grace, leaving time to release the Lease).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Runs the controller with any token fetcher and clock until `shutdown` completes. Fails only
 /// when the probe server or the webhook cannot bind its address.
 pub async fn run_with(
@@ -220,12 +224,27 @@ pub async fn run_with(
     );
     let policy_controller = Controller::for_stream(policy_trigger, policies)
         .reconcile_all_on(policy_relist)
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(policy::reconcile, guard::error_policy, ctx)
         .for_each(|r| log_controller_event("policy", r))
         .instrument(controller_span("policy"));
     tracing::info!(secret = %config.secret_name, "controller started");
-    futures::join!(binding_controller, policy_controller, translator);
+    let stopped = async {
+        futures::join!(binding_controller, policy_controller, translator);
+    };
+    // A reconcile started just before the signal may be waiting for caches that nobody polls
+    // any more: in-flight work gets a bounded grace, then the replica stops anyway (every
+    // reconcile is idempotent, and the next leader redoes what was cut short).
+    let grace = async {
+        shutdown.await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        () = stopped => {}
+        () = grace => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "in-flight reconciles did not finish after the shutdown signal; stopping anyway");
+        }
+    }
     running.store(false, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("controller stopped");
     Ok(())
