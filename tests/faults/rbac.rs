@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
@@ -62,41 +62,6 @@ fn chart_rbac_with(ns: &str, prefix: &str, legacy: bool) -> Vec<serde_yaml::Valu
 }
 use serde::Deserialize as _;
 
-/// A kubeconfig for the ServiceAccount `sa` in `ns` (its token Secret; Kubernetes 1.20).
-async fn kubeconfig_for(h: &Harness, ns: &str, sa: &str) -> std::path::PathBuf {
-    let admin_path = support::cluster().kubeconfig.clone().unwrap();
-    let admin: serde_yaml::Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&admin_path).unwrap()).unwrap();
-    let cluster = &admin["clusters"][0]["cluster"];
-    let sas: Api<ServiceAccount> = Api::namespaced(h.client(), ns);
-    let secret_name = support::wait_until(Duration::from_secs(60), "token Secret", || {
-        let sas = sas.clone();
-        async move {
-            sas.get(sa)
-                .await
-                .ok()
-                .and_then(|s| s.secrets)
-                .and_then(|s| s.first().and_then(|r| r.name.clone()))
-        }
-    })
-    .await;
-    let secret = h.secrets(ns).get(&secret_name).await.unwrap();
-    let token = String::from_utf8(secret.data.unwrap()["token"].0.clone()).unwrap();
-    let config = serde_json::json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {
-            "server": cluster["server"].as_str().unwrap(),
-            "certificate-authority-data": cluster["certificate-authority-data"].as_str().unwrap(),
-        }}],
-        "users": [{"name": "u", "user": {"token": token}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "c",
-    });
-    let path = std::env::temp_dir().join(format!("{}-{sa}.kubeconfig", h.id));
-    std::fs::write(&path, serde_json::to_string(&config).unwrap()).unwrap();
-    path
-}
-
 fn forbidden(text: &str) -> bool {
     let lower = text.to_ascii_lowercase();
     lower.contains("forbidden") && lower.contains("secrets")
@@ -126,7 +91,7 @@ async fn rbac_revoked_then_restored() {
         .find(|o| o["kind"] == "ClusterRole")
         .cloned()
         .expect("the chart's ClusterRole");
-    let kubeconfig = kubeconfig_for(&h, &ns, &prefix).await;
+    let kubeconfig = h.service_account_kubeconfig(&ns, &prefix).await;
     let mut controller = Controller::start(
         &h,
         Start {
