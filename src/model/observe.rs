@@ -136,6 +136,7 @@ pub fn observation(
         service_accounts_selected: tally.service_accounts_selected,
         service_accounts_bound: tally.service_accounts_bound,
         service_account_failures: tally.service_account_errors,
+        renewal: None,
     }
 }
 

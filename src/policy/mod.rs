@@ -55,6 +55,7 @@ async fn refresh(policy: Arc<AcrCredentialPolicy>, ctx: &Context) -> Result<Acti
     let status = policy_status(&policy, &health, ctx.clock.now());
     if policy.status.as_ref() != Some(&status) {
         let api: Api<AcrCredentialPolicy> = Api::all(ctx.client.clone());
+        ctx.budget.urgent();
         apply_status(&api, &policy.name_any(), &ctx.config.field_manager, &status).await?;
         if let Some(c) = status
             .conditions
