@@ -81,7 +81,11 @@ async fn watch_wave(
     mut during: impl AsyncFnMut(&[String]),
 ) -> Vec<(String, Duration)> {
     let first = secrets(h, namespaces).await;
-    assert_eq!(first.len(), namespaces.len(), "every namespace has its Secret");
+    assert_eq!(
+        first.len(),
+        namespaces.len(),
+        "every namespace has its Secret"
+    );
     let mut changed: Vec<(String, Duration)> = Vec::new();
     let start = Instant::now();
     while changed.len() < namespaces.len() {

@@ -88,23 +88,22 @@ async fn converge_many(
 ) -> (Vec<(String, Result<NamespaceOutcome>)>, Option<WavePace>) {
     let service_accounts = service_accounts_by_namespace(ctx);
     let n = namespaces.len();
-    let converged: Vec<(String, Result<Converged>)> = futures::stream::iter(
-        namespaces.into_iter().enumerate(),
-    )
-    .map(|(rank, ns)| {
-        let sas = service_accounts.get(&ns).map(Vec::as_slice).unwrap_or(&[]);
-        let pacing = match paced {
-            true => Pacing::Wave { rank, n },
-            false => Pacing::Now,
-        };
-        async move {
-            let r = converge_namespace_paced(ctx, &ns, live, sas, pacing).await;
-            (ns, r)
-        }
-    })
-    .buffer_unordered(PARALLEL_NAMESPACES)
-    .collect()
-    .await;
+    let converged: Vec<(String, Result<Converged>)> =
+        futures::stream::iter(namespaces.into_iter().enumerate())
+            .map(|(rank, ns)| {
+                let sas = service_accounts.get(&ns).map(Vec::as_slice).unwrap_or(&[]);
+                let pacing = match paced {
+                    true => Pacing::Wave { rank, n },
+                    false => Pacing::Now,
+                };
+                async move {
+                    let r = converge_namespace_paced(ctx, &ns, live, sas, pacing).await;
+                    (ns, r)
+                }
+            })
+            .buffer_unordered(PARALLEL_NAMESPACES)
+            .collect()
+            .await;
     // The wave's pace as the namespace with the shortest window sees it.
     let pace = converged
         .iter()

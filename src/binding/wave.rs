@@ -46,14 +46,9 @@ async fn rewrite(ctx: &Context, item: WaveItem) {
         .into_iter()
         .filter(|sa| sa.namespace().as_deref() == Some(item.namespace.as_str()))
         .collect();
-    let result = converge_namespace_paced(
-        ctx,
-        &item.namespace,
-        &live,
-        &service_accounts,
-        Pacing::Turn,
-    )
-    .await;
+    let result =
+        converge_namespace_paced(ctx, &item.namespace, &live, &service_accounts, Pacing::Turn)
+            .await;
     match result {
         Ok(_) if turn == Turn::Over => {
             tracing::debug!(namespace = %item.namespace, "renewal rewrite written over the write budget");

@@ -360,7 +360,11 @@ mod tests {
         let (unlimited, _) =
             super::runtime_config(&parse(&["--write-budget", "0"]), "acr-system", "r").unwrap();
         assert!(!unlimited.write_budget.limited());
-        for bad in [["--write-budget", "-1"], ["--write-budget", "inf"], ["--write-burst", "0"]] {
+        for bad in [
+            ["--write-budget", "-1"],
+            ["--write-budget", "inf"],
+            ["--write-burst", "0"],
+        ] {
             let parsed =
                 Cli::try_parse_from(["acr-credential-controller", "run"].iter().chain(&bad));
             assert!(parsed.is_err(), "{bad:?} is refused");

@@ -218,7 +218,10 @@ mod tests {
         for _ in 0..1000 {
             b.take(t0);
         }
-        assert!((b.tokens(t0) + 5.0).abs() < 1e-9, "debt is capped at one burst");
+        assert!(
+            (b.tokens(t0) + 5.0).abs() < 1e-9,
+            "debt is capped at one burst"
+        );
         // The wave waits for the debt to be paid and one token more: 0.6 s at 10/s.
         let wait = b.try_take(t0).unwrap_err();
         assert!((wait.as_secs_f64() - 0.6).abs() < 1e-9, "{wait:?}");
@@ -247,7 +250,10 @@ mod tests {
             per_second: 0.001,
             burst: 1,
         });
-        assert_eq!(tiny.wave(Instant::now() + secs(5.0), false).await, Turn::Within);
+        assert_eq!(
+            tiny.wave(Instant::now() + secs(5.0), false).await,
+            Turn::Within
+        );
         // The bucket is empty for the next 1,000 s: a write that must go by now goes over.
         assert_eq!(tiny.wave(Instant::now(), false).await, Turn::Over);
         // And one whose wave is over budget does not wait at all.

@@ -67,9 +67,7 @@ impl WaveQueue {
             let key = (old.due, old.namespace.clone());
             items.order.remove(&key);
         }
-        items
-            .order
-            .insert((merged.due, merged.namespace.clone()));
+        items.order.insert((merged.due, merged.namespace.clone()));
         items.by_namespace.insert(merged.namespace.clone(), merged);
         drop(items);
         self.changed.notify_one();

@@ -150,7 +150,11 @@ pub fn binding_status(
     );
     if let Some(pace) = &obs.renewal {
         let verdict = renewal_paced(pace);
-        set_condition(conditions, verdict.condition(types::RENEWAL_PACED, g), now_t);
+        set_condition(
+            conditions,
+            verdict.condition(types::RENEWAL_PACED, g),
+            now_t,
+        );
     }
     record_failure(&mut status.last_failure, latest_failure(obs, now));
     status

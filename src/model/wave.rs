@@ -76,9 +76,7 @@ pub fn slot(start: Timestamp, end: Timestamp, rank: usize, n: usize) -> Timestam
         return start;
     }
     let fraction = rank.min(n - 1) as f64 / n as f64;
-    start
-        .checked_add(window.mul_f64(fraction))
-        .unwrap_or(start)
+    start.checked_add(window.mul_f64(fraction)).unwrap_or(start)
 }
 
 /// One binding's renewal wave against the write budget.
@@ -151,7 +149,12 @@ mod tests {
         let repaired = secret(&[contribution("a", &["r.example.com"], "x", 1000)]);
         assert_eq!(renews_only(&old, &repaired), None);
         // Domains, owners: written at once.
-        let more = secret(&[contribution("a", &["r.example.com", "s.example.com"], "new", 4600)]);
+        let more = secret(&[contribution(
+            "a",
+            &["r.example.com", "s.example.com"],
+            "new",
+            4600,
+        )]);
         assert_eq!(renews_only(&old, &more), None);
         let joined = secret(&[
             contribution("a", &["r.example.com"], "new", 4600),
@@ -171,9 +174,17 @@ mod tests {
     fn slots_are_evenly_spaced_and_end_before_the_window_does() {
         let slots: Vec<Timestamp> = (0..4).map(|r| slot(at(0), at(80), r, 4)).collect();
         assert_eq!(slots, vec![at(0), at(20), at(40), at(60)]);
-        assert_eq!(slot(at(0), at(80), 9, 4), at(60), "a rank past n takes the last");
+        assert_eq!(
+            slot(at(0), at(80), 9, 4),
+            at(60),
+            "a rank past n takes the last"
+        );
         assert_eq!(slot(at(50), at(40), 3, 4), at(50), "no window: at once");
-        assert_eq!(slot(at(0), at(80), 0, 0), at(0), "a wave of one goes at once");
+        assert_eq!(
+            slot(at(0), at(80), 0, 0),
+            at(0),
+            "a wave of one goes at once"
+        );
     }
 
     #[test]
