@@ -193,9 +193,11 @@ impl Figure {
     /// `budget`: the controller's `--write-budget` when not its default.
     pub fn wave_pace(wave: &Wave, namespaces: usize, budget: Option<&str>) -> Figure {
         let budget = match budget {
-            None => "the default write budget (20 writes/s)".to_owned(),
-            Some("0") => "an unlimited write budget (no pacing)".to_owned(),
-            Some(b) => format!("a write budget of {b} writes/s"),
+            None => {
+                "the default write budget (20 writes/s): spread over the renewal window".to_owned()
+            }
+            Some("0") => "an unlimited write budget: every rewrite at once".to_owned(),
+            Some(b) => format!("a write budget of {b} writes/s: spread over the renewal window"),
         };
         Figure {
             name: "renewal wave: first to last Secret rewritten, peak Secrets per second".into(),
@@ -206,7 +208,7 @@ impl Figure {
                 wave.peak_per_second,
                 wave.mean_per_second()
             ),
-            floor: format!("no goal; {budget}: spread over the renewal window"),
+            floor: format!("no goal; {budget}"),
             verdict: if wave.renewed == namespaces {
                 "every Secret renewed".into()
             } else {

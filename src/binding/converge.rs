@@ -61,7 +61,8 @@ pub enum Pacing {
     Turn,
 }
 
-/// Converges `namespaces` against every live binding (`live`), a few at a time, all at once.
+/// Converges `namespaces` against every live binding (`live`), a few at a time, deferring
+/// nothing.
 pub async fn converge_all(
     ctx: &Context,
     live: &[Resolved],
