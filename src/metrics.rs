@@ -2,7 +2,8 @@
 //! outcome (with latency), reconciles by controller and result (with duration), API writes by
 //! kind, whether this replica leads, the webhook's admissions by result (with latency) and the
 //! ServiceAccounts the reconciler had to patch after creation although a binding asked for
-//! injection at creation.
+//! injection at creation, the writes that went over the write budget and the renewal rewrites
+//! waiting in the wave lane.
 //!
 //! They live in one process-wide set ([`global`]) so the cloud client and the write paths can
 //! count without a handle threaded through; [`register`] adds them to a scrape registry. Label
@@ -41,6 +42,8 @@ pub struct Metrics {
     pub admissions: Family<Labels, Counter>,
     pub admission_duration: Histogram,
     pub patched_after_create: Family<Labels, Counter>,
+    pub over_budget: Counter,
+    pub wave_pending: Gauge,
 }
 
 /// The process-wide metrics.
@@ -56,6 +59,8 @@ pub fn global() -> &'static Metrics {
         // 50 µs … ~0.8 s.
         admission_duration: Histogram::new(exponential_buckets(0.000_05, 2.0, 15)),
         patched_after_create: Family::default(),
+        over_budget: Counter::default(),
+        wave_pending: Gauge::default(),
     });
     &METRICS
 }
@@ -107,6 +112,16 @@ pub fn register(registry: &mut Registry) {
         "service_accounts_patched_after_create",
         "ServiceAccounts created after a binding with injectOnCreate selected them that the reconciler still had to patch (the webhook was down, skipped or not called), by binding",
         m.patched_after_create.clone(),
+    );
+    registry.register(
+        "writes_over_budget",
+        "Renewal rewrites written beyond the write budget, because their wave could not finish within it before the old token's renewBefore margin was half used",
+        m.over_budget.clone(),
+    );
+    registry.register(
+        "renewal_rewrites_pending",
+        "Renewal rewrites deferred to their slot in a paced renewal wave, not written yet",
+        m.wave_pending.clone(),
     );
 }
 
@@ -167,4 +182,16 @@ pub fn patched_after_create(binding: &str) {
         .patched_after_create
         .get_or_create(&vec![("binding", binding.to_owned())])
         .inc();
+}
+
+/// Counts one write beyond the write budget.
+pub fn over_budget() {
+    global().over_budget.inc();
+}
+
+/// Sets how many renewal rewrites wait in the wave lane.
+pub fn wave_pending(n: usize) {
+    global()
+        .wave_pending
+        .set(i64::try_from(n).unwrap_or(i64::MAX));
 }

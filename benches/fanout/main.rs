@@ -11,7 +11,8 @@
 //! (the floor client's parallel namespaces; 8, as the controller converges 8 namespaces at
 //! once), `--steady-seconds S` (20), `--neighbour-rate Q` operations per second of the
 //! neighbour client (20), `--wave-namespaces W` new namespaces created during the renewal wave
-//! (20).
+//! (20), `--write-budget B` the controller's `--write-budget` (its default when not given; 0:
+//! unlimited).
 //!
 //! A neighbour client (another client, its own connection, its own namespace) reads and writes
 //! ConfigMaps at a steady rate from before the first floor run to the end; its latency is
@@ -43,6 +44,8 @@ pub struct Params {
     pub steady_seconds: u64,
     pub neighbour_rate: f64,
     pub wave_namespaces: usize,
+    /// The controller's `--write-budget`, when not its default.
+    pub write_budget: Option<String>,
 }
 
 fn parse_args() -> Params {
@@ -55,6 +58,7 @@ fn parse_args() -> Params {
         steady_seconds: 20,
         neighbour_rate: 20.0,
         wave_namespaces: 20,
+        write_budget: None,
     };
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -72,6 +76,10 @@ fn parse_args() -> Params {
             "--steady-seconds" => p.steady_seconds = number(flag, value),
             "--neighbour-rate" => p.neighbour_rate = number(flag, value),
             "--wave-namespaces" => p.wave_namespaces = number(flag, value),
+            "--write-budget" => {
+                let _: f64 = number(flag, value);
+                p.write_budget = Some(value.clone());
+            }
             other => panic!("unknown option {other}"),
         }
     }
@@ -153,7 +161,7 @@ async fn main() {
     // The controller runs from here on, idle until the binding is applied: the floor runs on
     // namespaces no binding selects, so it loads the API server with the controller's watches
     // as the fan-out does.
-    let mut controller = world.start_controller();
+    let mut controller = world.start_controller(params.write_budget.as_deref());
     world.wait_policy_ready().await;
 
     // 1. The floor the fan-out goal is measured against: the controller's own objects with the
@@ -462,7 +470,11 @@ async fn main() {
         "renewal wave: {:.2} s from the first to the last Secret updated (as the benchmark's watch saw them); Secrets kept their UIDs: {uids_kept}",
         wave_time.as_secs_f64()
     ));
-    report.add(Figure::wave_pace(&wave, params.namespaces));
+    report.add(Figure::wave_pace(
+        &wave,
+        params.namespaces,
+        params.write_budget.as_deref(),
+    ));
     report.add(Figure::wave_validity(
         &wave,
         params.namespaces,

@@ -190,7 +190,15 @@ impl Figure {
     }
 
     /// The wave's length and pace; no goal until the controller has a write budget.
-    pub fn wave_pace(wave: &Wave, namespaces: usize) -> Figure {
+    /// `budget`: the controller's `--write-budget` when not its default.
+    pub fn wave_pace(wave: &Wave, namespaces: usize, budget: Option<&str>) -> Figure {
+        let budget = match budget {
+            None => {
+                "the default write budget (20 writes/s): spread over the renewal window".to_owned()
+            }
+            Some("0") => "an unlimited write budget: every rewrite at once".to_owned(),
+            Some(b) => format!("a write budget of {b} writes/s: spread over the renewal window"),
+        };
         Figure {
             name: "renewal wave: first to last Secret rewritten, peak Secrets per second".into(),
             measured: format!(
@@ -200,7 +208,7 @@ impl Figure {
                 wave.peak_per_second,
                 wave.mean_per_second()
             ),
-            floor: "no goal (no write budget yet)".into(),
+            floor: format!("no goal; {budget}"),
             verdict: if wave.renewed == namespaces {
                 "every Secret renewed".into()
             } else {
@@ -312,7 +320,7 @@ impl Report {
         let p = &self.params;
         let mut out = format!(
             "# Benchmark {}\n\nMachine: {cores} cores, load average (1, 5, 15 min) {} at the start, {} at the end. N = {} namespaces, M = {} unrelated Secrets, \
-             {} new namespaces at {}/s, API concurrency {}.\n\n\
+             {} new namespaces at {}/s, API concurrency {}, controller write budget {}.\n\n\
              | figure | measured | floor / goal | verdict |\n|---|---|---|---|\n",
             self.date.strftime("%Y-%m-%d %H:%M UTC"),
             self.load_at_start,
@@ -321,7 +329,12 @@ impl Report {
             p.unrelated_secrets,
             p.new_namespaces,
             p.rate,
-            p.concurrency
+            p.concurrency,
+            match p.write_budget.as_deref() {
+                None => "default",
+                Some("0") => "unlimited",
+                Some(b) => b,
+            }
         );
         for r in &self.rows {
             out.push_str(&format!(
@@ -338,12 +351,16 @@ impl Report {
         out
     }
 
-    /// Requests the table to `bench/results/<date>-n<N>-m<M>.md` and returns the path.
+    /// Requests the table to `bench/results/<date>-n<N>-m<M>[-b<write budget>].md` and returns the path.
     pub fn save(&self, markdown: &str) -> PathBuf {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/results");
         std::fs::create_dir_all(&dir).expect("creating bench/results");
+        let budget = match self.params.write_budget.as_deref() {
+            Some(b) => format!("-b{b}"),
+            None => String::new(),
+        };
         let path = dir.join(format!(
-            "{}-n{}-m{}.md",
+            "{}-n{}-m{}{budget}.md",
             self.date.strftime("%Y%m%dT%H%M"),
             self.params.namespaces,
             self.params.unrelated_secrets

@@ -75,11 +75,12 @@ pub fn sample_payload() -> Vec<u8> {
 /// How long the fake's registry tokens live: the policy's `renewBefore` (3 minutes) plus time
 /// for the fan-out and the steady-state window to end before the first renewal, and for the
 /// renewal wave and the new namespaces to end before the next: 60 s plus 30 ms per namespace
-/// (1,000 → 90 s, 5,000 → 210 s, 10,000 → 360 s). With a fixed 60 s, the 5,000-namespace
-/// fan-out pushed the steady-state window into the renewal, and each phase measured a piece of
-/// another; 20 ms per namespace left too little for the four floor runs at 10,000.
+/// (1,000 → 90 s, 5,000 → 210 s, 10,000 → 360 s), plus half of `renewBefore` (90 s), the
+/// window a paced wave is spread over. With a fixed 60 s, the 5,000-namespace fan-out pushed the
+/// steady-state window into the renewal, and each phase measured a piece of another; 20 ms per
+/// namespace left too little for the four floor runs at 10,000.
 fn token_seconds(namespaces: usize) -> u64 {
-    180 + 60 + (namespaces as u64) * 3 / 100
+    180 + 60 + 90 + (namespaces as u64) * 3 / 100
 }
 
 /// The policy's `renewBefore`, in seconds (see [`token_seconds`]).
@@ -225,8 +226,9 @@ impl World {
     }
 
     /// Starts the release controller binary against this cluster and the fake cloud, with the
-    /// environment its image sets (see [`image_environment`]).
-    pub fn start_controller(&self) -> Controller {
+    /// environment its image sets (see [`image_environment`]) and `--write-budget`
+    /// `write_budget` when given (its default otherwise).
+    pub fn start_controller(&self, write_budget: Option<&str>) -> Controller {
         let binary = std::env::var("ACC_BENCH_CONTROLLER")
             .expect("ACC_BENCH_CONTROLLER must name the controller binary");
         let base = self
@@ -246,6 +248,7 @@ impl World {
             .arg(&base)
             // A free loopback port: other controllers may run on this machine.
             .args(["--probe-address", "127.0.0.1:0"])
+            .args(write_budget.map(|b| format!("--write-budget={b}")))
             // ACC_BENCH_RUST_LOG: a finer level, to see where the time goes.
             .env(
                 "RUST_LOG",

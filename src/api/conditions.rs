@@ -22,6 +22,10 @@ pub mod types {
     /// kstatus: the controller is working towards the current generation (first convergence
     /// or a spec change in flight). Present only while `True`. Bindings.
     pub const RECONCILING: &str = "Reconciling";
+    /// Whether the last renewal wave fit the write budget (`False`: the controller wrote over
+    /// budget to keep every token's margin). Set once the binding's first wave is paced.
+    /// Bindings.
+    pub const RENEWAL_PACED: &str = "RenewalPaced";
 }
 
 /// Condition statuses.
@@ -74,6 +78,11 @@ pub mod reasons {
     pub const SERVICE_ACCOUNT_PATCH_FAILED: &str = "ServiceAccountPatchFailed";
     /// The cloud says the registry instance (or a role on the way) does not exist.
     pub const NOT_FOUND: &str = "NotFound";
+    /// The renewal wave is spread over its window within the write budget.
+    pub const WITHIN_BUDGET: &str = "WithinBudget";
+    /// The renewal wave needs more writes per second than the write budget allows; the
+    /// controller writes over budget rather than let a token near expiry.
+    pub const RENEWAL_OVER_BUDGET: &str = "RenewalOverBudget";
 }
 
 /// A condition to set; [`set_condition`] fills in `lastTransitionTime`.

@@ -13,9 +13,16 @@
 //!    ([`model::service_accounts::plan`]), re-read and retried on conflicts.
 //! 3. Our Secret, when no binding selects the namespace any more and every entry is gone: a
 //!    delete with preconditions on the very object that was read.
+//!
+//! Every write takes from the write budget ([`crate::cluster::budget`]). In a binding's pass
+//! ([`converge_paced`]) a Secret rewrite that only renews tokens, with the old token still good
+//! for a while, is not written: it is queued in the wave lane at its slot
+//! ([`crate::model::wave`]), and `super::wave` writes it then. Everything else (and every
+//! rewrite when the budget is unlimited) goes at once, through the urgent lane.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
@@ -25,11 +32,14 @@ use tracing::Instrument;
 
 use super::plan::{plan_namespace, service_accounts_by_namespace};
 use crate::cluster::Context;
+use crate::cluster::budget::Lane;
 use crate::cluster::error::{Error, Result, is_status};
+use crate::cluster::wave::WaveItem;
 use crate::model::plan::{self, NamespaceOutcome, NamespacePlan, SecretWrite};
 use crate::model::resolve::Resolved;
 use crate::model::secret::{is_ours, merge_into, needs_update};
 use crate::model::service_accounts;
+use crate::model::wave::{self, WavePace};
 
 /// How many namespaces one reconcile converges at once.
 const PARALLEL_NAMESPACES: usize = 8;
@@ -40,27 +50,85 @@ const MAX_SECRET_ATTEMPTS: u32 = 4;
 /// How many times a ServiceAccount patch is retried when the ServiceAccount changed under us.
 pub const MAX_SERVICE_ACCOUNT_ATTEMPTS: u32 = 8;
 
+/// How a namespace is converged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pacing {
+    /// Everything at once, through the urgent lane.
+    Now,
+    /// A binding's pass: a rewrite that only renews tokens waits for its slot, that of the
+    /// `rank`-th of the pass's `n` namespaces in the wave.
+    Wave { rank: usize, n: usize },
+    /// The wave lane's turn: the Secret's write was budgeted already.
+    Turn,
+}
+
 /// Converges `namespaces` against every live binding (`live`), a few at a time, each in a
-/// `namespace` span (a child of the reconcile's span, so its lines name binding and namespace).
+/// `namespace` span (a child of the reconcile's span, so its lines name binding and namespace),
+/// deferring nothing.
 pub async fn converge_all(
     ctx: &Context,
     live: &[Resolved],
     namespaces: BTreeSet<String>,
 ) -> Vec<(String, Result<NamespaceOutcome>)> {
+    converge_many(ctx, live, namespaces, false).await.0
+}
+
+/// Converges `namespaces` like [`converge_all`], but defers renewal rewrites to their slot in
+/// the wave; also says how the wave fits the budget, when one was deferred.
+pub async fn converge_paced(
+    ctx: &Context,
+    live: &[Resolved],
+    namespaces: BTreeSet<String>,
+) -> (Vec<(String, Result<NamespaceOutcome>)>, Option<WavePace>) {
+    converge_many(ctx, live, namespaces, true).await
+}
+
+async fn converge_many(
+    ctx: &Context,
+    live: &[Resolved],
+    namespaces: BTreeSet<String>,
+    paced: bool,
+) -> (Vec<(String, Result<NamespaceOutcome>)>, Option<WavePace>) {
     let service_accounts = service_accounts_by_namespace(ctx);
-    futures::stream::iter(namespaces)
-        .map(|ns| {
-            let sas = service_accounts.get(&ns).map(Vec::as_slice).unwrap_or(&[]);
-            let span = tracing::info_span!("namespace", namespace = %ns);
-            async move {
-                let r = converge_namespace(ctx, &ns, live, sas).await;
-                (ns, r)
-            }
-            .instrument(span)
-        })
-        .buffer_unordered(PARALLEL_NAMESPACES)
-        .collect()
-        .await
+    let n = namespaces.len();
+    let converged: Vec<(String, Result<Converged>)> =
+        futures::stream::iter(namespaces.into_iter().enumerate())
+            .map(|(rank, ns)| {
+                let sas = service_accounts.get(&ns).map(Vec::as_slice).unwrap_or(&[]);
+                let pacing = match paced {
+                    true => Pacing::Wave { rank, n },
+                    false => Pacing::Now,
+                };
+                let span = tracing::info_span!("namespace", namespace = %ns);
+                async move {
+                    let r = converge_namespace_paced(ctx, &ns, live, sas, pacing).await;
+                    (ns, r)
+                }
+                .instrument(span)
+            })
+            .buffer_unordered(PARALLEL_NAMESPACES)
+            .collect()
+            .await;
+    // The wave's pace as the namespace with the shortest window sees it.
+    let pace = converged
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok()?.deferred.clone())
+        .min_by_key(|p| p.window);
+    if let Some(p) = &pace {
+        crate::metrics::wave_pending(ctx.wave.len());
+        tracing::info!(
+            namespaces = p.namespaces,
+            window_seconds = p.window.as_secs(),
+            needed_per_second = p.needed(),
+            over_budget = p.over_budget(),
+            "renewal rewrites paced over the renewal window"
+        );
+    }
+    let results = converged
+        .into_iter()
+        .map(|(ns, r)| (ns, r.map(|c| c.outcome)))
+        .collect();
+    (results, pace)
 }
 
 /// Converges namespace `namespace` against every live binding, under its lock: plans it, then
@@ -73,20 +141,105 @@ pub async fn converge_namespace(
     live: &[Resolved],
     service_accounts: &[Arc<ServiceAccount>],
 ) -> Result<NamespaceOutcome> {
+    converge_namespace_paced(ctx, namespace, live, service_accounts, Pacing::Now)
+        .await
+        .map(|c| c.outcome)
+}
+
+/// One namespace converged, and the pace of the wave its Secret's rewrite was deferred to.
+#[derive(Debug)]
+pub struct Converged {
+    pub outcome: NamespaceOutcome,
+    pub deferred: Option<WavePace>,
+}
+
+/// [`converge_namespace`], paced as `pacing` says.
+pub async fn converge_namespace_paced(
+    ctx: &Context,
+    namespace: &str,
+    live: &[Resolved],
+    service_accounts: &[Arc<ServiceAccount>],
+    pacing: Pacing,
+) -> Result<Converged> {
     let _guard = ctx.namespace_lock(namespace).await;
-    let plan = plan_namespace(ctx, namespace, live, service_accounts).await;
-    carry_out(ctx, namespace, plan, service_accounts).await
+    let mut plan = plan_namespace(ctx, namespace, live, service_accounts).await;
+    let deferred = match (pacing, &plan.write) {
+        (Pacing::Wave { rank, n }, Some(write)) if ctx.budget.limited() => {
+            defer(ctx, namespace, live, &plan, write, rank, n).await
+        }
+        _ => None,
+    };
+    let lane = match pacing {
+        Pacing::Turn => Lane::Wave,
+        Pacing::Now | Pacing::Wave { .. } => Lane::Urgent,
+    };
+    if let Some((item, _)) = deferred.clone() {
+        ctx.wave.schedule(item);
+        // The Secret keeps the old token, valid with margin, until its slot.
+        plan.write = None;
+    }
+    let outcome = carry_out(ctx, namespace, plan, service_accounts, lane).await?;
+    Ok(Converged {
+        outcome,
+        deferred: deferred.map(|(_, pace)| pace),
+    })
+}
+
+/// The slot of a rewrite that only renews tokens and may wait (none when it may not), and the
+/// pace of its wave: from the newest contributing token's issue to the deadline of the oldest
+/// token in the Secret, as the `rank`-th of `n` namespaces.
+async fn defer(
+    ctx: &Context,
+    namespace: &str,
+    live: &[Resolved],
+    plan: &NamespacePlan,
+    write: &SecretWrite,
+    rank: usize,
+    n: usize,
+) -> Option<(WaveItem, WavePace)> {
+    let old = wave::renews_only(write.existing.as_deref()?, &write.desired)?;
+    let contributors: Vec<&Resolved> = live
+        .iter()
+        .filter(|r| plan.contributors.contains(&r.name))
+        .collect();
+    let renew_before = contributors.iter().map(|r| r.renew_before).max()?;
+    let mut issued = None;
+    for r in &contributors {
+        if let Some(t) = ctx.tokens.peek(&r.request.key()).await {
+            issued = issued.max(Some(t.issued_at));
+        }
+    }
+    let now = ctx.clock.now();
+    let start = issued?.min(now);
+    let latest = wave::deadline(old, renew_before);
+    if latest <= now {
+        return None;
+    }
+    let pace = WavePace {
+        namespaces: n,
+        window: Duration::try_from(start.duration_until(latest)).unwrap_or_default(),
+        budget: ctx.budget.config().per_second,
+    };
+    let item = WaveItem {
+        namespace: namespace.to_owned(),
+        due: wave::slot(start, latest, rank, n),
+        latest,
+        over_budget: pace.over_budget(),
+    };
+    Some((item, pace))
 }
 
 /// Writes what `plan` says, in order: the Secret, the ServiceAccounts, the Secret's deletion.
+/// The Secret's write takes `lane`; the others are urgent.
 async fn carry_out(
     ctx: &Context,
     namespace: &str,
     mut plan: NamespacePlan,
     service_accounts: &[Arc<ServiceAccount>],
+    lane: Lane,
 ) -> Result<NamespaceOutcome> {
     if let Some(write) = &plan.write {
-        match write_secret(ctx, namespace, write).await? {
+        match write_secret(ctx, namespace, write, lane).await? {
             WriteOutcome::Ours => {
                 tracing::info!(namespace, contributors = ?plan.contributors, "pull Secret written");
             }
@@ -145,7 +298,12 @@ enum WriteOutcome {
     OwnedByOthers,
 }
 
-async fn write_secret(ctx: &Context, namespace: &str, write: &SecretWrite) -> Result<WriteOutcome> {
+async fn write_secret(
+    ctx: &Context,
+    namespace: &str,
+    write: &SecretWrite,
+    lane: Lane,
+) -> Result<WriteOutcome> {
     let desired = &write.desired;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let name = &ctx.config.secret_name;
@@ -156,7 +314,11 @@ async fn write_secret(ctx: &Context, namespace: &str, write: &SecretWrite) -> Re
     let apply_params = PatchParams::apply(&ctx.config.field_manager);
     let mut current = write.existing.as_deref().cloned();
     let mut before = ctx.stores.written.before_write(namespace);
-    for _ in 0..MAX_SECRET_ATTEMPTS {
+    for attempt in 0..MAX_SECRET_ATTEMPTS {
+        // The wave lane budgeted its first attempt; retries after a conflict are urgent.
+        if lane == Lane::Urgent || attempt > 0 {
+            ctx.budget.urgent();
+        }
         let creating = current.is_none();
         let result = match &current {
             // Created by server-side apply, which the API server authorizes as `create` of this
@@ -222,6 +384,7 @@ async fn patch_service_account(
         let Some(patch) = service_accounts::plan(&current, secret, want) else {
             return Ok(false);
         };
+        ctx.budget.urgent();
         match api.patch(&name, &params, &Patch::<()>::Json(patch)).await {
             Ok(_) => {
                 crate::metrics::write("ServiceAccount", "patch");
@@ -251,6 +414,7 @@ async fn patch_service_account(
 async fn delete_secret(ctx: &Context, namespace: &str, decided_on: &Secret) -> Result<()> {
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
     let before = ctx.stores.written.before_write(namespace);
+    ctx.budget.urgent();
     match api
         .delete(&ctx.config.secret_name, &delete_params(decided_on))
         .await

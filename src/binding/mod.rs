@@ -6,12 +6,15 @@
 //!    fresh when a rotation is requested (`acrcredentials.io/rotation-requested-at`).
 //! 3. [`plan`]: the target namespaces, and per namespace the whole plan: its Secret and every
 //!    ServiceAccount, decided before anything is written (no).
-//! 4. [`converge`]: per namespace, under its lock: plan, then write (yes).
+//! 4. [`converge`]: per namespace, under its lock: plan, then write (yes); a renewal rewrite
+//!    that may wait is deferred to its slot in the wave instead.
 //! 5. [`observe`]: the outcomes folded into the binding's view (no).
 //! 6. [`status`]: every status of the binding, built by `model::status`, sent in one place
 //!    (yes).
 //!
-//! Plus [`finalizer`]: added in the pass that first converges a binding. Deletion (behind the
+//! Plus [`wave`]: the wave lane's worker, which writes the deferred renewal rewrites at their
+//! slots within the write budget; and [`finalizer`]: added in the pass that first converges a
+//! binding. Deletion (behind the
 //! finalizer) converges the same namespaces without the binding, which removes its domains from
 //! shared Secrets, its ServiceAccount entries, and Secrets no binding wants any more.
 
@@ -22,6 +25,7 @@ pub mod plan;
 pub mod resolve;
 pub mod status;
 pub mod token;
+pub mod wave;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,9 +79,20 @@ async fn apply(binding: &AcrRegistryBinding, ctx: &Context) -> Result<Action> {
         }
     };
     let live = resolve::live_bindings(ctx);
-    let (token, rotation) = token::token(ctx, binding, &resolved, &live).await?;
+    let token::Token {
+        outcome: token,
+        rotation,
+        rotated,
+    } = token::token(ctx, binding, &resolved, &live).await?;
     let targets = plan::targets(ctx, &resolved);
-    let results = converge::converge_all(ctx, &live, targets.namespaces.clone()).await;
+    // A rotation asked for now is written now; a renewal waits for its slot in the wave.
+    let (results, pace) = match rotated {
+        true => (
+            converge::converge_all(ctx, &live, targets.namespaces.clone()).await,
+            None,
+        ),
+        false => converge::converge_paced(ctx, &live, targets.namespaces.clone()).await,
+    };
     let mut observed = observe::observe(
         binding,
         &resolved,
@@ -87,6 +102,7 @@ async fn apply(binding: &AcrRegistryBinding, ctx: &Context) -> Result<Action> {
         &ctx.config.secret_name,
     );
     observed.observation.rotation = rotation;
+    observed.observation.renewal = pace;
     status::report(ctx, binding, &observed.observation).await?;
     Ok(Action::requeue(next_look(
         ctx,
@@ -96,8 +112,10 @@ async fn apply(binding: &AcrRegistryBinding, ctx: &Context) -> Result<Action> {
     )))
 }
 
-/// When to reconcile again: when the token needs a look (renewal, retry, expiry), at the
-/// latest after the resync period, and within the backoff when a namespace failed (one that
+/// When to reconcile again: when the token needs a look (renewal, retry, expiry) or a deferred
+/// renewal rewrite is due at the latest (should the wave lane not have written it, the pass
+/// writes it then), at the latest after the resync period, and within the backoff when a
+/// namespace failed (one that
 /// keeps failing, by quota or an admission webhook, is retried like a failed reconcile; a pass
 /// without failures resets it).
 fn next_look(
@@ -114,7 +132,11 @@ fn next_look(
             None
         }
     };
-    let until_check = Duration::try_from(token.next_check.duration_since(ctx.clock.now()))
+    let next_check = match ctx.wave.earliest_latest() {
+        Some(latest) => token.next_check.min(latest),
+        None => token.next_check,
+    };
+    let until_check = Duration::try_from(next_check.duration_since(ctx.clock.now()))
         .unwrap_or(Duration::from_secs(1))
         .max(Duration::from_secs(1));
     let wait = until_check.min(ctx.config.resync);

@@ -104,5 +104,6 @@ async fn send(
     status: &AcrRegistryBindingStatus,
 ) -> Result<()> {
     let api: Api<AcrRegistryBinding> = Api::all(ctx.client.clone());
+    ctx.budget.urgent();
     apply_status(&api, &binding.name_any(), &ctx.config.field_manager, status).await
 }

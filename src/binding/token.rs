@@ -34,21 +34,34 @@ use crate::model::resolve::Resolved;
 use crate::model::rotation::{Decision, Requests, decide, handled};
 use crate::model::token::{TokenOutcome, TokenRequest};
 
+/// What the token stage hands on.
+#[derive(Debug)]
+pub struct Token {
+    /// The binding's token (or why there is none).
+    pub outcome: TokenOutcome,
+    /// The binding's `status.rotation` after this pass.
+    pub rotation: Option<RotationStatus>,
+    /// A rotation was asked for and answered in this pass: its rewrites are not paced.
+    pub rotated: bool,
+}
+
 /// The token of `binding` (resolved as `resolved`), rotated first when a rotation request is
 /// pending, with an Event when something happened; first forgets the tokens no binding of
-/// `live` uses. Also returns the binding's `status.rotation` after this pass.
+/// `live` uses.
 pub async fn token(
     ctx: &Context,
     binding: &AcrRegistryBinding,
     resolved: &Resolved,
     live: &[Resolved],
-) -> Result<(TokenOutcome, Option<RotationStatus>)> {
+) -> Result<Token> {
     ctx.tokens.retain(&live_requests(live));
     adopt_previous_token(ctx, resolved).await;
     let registry = resolved.request.registry.key();
     let (requests, status) = rotation_requests(ctx, binding).await?;
     let previous = status.as_ref().and_then(|s| s.rotation.as_ref());
-    let (outcome, rotation, event) = match decide(&requests, status.as_ref()) {
+    let decision = decide(&requests, status.as_ref());
+    let rotated = matches!(decision, Decision::Rotate(_));
+    let (outcome, rotation, event) = match decision {
         Decision::Rotate(pending) => {
             let ids = requests.ids(&pending);
             match ctx.tokens.rotate(&resolved.request, &ids).await {
@@ -85,7 +98,11 @@ pub async fn token(
     {
         ctx.event(binding, type_, reason, action, note).await;
     }
-    Ok((outcome, rotation))
+    Ok(Token {
+        outcome,
+        rotation,
+        rotated,
+    })
 }
 
 /// The rotation requests of `binding` and of its policy, and the status they are judged

@@ -15,6 +15,7 @@ use clap::{Args, ValueEnum};
 
 use super::args::{CloudArgs, KubeArgs};
 use super::{CliError, EXIT_FAILURE};
+use crate::cluster::budget::{BudgetConfig, DEFAULT_BURST, DEFAULT_WRITES_PER_SECOND};
 use crate::runtime::config::{
     DEFAULT_RECONCILE_TIMEOUT_SECONDS, DEFAULT_RESYNC_SECONDS, DEFAULT_SECRET_NAME,
     MIN_RESYNC_SECONDS,
@@ -94,11 +95,31 @@ pub struct RunArgs {
     /// Seconds between two attempts to acquire or renew the Lease.
     #[arg(long, env = "ACR_RETRY_PERIOD_SECONDS", default_value_t = 2.0)]
     pub retry_period_seconds: f64,
+    /// Writes per second the controller allows itself (Secrets, ServiceAccounts, status), as
+    /// a token bucket: urgent writes (new namespaces, repairs, first writes, status) go at once
+    /// and take their share; renewal rewrites are spread over the renewal window within what
+    /// is left, and go over budget only rather than let a token near expiry. 0: unlimited
+    /// (every renewal rewrite at once).
+    #[arg(long, env = "ACR_WRITE_BUDGET", value_name = "WRITES_PER_SECOND", default_value_t = DEFAULT_WRITES_PER_SECOND, value_parser = write_budget)]
+    pub write_budget: f64,
+    /// Writes that may go at once after a quiet spell (the token bucket's size).
+    #[arg(long, env = "ACR_WRITE_BURST", default_value_t = DEFAULT_BURST, value_parser = clap::value_parser!(u32).range(1..))]
+    pub write_burst: u32,
     /// Address of the plain-HTTP server for /readyz, /livez and /metrics.
     #[arg(long, env = "ACR_PROBE_ADDRESS", default_value = "0.0.0.0:8080")]
     pub probe_address: std::net::SocketAddr,
     #[command(flatten)]
     pub webhook: Box<super::webhook::WebhookArgs>,
+}
+
+/// `--write-budget`: a finite number of writes per second, 0 or more.
+fn write_budget(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!(
+            "not a number of writes per second (0 or more): {value}"
+        )),
+    }
 }
 
 /// The election timings the flags describe, validated.
@@ -235,6 +256,10 @@ pub fn runtime_config(
         probe_address: Some(args.probe_address),
         webhook,
         liveness_max_age: runtime::liveness_max_age(timings.as_ref()),
+        write_budget: BudgetConfig {
+            per_second: args.write_budget,
+            burst: args.write_burst,
+        },
         ..ControllerConfig::default()
     };
     let lease = timings.map(|timings| LeaseConfig {
@@ -354,6 +379,31 @@ mod tests {
         assert_eq!(config.replica_name.as_deref(), Some("replica-0"));
         assert_eq!(config.probe_address, Some("0.0.0.0:8080".parse().unwrap()));
         assert!(config.webhook.is_none() && config.legacy_configmap.is_none());
+        assert_eq!(config.write_budget, defaults.write_budget);
+    }
+
+    #[test]
+    fn the_write_budget_flags_become_the_budget_and_nonsense_is_refused() {
+        let (config, _) = super::runtime_config(
+            &parse(&["--write-budget", "7.5", "--write-burst", "3"]),
+            "acr-system",
+            "r",
+        )
+        .unwrap();
+        assert_eq!(config.write_budget.per_second, 7.5);
+        assert_eq!(config.write_budget.burst, 3);
+        let (unlimited, _) =
+            super::runtime_config(&parse(&["--write-budget", "0"]), "acr-system", "r").unwrap();
+        assert!(!unlimited.write_budget.limited());
+        for bad in [
+            ["--write-budget", "-1"],
+            ["--write-budget", "inf"],
+            ["--write-burst", "0"],
+        ] {
+            let parsed =
+                Cli::try_parse_from(["acr-credential-controller", "run"].iter().chain(&bad));
+            assert!(parsed.is_err(), "{bad:?} is refused");
+        }
     }
 
     #[test]

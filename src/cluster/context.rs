@@ -1,6 +1,6 @@
 //! The one `Context` every reconcile gets: the Kubernetes client, the watch caches (stores),
-//! the token manager, the Event recorder, the reconcilers' settings ([`ReconcileConfig`]) and
-//! the clock.
+//! the token manager, the Event recorder, the reconcilers' settings ([`ReconcileConfig`]), the
+//! write budget and its wave lane, and the clock.
 
 use std::sync::Arc;
 
@@ -9,10 +9,12 @@ use kube::Client;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::Store;
 
+use super::budget::{BudgetConfig, WriteBudget};
 use super::caches::Readiness;
 use super::leadership::Leadership;
 use super::recorder::Recorder;
 use super::tokens::TokenManager;
+use super::wave::WaveQueue;
 use crate::api::{AcrCredentialPolicy, AcrRegistryBinding};
 use crate::cloud::clock::Clock;
 use crate::model::ResolveConfig;
@@ -37,6 +39,8 @@ pub struct ReconcileConfig {
     pub reconcile_timeout: std::time::Duration,
     /// Whether this replica leads and may write.
     pub leadership: Leadership,
+    /// The write budget: writes per second and burst; unlimited defers nothing.
+    pub write_budget: BudgetConfig,
 }
 
 /// The watch caches the reconcilers read instead of the API server.
@@ -77,6 +81,10 @@ pub struct Context {
     pub namespace_locks: super::locks::NamespaceLocks,
     /// Consecutive failures per binding and policy, for the retry backoff.
     pub retries: super::backoff::Backoff,
+    /// The write budget every write takes from ([`WriteBudget::urgent`] or its wave lane).
+    pub budget: WriteBudget,
+    /// Renewal rewrites deferred to their slot in a paced wave.
+    pub wave: WaveQueue,
 }
 
 impl Context {
@@ -89,9 +97,12 @@ impl Context {
         recorder: impl Into<Arc<Recorder>>,
         clock: Arc<dyn Clock>,
     ) -> Self {
+        let config: ReconcileConfig = config.into();
         Self {
+            budget: WriteBudget::new(config.write_budget),
+            wave: WaveQueue::default(),
             client,
-            config: config.into(),
+            config,
             stores,
             readiness,
             tokens,

@@ -15,9 +15,12 @@
 //! - [`guard`]: the envelope of every reconcile (caches synced, deadline, leadership, error
 //!   policy and its Events).
 //! - [`status`]: server-side apply on `/status`.
+//! - [`budget`]: the write budget (a token bucket with an urgent and a wave lane).
+//! - [`wave`]: the renewal rewrites deferred to their slot in a paced wave.
 //! - [`error`]: the layer's error type, with a bounded reason per variant.
 
 pub mod backoff;
+pub mod budget;
 pub mod caches;
 pub mod context;
 pub mod error;
@@ -27,6 +30,7 @@ pub mod locks;
 pub mod recorder;
 pub mod status;
 pub mod tokens;
+pub mod wave;
 pub mod written;
 
 pub use caches::Readiness;

@@ -1,12 +1,13 @@
 //! The pull Secrets this controller wrote that its watch cache has not shown yet.
 //!
 //! A reconcile reads each namespace's Secret from the cache. Right after a write the cache still
-//! holds the old copy (or none) until the watch event arrives, and every write triggers another
-//! reconcile of the binding: at a few thousand namespaces the rerun starts while the cache lags by
-//! seconds, and would create again what it just created, or replace with a stale
+//! holds the old copy (or none) until the watch event arrives, and the next reconcile of the
+//! binding (another namespace's event, a ServiceAccount's) may come first: at a few thousand
+//! namespaces the rerun starts while the cache lags by seconds, and would create again what it just created, or replace with a stale
 //! resourceVersion (a conflict, a re-read). So each write is remembered here, per namespace,
 //! until the cache has caught up with it, and [`Written::current`] answers with the freshest of
-//! the two.
+//! the two. [`Written::observe`] also tells the echo of our own write apart, so that it triggers
+//! no reconcile.
 //!
 //! The cache has caught up once it shows any version other than those our write replaced: the
 //! version the cache held before the write, the versions we read or wrote on the way. Updates
@@ -143,30 +144,42 @@ impl Written {
     }
 
     /// Follows the cache's watch stream (after the cache has applied the event): forgets what
-    /// the cache now shows.
-    pub fn follow(&self, event: &watcher::Event<Secret>) {
+    /// the cache now shows. Returns whether the event is only the echo of our own write (the
+    /// very version it returned): nothing the reconcilers need to look at again.
+    pub fn follow(&self, event: &watcher::Event<Secret>) -> bool {
         let mut pending = self.lock();
         if pending.is_empty() {
-            return;
+            return false;
         }
         match event {
             watcher::Event::Apply(s) => {
-                let Some(ns) = s.namespace() else { return };
-                if pending
-                    .get(&ns)
-                    .is_some_and(|entry| caught_up(entry, Some(s)))
-                {
+                let Some(ns) = s.namespace() else {
+                    return false;
+                };
+                let Some(entry) = pending.get(&ns) else {
+                    return false;
+                };
+                let echo = entry.secret.as_deref().is_some_and(|ours| {
+                    ours.metadata.resource_version.is_some()
+                        && ours.metadata.resource_version == s.metadata.resource_version
+                });
+                if caught_up(entry, Some(s)) {
                     pending.remove(&ns);
                 }
+                echo
             }
             // Ours or a later deletion: either way the cache is right about it.
             watcher::Event::Delete(s) => {
                 if let Some(ns) = s.namespace() {
                     pending.remove(&ns);
                 }
+                false
             }
-            watcher::Event::InitDone => pending.clear(),
-            watcher::Event::Init | watcher::Event::InitApply(_) => {}
+            watcher::Event::InitDone => {
+                pending.clear();
+                false
+            }
+            watcher::Event::Init | watcher::Event::InitApply(_) => false,
         }
     }
 

@@ -13,6 +13,7 @@
 //! - [`secret`]: the dockerconfigjson Secret builder and change detection.
 //! - [`service_accounts`]: the version-checked `imagePullSecrets` patch of one ServiceAccount.
 //! - [`plan`]: the whole plan of one namespace (Secret and ServiceAccounts) and its outcome.
+//! - [`wave`]: the renewal wave's pacing: which rewrites may wait, until when, their slots.
 //! - [`observe`]: folds one reconcile's namespace outcomes into the binding's view.
 //! - [`status`]: the status builders (one function per condition).
 //! - [`events`]: Event reasons, actions and the token Event's note.
@@ -28,5 +29,6 @@ pub mod selection;
 pub mod service_accounts;
 pub mod status;
 pub mod token;
+pub mod wave;
 
 pub use resolve::{ResolveConfig, Resolved, resolve};

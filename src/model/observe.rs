@@ -137,6 +137,7 @@ pub fn observation(
         service_accounts_bound: tally.service_accounts_bound,
         service_account_failures: tally.service_account_errors,
         rotation: None,
+        renewal: None,
     }
 }
 

@@ -5,7 +5,8 @@
 //!
 //! [`binding_status`] is a short sequence of steps: a blocked binding reports its [`Blocker`];
 //! otherwise [`token_issued`], [`secrets_synced`] and [`service_accounts_bound`] each give a
-//! [`Verdict`], [`ready`], [`stalled`] and [`reconciling`] are derived from those, and
+//! [`Verdict`], [`ready`], [`stalled`] and [`reconciling`] are derived from those,
+//! [`renewal_paced`] says how a renewal wave under way fits the write budget, and
 //! [`latest_failure`] is recorded. Each step is a plain function with its own unit test.
 //!
 //! Conditions keep their `lastTransitionTime` unless their status changes (see
@@ -16,6 +17,7 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::token::{HeldToken, TokenFailure};
+use super::wave::WavePace;
 use crate::api::conditions::{
     NewCondition, reasons, remove_condition, set_condition, status as st, types,
 };
@@ -58,6 +60,8 @@ pub struct BindingObservation {
     /// `status.rotation` after this reconcile ([`super::rotation::handled`]); `None` keeps the
     /// previous one.
     pub rotation: Option<crate::api::RotationStatus>,
+    /// The renewal wave this reconcile paced, if one is under way.
+    pub renewal: Option<WavePace>,
 }
 
 /// One condition's verdict before it is written: `True`/`False`, a reason and a message.
@@ -150,6 +154,14 @@ pub fn binding_status(
         g,
         &now_t,
     );
+    if let Some(pace) = &obs.renewal {
+        let verdict = renewal_paced(pace);
+        set_condition(
+            conditions,
+            verdict.condition(types::RENEWAL_PACED, g),
+            now_t,
+        );
+    }
     record_failure(&mut status.last_failure, latest_failure(obs, now));
     status
 }
@@ -187,6 +199,31 @@ fn set_blocked_conditions(
     let verdict = Verdict::new(true, blocker.reason, blocker.message.clone());
     set_condition(conditions, verdict.condition(types::STALLED, g), now_t);
     remove_condition(conditions, types::RECONCILING);
+}
+
+/// `RenewalPaced`: whether the renewal wave fits the write budget, or goes over it to keep
+/// every token's margin. Whole writes per second, so one wave says one thing.
+pub fn renewal_paced(pace: &WavePace) -> Verdict {
+    let (n, window) = (pace.namespaces, pace.window.as_secs());
+    let needed = pace.needed().ceil();
+    match pace.over_budget() {
+        false => Verdict::new(
+            true,
+            reasons::WITHIN_BUDGET,
+            format!(
+                "renewal rewrites of {n} namespaces spread over {window} s ({needed:.0} writes/s), within the write budget of {:.0} writes/s",
+                pace.budget
+            ),
+        ),
+        true => Verdict::new(
+            false,
+            reasons::RENEWAL_OVER_BUDGET,
+            format!(
+                "renewing {n} namespaces within {window} s (before the old token has half its renewBefore left) needs {needed:.0} writes/s, over the write budget of {:.0} writes/s: the controller writes over budget rather than let a token near expiry; raise the write budget or renewBefore",
+                pace.budget
+            ),
+        ),
+    }
 }
 
 /// `TokenIssued`: whether the binding holds a valid token, and how renewal is going.

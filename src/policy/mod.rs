@@ -61,6 +61,7 @@ async fn refresh(policy: Arc<AcrCredentialPolicy>, ctx: &Context) -> Result<Acti
     let mut previous = policy.status.clone();
     // kstatus: a new generation says Reconciling (and Ready=Unknown) before its verdict.
     if let Some(starting) = policy_reconciling_status(&policy, ctx.clock.now()) {
+        ctx.budget.urgent();
         apply_status(
             &api,
             &policy.name_any(),
@@ -72,6 +73,7 @@ async fn refresh(policy: Arc<AcrCredentialPolicy>, ctx: &Context) -> Result<Acti
     }
     let status = policy_status(&policy, &health, ctx.clock.now());
     if previous.as_ref() != Some(&status) {
+        ctx.budget.urgent();
         apply_status(&api, &policy.name_any(), &ctx.config.field_manager, &status).await?;
         if let Some(c) = status
             .conditions

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use crate::cluster::budget::BudgetConfig;
 use crate::cluster::{CONTROLLER_NAME, Leadership, ReconcileConfig};
 use crate::model::ResolveConfig;
 use crate::translator::LegacyConfigMap;
@@ -54,6 +55,8 @@ pub struct ControllerConfig {
     pub liveness_max_age: Duration,
     /// The ServiceAccount admission webhook; `None`: off.
     pub webhook: Option<WebhookConfig>,
+    /// The write budget (`--write-budget`, `--write-burst`).
+    pub write_budget: BudgetConfig,
 }
 
 impl Default for ControllerConfig {
@@ -73,6 +76,7 @@ impl Default for ControllerConfig {
             probe_address: None,
             liveness_max_age: Duration::from_secs(DEFAULT_LIVENESS_MAX_AGE_SECONDS),
             webhook: None,
+            write_budget: BudgetConfig::default(),
         }
     }
 }
@@ -96,6 +100,7 @@ impl From<ControllerConfig> for ReconcileConfig {
             resync: config.resync,
             reconcile_timeout: config.reconcile_timeout,
             leadership: config.leadership,
+            write_budget: config.write_budget,
         }
     }
 }

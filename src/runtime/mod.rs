@@ -8,7 +8,7 @@
 //! - [`probes`]: `/readyz`, `/livez` and `/metrics` with the per-binding gauges.
 //!
 //! [`run_with`] starts the caches, the probes, the webhook, the binding and policy reconcilers
-//! ([`crate::binding`], [`crate::policy`]) and the legacy translator ([`crate::translator`]) as
+//! ([`crate::binding`], [`crate::policy`]), the binding's wave lane and the legacy translator ([`crate::translator`]) as
 //! siblings over one [`Context`]; [`run`] does so with the production cloud client (the
 //! integration tests call it), and [`run_replica`] adds the election around it (the `run`
 //! subcommand calls that).
@@ -222,6 +222,16 @@ pub async fn run_with(
         shutdown.clone(),
         leadership.clone(),
     );
+    // The wave lane: deferred renewal rewrites, written at their slots within the budget.
+    let wave = {
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        async move {
+            tokio::select! {
+                () = binding::wave::run(ctx) => {}
+                () = shutdown => {}
+            }
+        }
+    };
     let policy_controller = Controller::for_stream(policy_trigger, policies)
         .reconcile_all_on(policy_relist)
         .graceful_shutdown_on(shutdown.clone())
@@ -230,7 +240,7 @@ pub async fn run_with(
         .instrument(controller_span("policy"));
     tracing::info!(secret = %config.secret_name, "controller started");
     let stopped = async {
-        futures::join!(binding_controller, policy_controller, translator);
+        futures::join!(binding_controller, policy_controller, translator, wave);
     };
     // A reconcile started just before the signal may be waiting for caches that nobody polls
     // any more: in-flight work gets a bounded grace, then the replica stops anyway (every

@@ -203,7 +203,10 @@ pub fn start_caches(
 /// What a watch stream yields.
 pub type WatchResult<K> = Result<watcher::Event<K>, watcher::Error>;
 
-/// Our own Secret writes, in front of the Secret cache until its stream shows them.
+/// Our own Secret writes, in front of the Secret cache until its stream shows them. The echo
+/// of our own write (the version the write returned) triggers no reconcile: it tells the
+/// controller nothing new, and a paced renewal wave would otherwise rerun the binding's whole
+/// pass after each of its rewrites.
 fn in_front_of<S>(
     secrets: &Store<Secret>,
     secret_name: &str,
@@ -217,10 +220,9 @@ where
 {
     let written = Arc::new(Written::new(secrets.clone(), secret_name));
     let observer = written.clone();
-    let stream = stream.inspect(move |event| {
-        if let Ok(event) = event {
-            observer.follow(event);
-        }
+    let stream = stream.filter(move |event| {
+        let echo = event.as_ref().is_ok_and(|e| observer.follow(e));
+        futures::future::ready(!echo)
     });
     (written, stream)
 }

@@ -52,7 +52,8 @@ def test_defaults_render_a_hardened_deployment():
                                     "capabilities": {"drop": ["ALL"]}}
     assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
     assert c["args"] == ["run", "--secret-name=acr-credentials", "--region=cn-hangzhou",
-                         "--network=public", "--resync-seconds=300", "--log-format=json",
+                         "--network=public", "--resync-seconds=300",
+                         "--write-budget=20", "--write-burst=30", "--log-format=json",
                          "--legacy-configmap=kube-system/acr-configuration",
                          "--leader-elect", "--lease-name=acr-credential-controller",
                          "--lease-duration-seconds=15", "--renew-deadline-seconds=10",
@@ -261,7 +262,8 @@ def test_scheduling_and_pod_toggles():
     assert d["spec"]["template"]["metadata"]["annotations"] == {"a": "b"}
     assert c["image"] == "example.test/acr:1.2.3" and c["imagePullPolicy"] == "Always"
     assert c["args"] == ["run", "--secret-name=acr-credentials", "--region=cn-shanghai",
-                         "--network=vpc", "--resync-seconds=60", "--log-format=text",
+                         "--network=vpc", "--resync-seconds=60",
+                         "--write-budget=20", "--write-burst=30", "--log-format=text",
                          "--object-selector=shard=a",
                          "--legacy-configmap=kube-system/acr-configuration",
                          "--leader-elect", "--lease-name=acr-credential-controller",
@@ -281,6 +283,21 @@ def test_scheduling_and_pod_toggles():
     digest = "sha256:" + "a" * 64
     c = one(objects({"image": {"digest": digest}}), "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert c["image"] == f"acr-credential-controller@{digest}"
+
+
+def test_write_budget_values_reach_the_flags_and_nonsense_is_refused():
+    def args(values):
+        return one(objects(values), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    a = args({"writeBudget": {"writesPerSecond": 7.5, "burst": 3}})
+    assert "--write-budget=7.5" in a and "--write-burst=3" in a
+    assert "--write-budget=0" in args({"writeBudget": {"writesPerSecond": 0}}), "0: unlimited"
+    chart = helm.Chart.load(CHART)
+    for bad, name in [({"writeBudget": {"writesPerSecond": -1}}, "writesPerSecond"),
+                      ({"writeBudget": {"burst": 0}}, "burst"),
+                      ({"writeBudget": {"qps": 5}}, "qps")]:
+        with pytest.raises(helm.HelmError) as e:
+            chart.validate_schema(bad)
+        assert name in str(e.value), str(e.value)
 
 
 def test_existing_service_account():

@@ -178,3 +178,19 @@ fn a_version_read_after_a_conflict_is_older_than_the_write() {
     );
     assert!(written.is_empty());
 }
+
+#[test]
+fn only_the_echo_of_our_own_write_is_told_apart() {
+    let (mut writer, written) = written();
+    let mut deliver = |event| {
+        writer.apply_watcher_event(&event);
+        written.follow(&event)
+    };
+    assert!(!deliver(Event::Apply(secret("a", "9", "before"))));
+    written.wrote(written.before_write("a"), secret("a", "10", "ours"));
+    // Someone else's namespace, and then our write coming back: only the latter is an echo.
+    assert!(!deliver(Event::Apply(secret("b", "11", "b"))));
+    assert!(deliver(Event::Apply(secret("a", "10", "ours"))));
+    // Once the cache has shown it, a later change (someone else's) is not.
+    assert!(!deliver(Event::Apply(secret("a", "12", "theirs"))));
+}
