@@ -4,7 +4,8 @@
 //! - every line is one JSON object;
 //! - a line logged while a namespace is converged (the requests on its Secret and
 //!   ServiceAccounts, "pull Secret written") carries the binding's `reconcile` span (name,
-//!   generation) and, inside it, that namespace's `namespace` span;
+//!   generation), or the namespace pass's `touched` span, and, inside it, that namespace's
+//!   `namespace` span;
 //! - a line of a long-lived task carries its task's span: each watch (`watch`, by cache), the
 //!   Lease loop (`lease`), the webhook (`webhook`, its certificate loop `certificates`), the
 //!   translator (`translator`), the probe server (`probes`);
@@ -29,6 +30,8 @@ const OUR_SPANS: &[(&str, &[&str])] = &[
     ("controller", &["controller"]),
     ("reconcile", &["binding", "policy", "generation"]),
     ("namespace", &["namespace"]),
+    ("touched", &[]),
+    ("wave", &["due"]),
     ("reconcile failed", &["kind", "name"]),
     ("watch", &["cache"]),
     ("lease", &["lease", "replica"]),
@@ -221,15 +224,17 @@ async fn every_line_is_json_and_names_its_task_binding_and_namespace() {
         }
         for line in converging {
             let reconcile = span_with(line, "reconcile", Some(("binding", &name)));
+            let touched = span_with(line, "touched", None);
             let namespace = span_with(line, "namespace", Some(("namespace", ns)));
-            match (reconcile, namespace) {
-                (Some((outer, r)), Some((inner, _))) if outer < inner => {
+            match (reconcile, touched, namespace) {
+                (Some((outer, r)), None, Some((inner, _))) if outer < inner => {
                     if r.get("generation").and_then(Value::as_i64) != generation {
                         problems.push(format!("{ns}: generation not {generation:?}: {line}"));
                     }
                 }
+                (None, Some((outer, _)), Some((inner, _))) if outer < inner => {}
                 _ => problems.push(format!(
-                    "{ns}: converging without reconcile{{binding={name}}} > namespace{{namespace={ns}}}: {line}"
+                    "{ns}: converging without reconcile{{binding={name}}} or touched, > namespace{{namespace={ns}}}: {line}"
                 )),
             }
         }

@@ -60,6 +60,10 @@ pub enum Pacing {
     Wave { rank: usize, n: usize },
     /// The wave lane's turn: the Secret's write was budgeted already.
     Turn,
+    /// The namespace pass ([`super::touched`]): everything at once, through the urgent lane,
+    /// except a rewrite that only renews tokens while the budget paces the wave; that one is
+    /// left to the wave, where the binding's pass put it.
+    Touched,
 }
 
 /// Converges `namespaces` against every live binding (`live`), a few at a time, each in a
@@ -169,9 +173,17 @@ pub async fn converge_namespace_paced(
         }
         _ => None,
     };
+    if pacing == Pacing::Touched
+        && ctx.budget.limited()
+        && let Some(write) = &plan.write
+        && let Some(existing) = write.existing.as_deref()
+        && wave::renews_only(existing, &write.desired).is_some()
+    {
+        plan.write = None;
+    }
     let lane = match pacing {
         Pacing::Turn => Lane::Wave,
-        Pacing::Now | Pacing::Wave { .. } => Lane::Urgent,
+        Pacing::Now | Pacing::Wave { .. } | Pacing::Touched => Lane::Urgent,
     };
     if let Some((item, _)) = deferred.clone() {
         ctx.wave.schedule(item);

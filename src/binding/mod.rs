@@ -13,7 +13,8 @@
 //!    (yes).
 //!
 //! Plus [`wave`]: the wave lane's worker, which writes the deferred renewal rewrites at their
-//! slots within the write budget; and [`finalizer`]: added in the pass that first converges a
+//! slots within the write budget; [`touched`]: the namespace pass, which converges a namespace
+//! on its own as soon as one of its objects changes; and [`finalizer`]: added in the pass that first converges a
 //! binding. Deletion (behind the
 //! finalizer) converges the same namespaces without the binding, which removes its domains from
 //! shared Secrets, its ServiceAccount entries, and Secrets no binding wants any more.
@@ -25,6 +26,7 @@ pub mod plan;
 pub mod resolve;
 pub mod status;
 pub mod token;
+pub mod touched;
 pub mod wave;
 
 use std::sync::Arc;

@@ -29,6 +29,11 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 pub async fn run(ctx: Arc<Context>) {
     loop {
         let item = ctx.wave.next(&*ctx.clock).await;
+        // A replica that lost the Lease drops what it deferred; the new leader's passes defer
+        // their own.
+        if !ctx.config.leadership.is_leader() {
+            continue;
+        }
         let span = tracing::info_span!(parent: None, "wave", due = %item.due);
         let inner = tracing::info_span!(parent: &span, "namespace", namespace = %item.namespace);
         rewrite(&ctx, item).instrument(inner).await;

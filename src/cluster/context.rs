@@ -1,6 +1,6 @@
 //! The one `Context` every reconcile gets: the Kubernetes client, the watch caches (stores),
 //! the token manager, the Event recorder, the reconcilers' settings ([`ReconcileConfig`]), the
-//! write budget and its wave lane, and the clock.
+//! write budget and its wave lane, the touched namespaces, and the clock.
 
 use std::sync::Arc;
 
@@ -14,6 +14,7 @@ use super::caches::Readiness;
 use super::leadership::Leadership;
 use super::recorder::Recorder;
 use super::tokens::TokenManager;
+use super::touched::TouchedNamespaces;
 use super::wave::WaveQueue;
 use crate::api::{AcrCredentialPolicy, AcrRegistryBinding};
 use crate::cloud::clock::Clock;
@@ -85,6 +86,8 @@ pub struct Context {
     pub budget: WriteBudget,
     /// Renewal rewrites deferred to their slot in a paced wave.
     pub wave: WaveQueue,
+    /// Namespaces whose objects just changed, for the namespace pass.
+    pub touched: TouchedNamespaces,
 }
 
 impl Context {
@@ -101,6 +104,7 @@ impl Context {
         Self {
             budget: WriteBudget::new(config.write_budget),
             wave: WaveQueue::default(),
+            touched: TouchedNamespaces::default(),
             client,
             config,
             stores,

@@ -17,6 +17,7 @@
 //! - [`status`]: server-side apply on `/status`.
 //! - [`budget`]: the write budget (a token bucket with an urgent and a wave lane).
 //! - [`wave`]: the renewal rewrites deferred to their slot in a paced wave.
+//! - [`touched`]: the namespaces whose objects just changed, for the namespace pass.
 //! - [`error`]: the layer's error type, with a bounded reason per variant.
 
 pub mod backoff;
@@ -30,6 +31,7 @@ pub mod locks;
 pub mod recorder;
 pub mod status;
 pub mod tokens;
+pub mod touched;
 pub mod wave;
 pub mod written;
 

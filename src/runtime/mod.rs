@@ -43,7 +43,10 @@ use crate::cluster::{CONTROLLER_NAME, Context, Leadership, Stores, gated_client}
 use crate::translator::{self, LegacyConfigMap};
 use crate::{binding, policy};
 use leader::{LeaseConfig, LeaseTimings};
-use watches::{Mappers, policy_triggers, start_caches};
+use watches::{
+    Mappers, namespace_touched, policy_triggers, secret_touched, service_account_touched,
+    start_caches, touching,
+};
 
 /// Why the controller stopped other than by its shutdown signal.
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +189,9 @@ pub async fn run_with(
     )
     .await?;
     let ctx = new_context(&client, &config, stores, readiness, fetcher, clock);
+    let ns_stream = touching(ns_stream, ctx.clone(), namespace_touched);
+    let sa_stream = touching(sa_stream, ctx.clone(), service_account_touched);
+    let secret_stream = touching(secret_stream, ctx.clone(), secret_touched);
 
     let (policy_stream, policy_trigger) = policy_triggers(policy_stream);
 
@@ -232,6 +238,16 @@ pub async fn run_with(
             }
         }
     };
+    // The namespace pass: a touched namespace converged on its own, ahead of the passes.
+    let touched = {
+        let (ctx, shutdown) = (ctx.clone(), shutdown.clone());
+        async move {
+            tokio::select! {
+                () = binding::touched::run(ctx) => {}
+                () = shutdown => {}
+            }
+        }
+    };
     let policy_controller = Controller::for_stream(policy_trigger, policies)
         .reconcile_all_on(policy_relist)
         .graceful_shutdown_on(shutdown.clone())
@@ -240,7 +256,13 @@ pub async fn run_with(
         .instrument(controller_span("policy"));
     tracing::info!(secret = %config.secret_name, "controller started");
     let stopped = async {
-        futures::join!(binding_controller, policy_controller, translator, wave);
+        futures::join!(
+            binding_controller,
+            policy_controller,
+            translator,
+            wave,
+            touched
+        );
     };
     // A reconcile started just before the signal may be waiting for caches that nobody polls
     // any more: in-flight work gets a bounded grace, then the replica stops anyway (every

@@ -13,9 +13,9 @@ use kube::{Api, Client, ResourceExt};
 
 use super::config::ControllerConfig;
 use crate::api::{AcrCredentialPolicy, AcrRegistryBinding};
-use crate::cluster::Stores;
 use crate::cluster::caches::{self, Readiness};
 use crate::cluster::written::Written;
+use crate::cluster::{Context, Stores};
 use crate::model::{secret, selection};
 
 /// Bindings that may care about namespace `ns`, whose labels are `labels` (taken from the
@@ -243,4 +243,50 @@ pub fn policy_triggers(
         }
     });
     (policy_stream, policy_trigger)
+}
+
+/// Passes `stream` on, and puts in `touched` the namespace of each change after the initial
+/// list that `namespace_of` says concerns one (see [`crate::cluster::touched`]). The initial
+/// list and re-lists touch nothing: the binding passes that follow them cover every namespace.
+pub fn touching<K, S>(
+    stream: S,
+    ctx: Arc<Context>,
+    namespace_of: fn(&watcher::Event<K>) -> Option<String>,
+) -> impl futures::Stream<Item = WatchResult<K>> + Send + use<K, S>
+where
+    K: Send,
+    S: futures::Stream<Item = WatchResult<K>> + Send,
+{
+    stream.inspect(move |event| {
+        if let Ok(event) = event
+            && let Some(ns) = namespace_of(event)
+        {
+            ctx.touched.touch(&ns);
+        }
+    })
+}
+
+/// A namespace created or changed touches itself.
+pub fn namespace_touched(event: &watcher::Event<Namespace>) -> Option<String> {
+    match event {
+        watcher::Event::Apply(ns) => Some(ns.name_any()),
+        _ => None,
+    }
+}
+
+/// A ServiceAccount created or changed touches its namespace (a deleted one needs nothing).
+pub fn service_account_touched(event: &watcher::Event<ServiceAccount>) -> Option<String> {
+    match event {
+        watcher::Event::Apply(sa) => sa.namespace(),
+        _ => None,
+    }
+}
+
+/// Our pull Secret changed or deleted by someone else (the echo of our own write was filtered
+/// out before) touches its namespace.
+pub fn secret_touched(event: &watcher::Event<Secret>) -> Option<String> {
+    match event {
+        watcher::Event::Apply(s) | watcher::Event::Delete(s) => s.namespace(),
+        _ => None,
+    }
 }
