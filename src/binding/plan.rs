@@ -92,6 +92,26 @@ pub async fn plan_namespace(
     )
 }
 
+/// Whether a binding of this controller has a say in `namespace`: a live one selects it, or one
+/// it caches owns the Secret there. A namespace pass converges nothing else: another
+/// controller's bindings (a sharded install, with its own object selector) may own it.
+pub fn concerns_us(ctx: &Context, namespace: &str, live: &[Resolved]) -> bool {
+    if !selecting_bindings(ctx, namespace, live).is_empty() {
+        return true;
+    }
+    let Some(secret) = ctx.stores.secret(namespace) else {
+        return false;
+    };
+    let owners = owner_bindings(&secret);
+    !owners.is_empty()
+        && ctx
+            .stores
+            .bindings
+            .state()
+            .iter()
+            .any(|b| owners.contains(&b.name_any()))
+}
+
 /// The live bindings that select the namespace (none when it is gone or being deleted).
 fn selecting_bindings<'a>(
     ctx: &Context,

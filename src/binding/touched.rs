@@ -4,7 +4,7 @@
 //! ServiceAccount created or edited, our pull Secret edited or deleted by someone else), the
 //! watch puts the namespace in [`crate::cluster::touched`], and a few workers here converge it
 //! on its own, against every live binding, exactly as a binding's pass would (same plan, same
-//! lock): a new namespace gets its Secret, a new ServiceAccount its entry, a repair is made, at
+//! lock), when one of this controller's bindings selects it or owns its Secret: a new namespace gets its Secret, a new ServiceAccount its entry, a repair is made, at
 //! once. The same change also triggers the pass of each binding that cares, which keeps their
 //! statuses true and finds the namespace converged already; but that pass goes over every
 //! namespace its binding selects, so at thousands of namespaces, or while a renewal wave is
@@ -22,6 +22,7 @@ use kube::ResourceExt;
 use tracing::Instrument;
 
 use super::converge::{Pacing, converge_namespace_paced};
+use super::plan::concerns_us;
 use super::resolve::live_bindings;
 use crate::cluster::Context;
 
@@ -50,7 +51,7 @@ async fn worker(ctx: &Context) {
 /// One touched namespace, converged against every live binding.
 async fn converge(ctx: &Context, namespace: &str) {
     let live = live_bindings(ctx);
-    if live.is_empty() {
+    if !concerns_us(ctx, namespace, &live) {
         return;
     }
     let service_accounts: Vec<_> = ctx
