@@ -16,6 +16,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 
 use crate::api::AcrRegistryBinding;
+use crate::cluster::budget::WriteBudget;
 use crate::cluster::error::{Result, is_status};
 
 /// Finalizer on bindings: their ServiceAccount entries are removed before they go.
@@ -76,7 +77,13 @@ pub fn plan_remove<K: Resource>(object: &K) -> Option<JsonPatch> {
     ]))
 }
 
-async fn send(api: &Api<AcrRegistryBinding>, name: &str, patch: JsonPatch) -> Result<()> {
+async fn send(
+    api: &Api<AcrRegistryBinding>,
+    budget: &WriteBudget,
+    name: &str,
+    patch: JsonPatch,
+) -> Result<()> {
+    budget.urgent();
     match api
         .patch(name, &PatchParams::default(), &Patch::<()>::Json(patch))
         .await
@@ -91,18 +98,26 @@ async fn send(api: &Api<AcrRegistryBinding>, name: &str, patch: JsonPatch) -> Re
     }
 }
 
-/// Adds our finalizer unless it is there.
-pub async fn add(api: &Api<AcrRegistryBinding>, binding: &AcrRegistryBinding) -> Result<()> {
+/// Adds our finalizer unless it is there (an urgent write of the budget).
+pub async fn add(
+    api: &Api<AcrRegistryBinding>,
+    budget: &WriteBudget,
+    binding: &AcrRegistryBinding,
+) -> Result<()> {
     match plan_add(binding) {
-        Some(patch) => send(api, &binding.name_any(), patch).await,
+        Some(patch) => send(api, budget, &binding.name_any(), patch).await,
         None => Ok(()),
     }
 }
 
-/// Removes our finalizer if it is there.
-pub async fn remove(api: &Api<AcrRegistryBinding>, binding: &AcrRegistryBinding) -> Result<()> {
+/// Removes our finalizer if it is there (an urgent write of the budget).
+pub async fn remove(
+    api: &Api<AcrRegistryBinding>,
+    budget: &WriteBudget,
+    binding: &AcrRegistryBinding,
+) -> Result<()> {
     match plan_remove(binding) {
-        Some(patch) => send(api, &binding.name_any(), patch).await,
+        Some(patch) => send(api, budget, &binding.name_any(), patch).await,
         None => Ok(()),
     }
 }

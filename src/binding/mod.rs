@@ -57,12 +57,12 @@ pub async fn reconcile(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> R
         if binding.metadata.deletion_timestamp.is_some() {
             if finalizer::has(&*binding) {
                 cleanup(&binding, &ctx).await?;
-                finalizer::remove(&api, &binding).await?;
+                finalizer::remove(&api, &ctx.budget, &binding).await?;
             }
             ctx.retries.succeeded(&retry_key(&*binding));
             return Ok(Action::await_change());
         }
-        finalizer::add(&api, &binding).await?;
+        finalizer::add(&api, &ctx.budget, &binding).await?;
         apply(&binding, &ctx).await
     });
     guard::leading(&ctx, "binding", work).await

@@ -3,8 +3,8 @@
 //! `--write-burst` at once), with two lanes so that urgent work never waits behind a wave:
 //!
 //! - [`WriteBudget::urgent`]: a new namespace, a drift repair, a binding's first fan-out, a
-//!   deletion, a status. Never waits; it takes its token all the same (into debt, at most one
-//!   burst deep), so the wave lane gives way to it.
+//!   rotation, a deletion, a status, an Event, a finalizer. Never waits; it takes its token all
+//!   the same (into debt, at most one burst deep), so the wave lane gives way to it.
 //! - [`WriteBudget::wave`]: a renewal rewrite that can wait ([`super::wave`]). Waits for a token,
 //!   but never past the time it must be written by: then it goes over budget rather than let a
 //!   token near expiry, and says so ([`crate::metrics::over_budget`]).

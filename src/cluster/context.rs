@@ -154,6 +154,8 @@ impl Context {
             action: action.to_owned(),
             secondary: None,
         };
+        // An Event is a write too (a create, or a patch counting a repeat): urgent.
+        self.budget.urgent();
         match self.recorder.publish(&event, regarding).await {
             Ok(()) => crate::metrics::write("Event", "create"),
             Err(e) => tracing::warn!(error = %e, reason, "could not publish Event"),
