@@ -14,6 +14,7 @@ use controller_common::{
     ACCOUNT, DOMAINS, Harness, ROLE, SECRET_NAME, TestBinding, auths, pull_secret_names,
     ready_condition, wait_sa, wait_secret,
 };
+use kube::ResourceExt;
 use kube::api::{DeleteParams, Patch, PatchParams};
 
 /// A binding of `policy` to the test instance in cn-hangzhou, for the namespaces `names`.
@@ -467,4 +468,48 @@ async fn policy_reports_when_its_assumed_role_credentials_expire() {
     assert!((3300..=3610).contains(&left), "expires in {left} s");
     assert_eq!(h.handle().count_ok("sts:AssumeRole"), 1);
     running.stop().await;
+}
+
+/// Two controllers on one cluster, each with its own object selector (a sharded install): when
+/// someone edits the pull Secret of the first one's namespace, the second one's namespace pass
+/// leaves it alone, although that Secret is the controller's kind and none of the second one's
+/// bindings selects the namespace; the first one repairs nothing it did not have to.
+#[tokio::test]
+async fn a_namespace_pass_leaves_namespaces_another_controllers_bindings_own() {
+    let h = Harness::new("ctrl-shard-a", 3600, "15m").await;
+    let g = Harness::new("ctrl-shard-b", 3600, "15m").await;
+    let ns = h.env.namespace().to_owned();
+    let other = g.env.namespace().to_owned();
+    let running_g = g.start();
+    h.with_controller(async |h| {
+        let mine = h.named("mine");
+        h.bind(&mine, &ready_binding(&[&ns], &h.policy)).await;
+        let theirs = g.named("theirs");
+        g.bind(&theirs, &ready_binding(&[&other], &g.policy)).await;
+        h.wait_ready(&mine, "True", Duration::from_secs(60)).await;
+        g.wait_ready(&theirs, "True", Duration::from_secs(60)).await;
+        let before = wait_secret(&h.secrets(&ns), "the first controller's Secret", |_| true).await;
+
+        // Someone else's edit: both controllers see it, and each touches the namespace.
+        let patch = serde_json::json!({"metadata": {"labels": {"team": "edited-by-someone"}}});
+        h.secrets(&ns)
+            .patch(SECRET_NAME, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+        // Give both namespace passes (and a deletion's re-creation) time to happen.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let after = h.secrets(&ns).get(SECRET_NAME).await.unwrap();
+        assert_eq!(
+            after.metadata.uid, before.metadata.uid,
+            "the pull Secret was deleted and created again"
+        );
+        assert_eq!(
+            after.labels().get("team").map(String::as_str),
+            Some("edited-by-someone"),
+            "the edit someone else made was undone"
+        );
+        assert_eq!(auths(&after), auths(&before));
+    })
+    .await;
+    running_g.stop().await;
 }
