@@ -10,6 +10,16 @@
 //! The watcher has already taken each object's resourceVersion to resume its watch, so a cached
 //! copy needs one only where the controller writes with it (ServiceAccount patches test it;
 //! Secret updates are version-checked and [`super::super::written`] compares versions).
+//!
+//! What a trimmed object still costs is mostly the shape of the `k8s-openapi` types, not fields
+//! left over: each object sits in its own `Arc`, a whole `ObjectMeta` and the kind's struct
+//! (430 to 470 bytes, mostly empty fields), and every non-empty map (a namespace's labels, our
+//! annotation on a ServiceAccount, a Secret's labels, annotations and data) is a `BTreeMap`
+//! whose first node has room for eleven entries, about 540 bytes however few it holds. Heap
+//! profiles of a fan-out over a few thousand namespaces put a namespace at about 1.2 KB, a
+//! ServiceAccount at 1.35 KB and our Secret at 3.8 KB (1 KB of it the token), map nodes roughly
+//! half of the rest. Cutting that further means caching a compact type of our own per kind
+//! instead of the API types, not trimming more here.
 
 use std::collections::BTreeMap;
 
