@@ -133,11 +133,22 @@ impl Neighbour {
 
     /// The requests that started in `[from, to)`.
     pub fn window(&self, from: Instant, to: Instant) -> Window {
+        self.window_without(from, to, None)
+    }
+
+    /// The requests that started in `[from, to)` but not in `skip` (`[start, end)`).
+    pub fn window_without(
+        &self,
+        from: Instant,
+        to: Instant,
+        skip: Option<(Instant, Instant)>,
+    ) -> Window {
         let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         let mut w = Window::default();
+        let skipped = |t: Instant| skip.is_some_and(|(a, b)| t >= a && t < b);
         for s in samples
             .iter()
-            .filter(|s| s.started >= from && s.started < to)
+            .filter(|s| s.started >= from && s.started < to && !skipped(s.started))
         {
             if !s.ok {
                 w.errors += 1;

@@ -39,9 +39,9 @@ pub fn neighbour_goal(namespaces: usize) -> f64 {
     if namespaces <= 1000 { 1.5 } else { 2.0 }
 }
 
-/// The controller's peak RSS goal: 64 MiB up to 1,000 namespaces, 96 MiB beyond (5,000).
+/// The controller's peak RSS goal: 40 MiB up to 1,000 namespaces, 128 MiB beyond (10,000).
 pub fn memory_goal_mib(namespaces: usize) -> f64 {
-    if namespaces <= 1000 { 64.0 } else { 96.0 }
+    if namespaces <= 1000 { 40.0 } else { 128.0 }
 }
 
 /// `measured / floor`, as the table prints it (a zero floor counts as a nanosecond).

@@ -498,3 +498,35 @@ pub fn image_environment() -> Vec<(String, String)> {
         })
         .collect()
 }
+
+/// How many objects of each kind the controller's caches hold (all namespaces, all
+/// ServiceAccounts, every Secret named [`SECRET_NAME`]).
+pub struct Cached {
+    pub namespaces: usize,
+    pub service_accounts: usize,
+    pub secrets: usize,
+}
+
+/// Counts what the controller caches, from the API server (metadata lists).
+pub async fn cached_counts(client: &Client) -> Cached {
+    use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+    use kube::api::ListParams;
+    let all = ListParams::default();
+    let named = ListParams::default().fields(&format!("metadata.name={SECRET_NAME}"));
+    Cached {
+        namespaces: count::<Namespace>(client, &all).await,
+        service_accounts: count::<ServiceAccount>(client, &all).await,
+        secrets: count::<Secret>(client, &named).await,
+    }
+}
+
+async fn count<K>(client: &Client, params: &kube::api::ListParams) -> usize
+where
+    K: kube::Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    kube::Api::<K>::all(client.clone())
+        .list_metadata(params)
+        .await
+        .map(|l| l.items.len())
+        .unwrap_or(0)
+}
