@@ -60,11 +60,30 @@ pub fn namespaces_owned_by(ctx: &Context, binding_name: &str) -> BTreeSet<String
 pub fn service_accounts_by_namespace(ctx: &Context) -> HashMap<String, Vec<Arc<ServiceAccount>>> {
     let mut by_namespace: HashMap<String, Vec<Arc<ServiceAccount>>> = HashMap::new();
     for sa in ctx.stores.service_accounts.state() {
-        if let Some(ns) = sa.namespace() {
-            by_namespace.entry(ns).or_default().push(sa);
+        // A key allocated per namespace, not per ServiceAccount.
+        let Some(ns) = sa.metadata.namespace.as_deref() else {
+            continue;
+        };
+        match by_namespace.get_mut(ns) {
+            Some(list) => list.push(sa),
+            None => {
+                let ns = ns.to_owned();
+                by_namespace.insert(ns, vec![sa]);
+            }
         }
     }
     by_namespace
+}
+
+/// The cached ServiceAccounts of one namespace (a scan of the cache that allocates nothing
+/// per ServiceAccount: the namespace pass and the wave lane run it once per namespace).
+pub fn service_accounts_in(ctx: &Context, namespace: &str) -> Vec<Arc<ServiceAccount>> {
+    ctx.stores
+        .service_accounts
+        .state()
+        .into_iter()
+        .filter(|sa| sa.metadata.namespace.as_deref() == Some(namespace))
+        .collect()
 }
 
 /// The whole plan of `namespace` (run under its lock): a same-named Secret that is not ours is

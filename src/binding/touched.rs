@@ -18,11 +18,10 @@
 
 use std::sync::Arc;
 
-use kube::ResourceExt;
 use tracing::Instrument;
 
 use super::converge::{Pacing, converge_namespace_paced};
-use super::plan::concerns_us;
+use super::plan::{concerns_us, service_accounts_in};
 use super::resolve::live_bindings;
 use crate::cluster::Context;
 
@@ -54,13 +53,7 @@ async fn converge(ctx: &Context, namespace: &str) {
     if !concerns_us(ctx, namespace, &live) {
         return;
     }
-    let service_accounts: Vec<_> = ctx
-        .stores
-        .service_accounts
-        .state()
-        .into_iter()
-        .filter(|sa| sa.namespace().as_deref() == Some(namespace))
-        .collect();
+    let service_accounts = service_accounts_in(ctx, namespace);
     let converged = tokio::time::timeout(
         ctx.config.reconcile_timeout,
         converge_namespace_paced(ctx, namespace, &live, &service_accounts, Pacing::Touched),

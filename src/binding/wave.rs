@@ -11,14 +11,20 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kube::ResourceExt;
+use futures::StreamExt;
 use tracing::Instrument;
 
 use super::converge::{Pacing, converge_namespace_paced};
+use super::plan::service_accounts_in;
 use super::resolve::live_bindings;
 use crate::cluster::Context;
 use crate::cluster::budget::Turn;
 use crate::cluster::wave::WaveItem;
+
+/// How many rewrites are under way at once: the budget sets the pace, and one at a time would
+/// cap it at one per write's latency (too slow for a wave over budget at 10,000 namespaces,
+/// whose rewrites then reached their deadlines and were written by the binding's pass in bursts).
+const IN_FLIGHT: usize = 8;
 
 /// How long after a failed rewrite it is tried again.
 const RETRY_AFTER: Duration = Duration::from_secs(5);
@@ -27,17 +33,25 @@ const RETRY_AFTER: Duration = Duration::from_secs(5);
 /// shutdown). Each rewrite runs in a `wave` span (a root: it belongs to no reconcile) with the
 /// `namespace` span inside it, as a binding's pass has `reconcile` > `namespace`.
 pub async fn run(ctx: Arc<Context>) {
-    loop {
+    let due = futures::stream::unfold(ctx.clone(), |ctx| async move {
         let item = ctx.wave.next(&*ctx.clock).await;
-        // A replica that lost the Lease drops what it deferred; the new leader's passes defer
-        // their own.
-        if !ctx.config.leadership.is_leader() {
-            continue;
+        Some((item, ctx))
+    });
+    due.for_each_concurrent(IN_FLIGHT, |item| {
+        let ctx = ctx.clone();
+        async move {
+            // A replica that lost the Lease drops what it deferred; the new leader's passes
+            // defer their own.
+            if !ctx.config.leadership.is_leader() {
+                return;
+            }
+            let span = tracing::info_span!(parent: None, "wave", due = %item.due);
+            let inner =
+                tracing::info_span!(parent: &span, "namespace", namespace = %item.namespace);
+            rewrite(&ctx, item).instrument(inner).await;
         }
-        let span = tracing::info_span!(parent: None, "wave", due = %item.due);
-        let inner = tracing::info_span!(parent: &span, "namespace", namespace = %item.namespace);
-        rewrite(&ctx, item).instrument(inner).await;
-    }
+    })
+    .await;
 }
 
 /// One deferred rewrite, when the budget lets it (or its deadline makes it) go.
@@ -48,13 +62,7 @@ async fn rewrite(ctx: &Context, item: WaveItem) {
         .wave(Instant::now() + left, item.over_budget)
         .await;
     let live = live_bindings(ctx);
-    let service_accounts: Vec<_> = ctx
-        .stores
-        .service_accounts
-        .state()
-        .into_iter()
-        .filter(|sa| sa.namespace().as_deref() == Some(item.namespace.as_str()))
-        .collect();
+    let service_accounts = service_accounts_in(ctx, &item.namespace);
     let result =
         converge_namespace_paced(ctx, &item.namespace, &live, &service_accounts, Pacing::Turn)
             .await;
