@@ -33,6 +33,9 @@ pub fn wave_latency_goal_ms(namespaces: usize) -> f64 {
     if namespaces <= 1000 { 250.0 } else { 500.0 }
 }
 
+/// The fewest requests a window needs for its p99 to be judged against a goal.
+pub const MIN_P99_SAMPLES: usize = 100;
+
 /// The neighbour's p99 during the renewal wave over its p99 idle: 1.5× up to 1,000
 /// namespaces, 2× beyond (10,000).
 pub fn neighbour_goal(namespaces: usize) -> f64 {
@@ -151,6 +154,13 @@ impl Figure {
         );
         let (floor, verdict) = match idle {
             None => ("the baseline".to_string(), "—".to_string()),
+            Some((idle, _)) if window.all.len() < MIN_P99_SAMPLES => (
+                format!("idle p99 {:.1} ms", idle.quantile_ms(0.99)),
+                format!(
+                    "{} requests, too few for a p99 (at least {MIN_P99_SAMPLES}): no verdict",
+                    window.all.len()
+                ),
+            ),
             Some((idle, goal)) => {
                 let ratio = window.quantile_ms(0.99) / idle.quantile_ms(0.99);
                 let meets = ratio <= goal && window.errors == 0 && !window.all.is_empty();
@@ -182,10 +192,13 @@ impl Figure {
     pub fn neighbour_versus(name: &str, window: &Window, idle: &Window) -> Figure {
         let mut f = Figure::neighbour(name, window, Some((idle, f64::INFINITY)));
         f.floor = format!("idle p99 {:.1} ms; no goal", idle.quantile_ms(0.99));
-        f.verdict = format!(
-            "{:.2}× idle",
-            window.quantile_ms(0.99) / idle.quantile_ms(0.99)
-        );
+        f.verdict = match window.all.len() < MIN_P99_SAMPLES {
+            true => format!("{} requests, too few for a p99", window.all.len()),
+            false => format!(
+                "{:.2}× idle",
+                window.quantile_ms(0.99) / idle.quantile_ms(0.99)
+            ),
+        };
         f
     }
 
