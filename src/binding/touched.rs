@@ -4,8 +4,9 @@
 //! ServiceAccount created or edited, our pull Secret edited or deleted by someone else), the
 //! watch puts the namespace in [`crate::cluster::touched`], and a few workers here converge it
 //! on its own, against every live binding, exactly as a binding's pass would (same plan, same
-//! lock), when one of this controller's bindings selects it or owns its Secret: a new namespace gets its Secret, a new ServiceAccount its entry, a repair is made, at
-//! once. The same change also triggers the pass of each binding that cares, which keeps their
+//! lock), when one of this controller's bindings selects it or owns its Secret there: a new
+//! namespace gets its Secret, a new ServiceAccount its entry, a repair is made, at once. The
+//! same change also triggers the pass of each binding that cares, which keeps their
 //! statuses true and finds the namespace converged already; but that pass goes over every
 //! namespace its binding selects, so at thousands of namespaces, or while a renewal wave is
 //! under way, waiting for it would keep a new ServiceAccount without its pull Secret for as
