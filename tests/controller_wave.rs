@@ -14,8 +14,7 @@ use std::time::{Duration, Instant};
 use acr_credential_controller::cluster::budget::BudgetConfig;
 use acr_credential_controller::model::wave::expires_at;
 use controller_common::{DOMAINS, Harness, SECRET_NAME, auths, pull_secret_names, wait_sa};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::Secret;
 
 /// Token life and renewBefore: renewal about 20 s after issue, the wave's window about 16 s
 /// from there (until the old token has 24 s left: half of renewBefore and a tenth more).
@@ -29,19 +28,9 @@ fn password(secret: &Secret) -> String {
 
 /// Creates namespace `<id>-<slug>` labelled `wave=<id>` (deleted with the test's env).
 async fn labelled_namespace(h: &Harness, slug: &str) -> String {
-    let name = h.named(slug);
-    let ns: Namespace = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Namespace",
-        "metadata": {"name": name, "labels": {"wave": h.id}},
-    }))
-    .unwrap();
-    Api::<Namespace>::all(h.client())
-        .create(&PostParams::default(), &ns)
+    h.env
+        .labelled_namespace(&h.named(slug), serde_json::json!({"wave": h.id}))
         .await
-        .unwrap();
-    h.env.track_cluster_object::<Namespace>(&name);
-    name
 }
 
 /// Every namespace's current Secret.

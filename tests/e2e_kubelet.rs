@@ -35,7 +35,7 @@ use acr_credential_controller::webhook::{
 };
 use controller_common::{Harness, SECRET_NAME, pull_secret_names, wait_sa, wait_secret};
 use e2e_common::{INSTANCE, NODE_ROLE, PullHarness};
-use k8s_openapi::api::core::v1::{Event, Namespace, Node as NodeObject, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Event, Node as NodeObject, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 
 fn kubelet_script() -> PathBuf {
@@ -254,16 +254,10 @@ async fn webhook_configuration(h: &Harness) -> Webhook {
 
 /// A fresh namespace labelled for the injectOnCreate binding; deleted with the env.
 async fn labelled_namespace(h: &Harness, slug: &str) -> String {
-    let name = support::unique_name(slug);
-    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name,
-        "labels": {SELECT_LABEL: h.id, support::TEST_LABEL: "true"}}}))
-    .unwrap();
-    Api::<Namespace>::all(h.client())
-        .create(&PostParams::default(), &ns)
+    let labels = serde_json::json!({SELECT_LABEL: h.id, support::TEST_LABEL: "true"});
+    h.env
+        .labelled_namespace(&support::unique_name(slug), labels)
         .await
-        .unwrap();
-    h.env.track_cluster_object::<Namespace>(&name);
-    name
 }
 
 /// Waits until the webhook mutates: a probe ServiceAccount's create response carries the

@@ -21,7 +21,7 @@ use acr_credential_controller::webhook::{
 };
 use controller_common::{Harness, INSTANCE, Running, SECRET_NAME, pull_secret_names, wait_sa};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::api::{Api, PostParams};
 use kube::core::ApiResource;
 use serde_json::{Value, json};
@@ -123,14 +123,7 @@ async fn namespace(h: &Harness, slug: &str, selected: bool) -> String {
     } else {
         json!({ support::TEST_LABEL: "true" })
     };
-    let ns: Namespace =
-        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap();
-    Api::<Namespace>::all(h.client())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
-    h.env.track_cluster_object::<Namespace>(&name);
-    name
+    h.env.labelled_namespace(&name, labels).await
 }
 
 /// Creates a ServiceAccount from JSON and returns the API server's create response.

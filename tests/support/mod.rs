@@ -284,18 +284,25 @@ impl TestEnv {
 
     async fn create_namespace(&self, slug: &str) -> String {
         let name = unique_name(slug);
+        self.labelled_namespace(&name, serde_json::json!({TEST_LABEL: "true"}))
+            .await
+    }
+
+    /// Creates namespace `name` with `labels` (a JSON object) and deletes it with the env;
+    /// returns its name.
+    pub async fn labelled_namespace(&self, name: &str, labels: serde_json::Value) -> String {
         let ns: Namespace = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1",
             "kind": "Namespace",
-            "metadata": {"name": name, "labels": {TEST_LABEL: "true"}},
+            "metadata": {"name": name, "labels": labels},
         }))
         .expect("namespace object");
         Api::<Namespace>::all(self.client.clone())
             .create(&PostParams::default(), &ns)
             .await
             .unwrap_or_else(|e| panic!("creating namespace {name}: {e}"));
-        self.track_cluster_object::<Namespace>(&name);
-        name
+        self.track_cluster_object::<Namespace>(name);
+        name.to_owned()
     }
 
     /// Deletes the cluster-scoped object `name` of kind `K` when the env is dropped.
