@@ -1,7 +1,7 @@
 //! The wave lane's queue: the renewal rewrites a reconcile deferred, each with its slot in the
-//! wave ([`WaveItem::due`]) and the time it must be written by ([`WaveItem::latest`]). One
-//! worker (`binding::converge::renew_paced`) takes them in slot order and rewrites each
-//! namespace when its slot comes, within the write budget ([`super::budget`]).
+//! wave ([`WaveItem::due`]) and the time it must be written by ([`WaveItem::latest`]). The wave
+//! lane's worker (`binding::wave`) takes them in slot order, a few in flight at once, and
+//! rewrites each namespace when its slot comes, within the write budget ([`super::budget`]).
 //!
 //! A namespace is queued once: scheduling it again keeps the earlier slot and the earlier
 //! deadline. Whatever happened to the namespace meanwhile, the worker plans it afresh when its
