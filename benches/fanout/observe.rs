@@ -26,6 +26,8 @@ pub struct SecretSeen {
 pub struct Version {
     pub at: Instant,
     pub wall: jiff::Timestamp,
+    /// When the API server wrote it: the latest `time` of its managedFields (whole seconds).
+    pub written: Option<jiff::Timestamp>,
     /// The password of the first registry in the dockerconfigjson (every registry of one
     /// binding holds the same token); empty when it does not parse.
     pub password: String,
@@ -83,10 +85,18 @@ impl Observer {
                         .unwrap_or_default();
                     let ns = s.namespace().unwrap_or_default();
                     let uid = s.uid().unwrap_or_default();
+                    let written = s
+                        .metadata
+                        .managed_fields
+                        .iter()
+                        .flatten()
+                        .filter_map(|f| f.time.as_ref().map(|t| t.0))
+                        .max();
                     let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
                     let version = || Version {
                         at: now,
                         wall,
+                        written,
                         password: password(&data),
                     };
                     let entry = seen.secrets.entry(ns).or_insert_with(|| SecretSeen {
