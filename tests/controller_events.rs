@@ -36,6 +36,7 @@ fn context(h: &Harness) -> Context {
         service_accounts: reflector::store().0,
         secrets: secrets.clone(),
         written: Arc::new(Written::new(secrets, SECRET_NAME)),
+        patched: Arc::default(),
     };
     let fetcher = Arc::new(CloudFetcher::new(
         Arc::new(CloudClient::new(h.cloud()).unwrap()),

@@ -1,8 +1,9 @@
 //! The namespace sync against the real API server when the watch cache is behind it: a user's
 //! Secret that replaced ours (or took our name first) must be neither deleted nor bound to
-//! ServiceAccounts. The controller's own `sync_namespace` runs over caches the test fills by
-//! hand (so the window between reading the cache and writing is as wide as it can get), with
-//! tokens from the fake cloud.
+//! ServiceAccounts; and a pass right after our own ServiceAccount patch, which the cache has not
+//! shown, must send no patch planned on the stale copy. The controller's own `converge_namespace`
+//! runs over caches the test fills by hand (so the window between reading the cache and writing
+//! is as wide as it can get), with tokens from the fake cloud.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod controller_common;
@@ -53,6 +54,7 @@ fn rig(h: &Harness) -> Rig {
         service_accounts,
         secrets,
         written,
+        patched: Arc::default(),
     };
     let fetcher = Arc::new(CloudFetcher::new(
         Arc::new(CloudClient::new(h.cloud()).unwrap()),
@@ -232,4 +234,65 @@ async fn a_secret_a_create_conflict_reveals_gets_no_service_account() {
     assert_eq!(after.metadata.uid, theirs.metadata.uid);
     assert_eq!(after.data, theirs.data);
     assert_eq!(after.metadata.labels, theirs.metadata.labels);
+}
+
+/// A pass over a namespace right after our own ServiceAccount patch, while the cache still shows
+/// the ServiceAccount as it was: the controller knows what it patched and sends nothing. The
+/// second pass runs as a user with no rights at all, so any request it sent (a patch planned on
+/// the stale copy, which the API server would refuse as a version conflict before, costing a
+/// re-read) fails and shows as an error.
+#[tokio::test]
+async fn a_pass_before_the_cache_shows_our_patch_sends_no_patch() {
+    let h = Harness::new("ctrl-races-patched", 3600, "15m").await;
+    let ns = h.env.namespace().to_owned();
+    let mut rig = rig(&h);
+    rig.cache_namespace(&h, &ns).await;
+    let name = h.named("patched");
+    let resolved = rig.binding(&h, &name, &ns).await;
+    // The ServiceAccount as the cache shows it, before our patch; it never catches up here.
+    let stale = default_sa(&h, &ns).await;
+
+    let first = converge_namespace(
+        &rig.ctx,
+        &ns,
+        std::slice::from_ref(&resolved),
+        std::slice::from_ref(&stale),
+    )
+    .await
+    .unwrap();
+    assert!(first.service_accounts.iter().all(|s| s.bound), "{first:?}");
+    let patched = h.service_accounts(&ns).get("default").await.unwrap();
+    assert!(pull_secret_names(&patched).contains(&SECRET_NAME.to_owned()));
+
+    let nobody = Context::new(
+        support::client_as("acc-test-nobody").await,
+        h.config(),
+        rig.ctx.stores.clone(),
+        Readiness::new(std::iter::empty()),
+        rig.ctx.tokens.clone(),
+        rig.ctx.recorder.clone(),
+        Arc::new(SystemClock),
+    );
+    let second = converge_namespace(
+        &nobody,
+        &ns,
+        std::slice::from_ref(&resolved),
+        std::slice::from_ref(&stale),
+    )
+    .await
+    .unwrap();
+    assert!(
+        second.service_account_errors.is_empty(),
+        "a request went out: {:?}",
+        second.service_account_errors
+    );
+    assert!(
+        second.service_accounts.iter().all(|s| s.bound),
+        "{second:?}"
+    );
+    let after = h.service_accounts(&ns).get("default").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        patched.metadata.resource_version
+    );
 }

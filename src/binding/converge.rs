@@ -28,6 +28,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::reflector::ObjectRef;
 use tracing::Instrument;
 
 use super::plan::{plan_namespace, service_accounts_by_namespace};
@@ -166,6 +167,8 @@ pub async fn converge_namespace_paced(
     pacing: Pacing,
 ) -> Result<Converged> {
     let _guard = ctx.namespace_lock(namespace).await;
+    let service_accounts = freshest(ctx, service_accounts);
+    let service_accounts = service_accounts.as_slice();
     let mut plan = plan_namespace(ctx, namespace, live, service_accounts).await;
     let deferred = match (pacing, &plan.write) {
         (Pacing::Wave { rank, n }, Some(write)) if ctx.budget.limited() => {
@@ -195,6 +198,23 @@ pub async fn converge_namespace_paced(
         outcome,
         deferred: deferred.map(|(_, pace)| pace),
     })
+}
+
+/// The namespace's ServiceAccounts as we know them best, under its lock: each as the cache shows
+/// it now (a pass's list was taken at its start, which at 10,000 namespaces is a minute ago),
+/// or as our own patch returned it while the cache has not shown that yet.
+fn freshest(ctx: &Context, listed: &[Arc<ServiceAccount>]) -> Vec<Arc<ServiceAccount>> {
+    listed
+        .iter()
+        .map(|sa| {
+            let cached = ctx
+                .stores
+                .service_accounts
+                .get(&ObjectRef::from_obj(&**sa))
+                .unwrap_or_else(|| sa.clone());
+            ctx.stores.patched.current(cached)
+        })
+        .collect()
 }
 
 /// The slot of a rewrite that only renews tokens and may wait (none when it may not), and the
@@ -392,20 +412,27 @@ async fn patch_service_account(
         .clone()
         .ok_or(Error::MissingField("metadata.name"))?;
     let mut current = cached.clone();
+    // The versions this patch replaces: the one it was planned on, and those read after a
+    // conflict (see `cluster::patched`).
+    let mut stale = vec![cached.metadata.resource_version.clone()];
     for attempt in 1..=MAX_SERVICE_ACCOUNT_ATTEMPTS {
         let Some(patch) = service_accounts::plan(&current, secret, want) else {
             return Ok(false);
         };
         ctx.budget.urgent();
         match api.patch(&name, &params, &Patch::<()>::Json(patch)).await {
-            Ok(_) => {
+            Ok(patched) => {
                 crate::metrics::write("ServiceAccount", "patch");
+                ctx.stores.patched.patched(stale, patched);
                 tracing::debug!(namespace = ?cached.metadata.namespace, serviceaccount = %name, want, attempt, "patched imagePullSecrets");
                 return Ok(true);
             }
             Err(e) if is_status(&e, 404) => return Ok(false),
             Err(e) if is_status(&e, 409) || is_status(&e, 422) => match api.get_opt(&name).await? {
-                Some(fresh) => current = fresh,
+                Some(fresh) => {
+                    stale.push(fresh.metadata.resource_version.clone());
+                    current = fresh;
+                }
                 None => return Ok(false),
             },
             Err(e) => return Err(e.into()),

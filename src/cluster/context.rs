@@ -55,6 +55,8 @@ pub struct Stores {
     pub secrets: Store<Secret>,
     /// Our writes of those Secrets that `secrets` has not shown yet.
     pub written: Arc<super::written::Written>,
+    /// Our ServiceAccount patches that `service_accounts` has not shown yet.
+    pub patched: Arc<super::patched::Patched>,
 }
 
 impl Stores {

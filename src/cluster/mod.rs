@@ -5,6 +5,8 @@
 //! - [`caches`]: the watch caches ([`Stores`]), their one shared [`Readiness`] and re-list
 //!   triggers.
 //! - [`written`]: our pull Secret writes, in front of the Secret cache until it shows them.
+//! - [`patched`]: our ServiceAccount patches, in front of the ServiceAccount cache until it
+//!   shows them (and their echoes told apart).
 //! - [`leadership`]: the write gate: whether this replica leads, and the client that refuses
 //!   writes while it does not.
 //! - [`recorder`]: the one Event writer (one Event per distinct note, repeats counted).
@@ -28,6 +30,7 @@ pub mod error;
 pub mod guard;
 pub mod leadership;
 pub mod locks;
+pub mod patched;
 pub mod recorder;
 pub mod status;
 pub mod tokens;

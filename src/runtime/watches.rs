@@ -14,6 +14,7 @@ use kube::{Api, Client, ResourceExt};
 use super::config::ControllerConfig;
 use crate::api::{AcrCredentialPolicy, AcrRegistryBinding};
 use crate::cluster::caches::{self, Readiness};
+use crate::cluster::patched::Patched;
 use crate::cluster::written::Written;
 use crate::cluster::{Context, Stores};
 use crate::model::{secret, selection};
@@ -182,6 +183,13 @@ pub fn start_caches(
         caches::trim::secret,
     );
     let (written, secret_stream) = in_front_of(&secrets, &config.secret_name, secret_stream);
+    let patched = Arc::new(Patched::default());
+    let observer = patched.clone();
+    // The echo of our own patch triggers nothing (see `cluster::patched`).
+    let sa_stream = sa_stream.filter(move |event| {
+        let echo = event.as_ref().is_ok_and(|e| observer.follow(e));
+        futures::future::ready(!echo)
+    });
     let stores = Stores {
         bindings,
         policies,
@@ -189,6 +197,7 @@ pub fn start_caches(
         service_accounts,
         secrets,
         written,
+        patched,
     };
     (
         stores,

@@ -100,6 +100,18 @@ pub fn cluster() -> &'static Cluster {
 
 /// A new client for the test cluster. Clients are cheap; make one per runtime.
 pub async fn client() -> Client {
+    Client::try_from(config().await).expect("building a Kubernetes client")
+}
+
+/// A client for the test cluster acting as `user` (impersonated; a user no RBAC names may do
+/// nothing at all).
+pub async fn client_as(user: &str) -> Client {
+    let mut config = config().await;
+    config.auth_info.impersonate = Some(user.to_owned());
+    Client::try_from(config).expect("building a Kubernetes client")
+}
+
+async fn config() -> Config {
     let cluster = cluster();
     let config = match &cluster.kubeconfig {
         Some(path) => {
@@ -113,7 +125,7 @@ pub async fn client() -> Client {
             .await
             .unwrap_or_else(|e| panic!("no kubeconfig for USE_EXISTING_CLUSTER: {e}")),
     };
-    Client::try_from(config).expect("building a Kubernetes client")
+    config
 }
 
 /// Runs `kubectl` against the test cluster and returns its output (never panics on exit status).

@@ -42,6 +42,7 @@ fn handler(client: Client) -> Handler {
         service_accounts: reflector::store::<ServiceAccount>().0,
         secrets: secrets.clone(),
         written: Arc::new(Written::new(secrets, "acr-credentials")),
+        patched: Arc::default(),
     };
     Handler::new(
         client,
