@@ -113,7 +113,7 @@ pub async fn client_as(user: &str) -> Client {
 
 async fn config() -> Config {
     let cluster = cluster();
-    let config = match &cluster.kubeconfig {
+    match &cluster.kubeconfig {
         Some(path) => {
             let kubeconfig = Kubeconfig::read_from(path)
                 .unwrap_or_else(|e| panic!("reading kubeconfig {}: {e}", path.display()));
@@ -124,8 +124,7 @@ async fn config() -> Config {
         None => Config::infer()
             .await
             .unwrap_or_else(|e| panic!("no kubeconfig for USE_EXISTING_CLUSTER: {e}")),
-    };
-    config
+    }
 }
 
 /// Runs `kubectl` against the test cluster and returns its output (never panics on exit status).
