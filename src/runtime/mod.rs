@@ -6,6 +6,8 @@
 //! - [`leader`]: the leader election loop on a Lease (the write gate it drives is
 //!   `cluster::leadership`).
 //! - [`probes`]: `/readyz`, `/livez` and `/metrics` with the per-binding gauges.
+//! - [`throttle`]: at most one binding pass per period from namespace, ServiceAccount and
+//!   Secret events.
 //!
 //! [`run_with`] starts the caches, the probes, the webhook, the binding and policy reconcilers
 //! ([`crate::binding`], [`crate::policy`]), the binding's wave lane and the legacy translator ([`crate::translator`]) as
@@ -16,6 +18,7 @@
 pub mod config;
 pub mod leader;
 pub mod probes;
+pub mod throttle;
 pub mod watches;
 
 use std::future::Future;
@@ -150,6 +153,15 @@ pub async fn run(
         .map_err(RuntimeError::Serve)
 }
 
+/// How often at most namespace, ServiceAccount and Secret events start a pass of one binding
+/// (see [`throttle`]).
+pub const RELATED_PERIOD: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// A watch event's object (the caches dropped errors already; see `cluster::caches`).
+fn ok<K>(event: Result<K, watcher::Error>) -> futures::future::Ready<Option<K>> {
+    futures::future::ready(event.ok())
+}
+
 /// How long in-flight reconciles may run on after the shutdown signal (well inside a Pod's
 /// default 30 s termination grace, leaving time to release the Lease).
 pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(15);
@@ -195,23 +207,38 @@ pub async fn run_with(
 
     let (policy_stream, policy_trigger) = policy_triggers(policy_stream);
 
-    // No debounce: the runner already folds triggers for a binding that is being reconciled
-    // into one rerun, and kube-runtime's debounce restarts its timer on every trigger, so a
-    // steady stream of namespace events would postpone reconciles indefinitely.
+    // The passes namespace, ServiceAccount and Secret events trigger, at most one per binding per
+    // `RELATED_PERIOD` (see `throttle`): the namespace pass has converged the namespace already.
     let m = mappers.clone();
+    let related = futures::stream::select_all([
+        ns_stream
+            .touched_objects()
+            .filter_map(ok)
+            .map({
+                let m = m.clone();
+                move |ns: Namespace| m.namespace(&ns)
+            })
+            .boxed(),
+        sa_stream
+            .touched_objects()
+            .filter_map(ok)
+            .map({
+                let m = m.clone();
+                move |sa: ServiceAccount| m.service_account(&sa)
+            })
+            .boxed(),
+        secret_stream
+            .touched_objects()
+            .filter_map(ok)
+            .map({
+                let m = m.clone();
+                move |s: Secret| m.secret(&s)
+            })
+            .boxed(),
+    ])
+    .flat_map(futures::stream::iter);
     let binding_controller = Controller::for_stream(binding_stream.applied_objects(), bindings)
-        .watches_stream(ns_stream.touched_objects(), {
-            let m = m.clone();
-            move |ns: Namespace| m.namespace(&ns)
-        })
-        .watches_stream(sa_stream.touched_objects(), {
-            let m = m.clone();
-            move |sa: ServiceAccount| m.service_account(&sa)
-        })
-        .watches_stream(secret_stream.touched_objects(), {
-            let m = m.clone();
-            move |s: Secret| m.secret(&s)
-        })
+        .reconcile_on(throttle::throttle(related, RELATED_PERIOD))
         .watches_stream(
             policy_stream.touched_objects(),
             move |p: AcrCredentialPolicy| m.policy(&p),
