@@ -21,6 +21,7 @@ use acr_credential_controller::cluster::recorder::Recorder;
 use acr_credential_controller::cluster::tokens::{CloudFetcher, TokenManager};
 use acr_credential_controller::cluster::written::Written;
 use acr_credential_controller::cluster::{Context, Stores};
+use acr_credential_controller::model::cached_secret::CachedSecret;
 use acr_credential_controller::model::plan::SecretState;
 use acr_credential_controller::model::resolve::{Resolved, resolve};
 use controller_common::{Harness, SECRET_NAME, pull_secret_names, wait_sa};
@@ -33,7 +34,7 @@ use kube::runtime::watcher::Event;
 /// A controller context over caches the test controls.
 struct Rig {
     ctx: Context,
-    secrets: Writer<Secret>,
+    secrets: Writer<CachedSecret>,
     namespaces: Writer<Namespace>,
     policies: Writer<AcrCredentialPolicy>,
 }
@@ -44,7 +45,7 @@ fn rig(h: &Harness) -> Rig {
     let (policies, policy_writer) = reflector::store::<AcrCredentialPolicy>();
     let (namespaces, ns_writer) = reflector::store::<Namespace>();
     let (service_accounts, _sa_writer) = reflector::store::<ServiceAccount>();
-    let (secrets, secret_writer) = reflector::store::<Secret>();
+    let (secrets, secret_writer) = reflector::store::<CachedSecret>();
     let written = Arc::new(Written::new(secrets.clone(), SECRET_NAME));
     let stores = Stores {
         bindings,
@@ -149,7 +150,8 @@ async fn a_secret_that_replaced_ours_is_not_deleted() {
         }))
         .unwrap();
         let ours = secrets.create(&PostParams::default(), &ours).await.unwrap();
-        rig.secrets.apply_watcher_event(&Event::Apply(ours.clone()));
+        rig.secrets
+            .apply_watcher_event(&Event::Apply(CachedSecret::from(ours.clone())));
 
         // Meanwhile, on the server, the user makes the name theirs.
         let theirs = match case {
@@ -189,7 +191,8 @@ async fn a_secret_that_replaced_ours_is_not_deleted() {
             .delete(SECRET_NAME, &DeleteParams::default())
             .await
             .unwrap();
-        rig.secrets.apply_watcher_event(&Event::Delete(theirs));
+        rig.secrets
+            .apply_watcher_event(&Event::Delete(CachedSecret::from(theirs)));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -17,7 +17,7 @@ use super::token::adopt_previous_token;
 use crate::cluster::Context;
 use crate::model::plan::{self, NamespacePlan};
 use crate::model::resolve::Resolved;
-use crate::model::secret::{Contribution, is_ours, owner_bindings};
+use crate::model::secret::{Contribution, owner_bindings};
 use crate::model::selection::{NamespaceSelectionResult, namespace_usable, select_namespaces};
 
 /// The namespaces one reconcile of a binding converges.
@@ -44,13 +44,14 @@ pub fn targets(ctx: &Context, resolved: &Resolved) -> Targets {
     }
 }
 
-/// Namespaces whose cached Secret names the binding `binding_name` as an owner.
+/// Namespaces whose cached Secret names the binding `binding_name` as an owner (read from each
+/// Secret's compact form: this scans every cached Secret on every pass of every binding).
 pub fn namespaces_owned_by(ctx: &Context, binding_name: &str) -> BTreeSet<String> {
     ctx.stores
         .secrets
         .state()
         .iter()
-        .filter(|s| is_ours(s) && owner_bindings(s).contains(binding_name))
+        .filter(|s| s.is_ours() && s.owned_by_binding(binding_name))
         .filter_map(|s| s.namespace())
         .collect()
 }

@@ -19,6 +19,7 @@ use super::wave::WaveQueue;
 use crate::api::{AcrCredentialPolicy, AcrRegistryBinding};
 use crate::cloud::clock::Clock;
 use crate::model::ResolveConfig;
+use crate::model::cached_secret::CachedSecret;
 
 /// The name this controller reports Events and field ownership under.
 pub const CONTROLLER_NAME: &str = "acr-credential-controller";
@@ -51,8 +52,8 @@ pub struct Stores {
     pub policies: Store<AcrCredentialPolicy>,
     pub namespaces: Store<Namespace>,
     pub service_accounts: Store<ServiceAccount>,
-    /// Only Secrets named [`ReconcileConfig::secret_name`].
-    pub secrets: Store<Secret>,
+    /// Only Secrets named [`ReconcileConfig::secret_name`], in their compact form.
+    pub secrets: Store<CachedSecret>,
     /// Our writes of those Secrets that `secrets` has not shown yet.
     pub written: Arc<super::written::Written>,
 }

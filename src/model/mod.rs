@@ -11,6 +11,8 @@
 //! - [`rotation`]: rotation on demand: the requests a binding carries and whether one is
 //!   pending against what its status records as handled.
 //! - [`secret`]: the dockerconfigjson Secret builder and change detection.
+//! - [`cached_secret`]: the compact form the watch cache keeps of a Secret, read without
+//!   expanding it back.
 //! - [`service_accounts`]: the version-checked `imagePullSecrets` patch of one ServiceAccount.
 //! - [`plan`]: the whole plan of one namespace (Secret and ServiceAccounts) and its outcome.
 //! - [`wave`]: the renewal wave's pacing: which rewrites may wait, until when, their slots.
@@ -19,6 +21,7 @@
 //! - [`events`]: Event reasons, actions and the token Event's note.
 
 pub mod adopt;
+pub mod cached_secret;
 pub mod events;
 pub mod observe;
 pub mod plan;

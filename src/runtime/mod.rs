@@ -22,7 +22,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::Client;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
@@ -40,6 +40,7 @@ use crate::cluster::guard;
 use crate::cluster::recorder::Recorder;
 use crate::cluster::tokens::{CloudFetcher, TokenFetcher, TokenManager};
 use crate::cluster::{CONTROLLER_NAME, Context, Leadership, Stores, gated_client};
+use crate::model::cached_secret::CachedSecret;
 use crate::translator::{self, LegacyConfigMap};
 use crate::{binding, policy};
 use leader::{LeaseConfig, LeaseTimings};
@@ -210,7 +211,7 @@ pub async fn run_with(
         })
         .watches_stream(secret_stream.touched_objects(), {
             let m = m.clone();
-            move |s: Secret| m.secret(&s)
+            move |s: CachedSecret| m.secret(&s)
         })
         .watches_stream(
             policy_stream.touched_objects(),

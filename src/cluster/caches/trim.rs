@@ -18,8 +18,10 @@
 //! whose first node has room for eleven entries, about 540 bytes however few it holds. Heap
 //! profiles of a fan-out over a few thousand namespaces put a namespace at about 1.2 KB, a
 //! ServiceAccount at 1.35 KB and our Secret at 3.8 KB (1 KB of it the token), map nodes roughly
-//! half of the rest. Cutting that further means caching a compact type of our own per kind
-//! instead of the API types, not trimming more here.
+//! half of the rest. So the Secret cache does not keep the trimmed `Secret` itself but its
+//! compact form, [`crate::model::cached_secret::CachedSecret`], which gives this trimmed copy
+//! back exactly (`benches/cache_bytes.rs` prints what each form costs). Namespaces and
+//! ServiceAccounts are still cached as their trimmed API types.
 
 use std::collections::BTreeMap;
 
@@ -83,6 +85,7 @@ pub fn service_account(sa: &mut ServiceAccount) {
 /// annotations and owners others added, and after a restart the token is read back from them.
 /// Of a same-named Secret that is not ours only the metadata is kept (the controller leaves it
 /// alone, and never reads its data); if it becomes ours, its next watch event brings it whole.
+/// The cache then holds the result as a `CachedSecret`.
 pub fn secret(s: &mut Secret) {
     if !is_ours(s) {
         s.data = None;
