@@ -1,26 +1,29 @@
-//! What one cached pull Secret costs in the controller's heap: the trimmed `Secret` the Secret
-//! cache used to hold against the `CachedSecret` it holds now.
+//! What one cached pull Secret and one cached ServiceAccount cost in the controller's heap: the
+//! trimmed API types the caches used to hold against the compact forms they hold now
+//! (`CachedSecret`, `CachedServiceAccount`).
 //!
 //! `cargo bench --bench cache_bytes` builds N Secrets of the benchmark's shape (what the
 //! controller writes: our two labels, the expiry annotation, one binding owner reference, a
 //! dockerconfigjson of the instance's two domains with a token of the fake's form; and what the
 //! API server adds: UID, resourceVersion, creationTimestamp, managedFields), each read from JSON
 //! bytes as the watch reads it, with `managedFields` dropped and [`trim::secret`] applied as the
-//! cache does, and holds them in each form: alone, and in a reflector `Store`. A counting global
-//! allocator gives the heap bytes still held per object and how many allocations they are in;
-//! the estimate "with malloc overhead" adds 16 bytes per allocation (glibc's header and
-//! rounding, on average), closer to what the process's resident size pays. It prints figures
-//! and asserts nothing.
+//! cache does; then as many `default` ServiceAccounts bound to it (our annotation, one
+//! `imagePullSecrets` entry), through [`trim::service_account`]. It holds them in each form:
+//! alone, and in a reflector `Store`. A counting global allocator gives the heap bytes still
+//! held per object and how many allocations they are in; the estimate "with malloc overhead"
+//! adds 16 bytes per allocation (glibc's header and rounding, on average), closer to what the
+//! process's resident size pays. It prints figures and asserts nothing.
 
 use std::alloc::System;
 use std::sync::Arc;
 
 use acr_credential_controller::cluster::caches::trim;
 use acr_credential_controller::model::cached_secret::CachedSecret;
-use acr_credential_controller::model::secret;
+use acr_credential_controller::model::cached_service_account::CachedServiceAccount;
+use acr_credential_controller::model::{secret, service_accounts};
 use acr_credential_controller::sensitive::Sensitive;
 use base64::Engine;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::Resource;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::Event;
@@ -114,8 +117,37 @@ fn watched(i: usize, payload: &[u8]) -> Vec<u8> {
     serde_json::to_vec(&value).unwrap_or_default()
 }
 
+/// The watch's bytes of the `default` ServiceAccount in namespace number `i`, bound to the
+/// pull Secret (with the token Secret kube-controller-manager lists up to Kubernetes 1.23).
+fn watched_account(i: usize) -> Vec<u8> {
+    let value = json!({
+        "apiVersion": "v1", "kind": "ServiceAccount",
+        "metadata": {
+            "name": "default", "namespace": format!("bench-{i:05}"),
+            "uid": format!("7a2b3c4d-5e6f-4a7b-8c9d-{i:012}"),
+            "resourceVersion": format!("{}", 2_000_000 + i),
+            "creationTimestamp": "2026-12-04T12:00:00Z",
+            "annotations": {(service_accounts::ADDED_ANNOTATION): SECRET_NAME},
+            "managedFields": [{"manager": "acr-credential-controller", "operation": "Update",
+                "apiVersion": "v1", "time": "2026-12-04T12:00:00Z", "fieldsType": "FieldsV1",
+                "fieldsV1": {"f:imagePullSecrets": {}}}],
+        },
+        "secrets": [{"name": "default-token-abcde"}],
+        "imagePullSecrets": [{"name": SECRET_NAME}],
+    });
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+/// A ServiceAccount as the cache trims it.
+fn trimmed_account(bytes: &[u8]) -> Option<ServiceAccount> {
+    let mut s: ServiceAccount = serde_json::from_slice(bytes).ok()?;
+    s.meta_mut().managed_fields = None;
+    trim::service_account(&mut s);
+    Some(s)
+}
+
 /// A Secret as the cache trims it.
-fn trimmed(bytes: &[u8]) -> Option<Secret> {
+fn trimmed_secret(bytes: &[u8]) -> Option<Secret> {
     let mut s: Secret = serde_json::from_slice(bytes).ok()?;
     s.meta_mut().managed_fields = None;
     trim::secret(&mut s);
@@ -124,7 +156,12 @@ fn trimmed(bytes: &[u8]) -> Option<Secret> {
 
 /// The heap held for `inputs` as objects of form `K`: the objects alone (an `Arc` each), and
 /// a reflector store of them (its index included).
-fn measure<K>(name: &str, inputs: &[Vec<u8>], convert: fn(Secret) -> K) -> Held
+fn measure<T, K>(
+    name: &str,
+    inputs: &[Vec<u8>],
+    trimmed: fn(&[u8]) -> Option<T>,
+    convert: fn(T) -> K,
+) -> Held
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
@@ -146,7 +183,7 @@ where
     let (bytes, malloc, allocations) = alone.per(n);
     let (store_bytes, store_malloc, _) = in_store.per(n);
     println!(
-        "{name:<16} {bytes:>5} B/object (~{malloc:>5} B with malloc overhead, {allocations} allocations); \
+        "{name:<22} {bytes:>5} B/object (~{malloc:>5} B with malloc overhead, {allocations} allocations); \
          in a Store {store_bytes:>5} B (~{store_malloc:>5} B) [{} objects, size_of {} B]",
         store.state().len(),
         std::mem::size_of::<K>(),
@@ -161,13 +198,31 @@ fn main() {
         "{SECRETS} pull Secrets, dockerconfigjson {} bytes, as the cache holds them:",
         payload.len()
     );
-    let secret = measure::<Secret>("trimmed Secret", &inputs, |s| s);
-    let cached = measure::<CachedSecret>("CachedSecret", &inputs, CachedSecret::from);
-    let n = SECRETS as isize;
-    let saved = secret.bytes - cached.bytes;
-    let saved_malloc = saved + MALLOC_OVERHEAD * (secret.allocations - cached.allocations);
+    let secret = measure("trimmed Secret", &inputs, trimmed_secret, |s| s);
+    let cached = measure("CachedSecret", &inputs, trimmed_secret, CachedSecret::from);
+    saved("Secret", secret, cached);
+
+    let inputs: Vec<Vec<u8>> = (0..SECRETS).map(watched_account).collect();
     println!(
-        "saved per cached Secret: {} B (~{} B with malloc overhead); at 20,000 cached Secrets: {:.1} MiB (~{:.1} MiB)",
+        "{SECRETS} default ServiceAccounts bound to the pull Secret, as the cache holds them:"
+    );
+    let account = measure("trimmed ServiceAccount", &inputs, trimmed_account, |s| s);
+    let cached = measure(
+        "CachedServiceAccount",
+        &inputs,
+        trimmed_account,
+        CachedServiceAccount::from,
+    );
+    saved("ServiceAccount", account, cached);
+}
+
+/// Prints what the compact form saves per object, and at 20,000 objects.
+fn saved(kind: &str, api: Held, compact: Held) {
+    let n = SECRETS as isize;
+    let saved = api.bytes - compact.bytes;
+    let saved_malloc = saved + MALLOC_OVERHEAD * (api.allocations - compact.allocations);
+    println!(
+        "saved per cached {kind}: {} B (~{} B with malloc overhead); at 20,000 of them: {:.1} MiB (~{:.1} MiB)",
         saved / n,
         saved_malloc / n,
         (saved / n) as f64 * 20_000.0 / 1_048_576.0,

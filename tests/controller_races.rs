@@ -22,10 +22,11 @@ use acr_credential_controller::cluster::tokens::{CloudFetcher, TokenManager};
 use acr_credential_controller::cluster::written::Written;
 use acr_credential_controller::cluster::{Context, Stores};
 use acr_credential_controller::model::cached_secret::CachedSecret;
+use acr_credential_controller::model::cached_service_account::CachedServiceAccount;
 use acr_credential_controller::model::plan::SecretState;
 use acr_credential_controller::model::resolve::{Resolved, resolve};
 use controller_common::{Harness, SECRET_NAME, pull_secret_names, wait_sa};
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, store::Writer};
@@ -44,7 +45,7 @@ fn rig(h: &Harness) -> Rig {
     let (bindings, _binding_writer) = reflector::store::<AcrRegistryBinding>();
     let (policies, policy_writer) = reflector::store::<AcrCredentialPolicy>();
     let (namespaces, ns_writer) = reflector::store::<Namespace>();
-    let (service_accounts, _sa_writer) = reflector::store::<ServiceAccount>();
+    let (service_accounts, _sa_writer) = reflector::store::<CachedServiceAccount>();
     let (secrets, secret_writer) = reflector::store::<CachedSecret>();
     let written = Arc::new(Written::new(secrets.clone(), SECRET_NAME));
     let stores = Stores {
@@ -114,8 +115,12 @@ impl Rig {
     }
 }
 
-async fn default_sa(h: &Harness, ns: &str) -> Arc<ServiceAccount> {
-    Arc::new(wait_sa(&h.service_accounts(ns), "default", "present", |_| true).await)
+async fn default_sa(h: &Harness, ns: &str) -> Arc<CachedServiceAccount> {
+    Arc::new(
+        wait_sa(&h.service_accounts(ns), "default", "present", |_| true)
+            .await
+            .into(),
+    )
 }
 
 /// A user's own pull Secret under our name: no label of ours.

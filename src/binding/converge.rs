@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::{Resource, ResourceExt};
 use tracing::Instrument;
 
 use super::plan::{plan_namespace, service_accounts_by_namespace};
@@ -35,6 +35,7 @@ use crate::cluster::Context;
 use crate::cluster::budget::Lane;
 use crate::cluster::error::{Error, Result, is_status};
 use crate::cluster::wave::WaveItem;
+use crate::model::cached_service_account::CachedServiceAccount;
 use crate::model::plan::{self, NamespaceOutcome, NamespacePlan, SecretWrite};
 use crate::model::resolve::Resolved;
 use crate::model::secret::{is_ours, merge_into, needs_update};
@@ -143,7 +144,7 @@ pub async fn converge_namespace(
     ctx: &Context,
     namespace: &str,
     live: &[Resolved],
-    service_accounts: &[Arc<ServiceAccount>],
+    service_accounts: &[Arc<CachedServiceAccount>],
 ) -> Result<NamespaceOutcome> {
     converge_namespace_paced(ctx, namespace, live, service_accounts, Pacing::Now)
         .await
@@ -162,7 +163,7 @@ pub async fn converge_namespace_paced(
     ctx: &Context,
     namespace: &str,
     live: &[Resolved],
-    service_accounts: &[Arc<ServiceAccount>],
+    service_accounts: &[Arc<CachedServiceAccount>],
     pacing: Pacing,
 ) -> Result<Converged> {
     let _guard = ctx.namespace_lock(namespace).await;
@@ -247,7 +248,7 @@ async fn carry_out(
     ctx: &Context,
     namespace: &str,
     mut plan: NamespacePlan,
-    service_accounts: &[Arc<ServiceAccount>],
+    service_accounts: &[Arc<CachedServiceAccount>],
     lane: Lane,
 ) -> Result<NamespaceOutcome> {
     if let Some(write) = &plan.write {
@@ -378,7 +379,7 @@ async fn write_secret(
 async fn patch_service_account(
     ctx: &Context,
     api: &Api<ServiceAccount>,
-    cached: &ServiceAccount,
+    cached: &CachedServiceAccount,
     want: bool,
 ) -> Result<bool> {
     let secret = &ctx.config.secret_name;
@@ -387,7 +388,7 @@ async fn patch_service_account(
         ..PatchParams::default()
     };
     let name = cached
-        .metadata
+        .meta()
         .name
         .clone()
         .ok_or(Error::MissingField("metadata.name"))?;
@@ -400,12 +401,12 @@ async fn patch_service_account(
         match api.patch(&name, &params, &Patch::<()>::Json(patch)).await {
             Ok(_) => {
                 crate::metrics::write("ServiceAccount", "patch");
-                tracing::debug!(namespace = ?cached.metadata.namespace, serviceaccount = %name, want, attempt, "patched imagePullSecrets");
+                tracing::debug!(namespace = ?cached.meta().namespace, serviceaccount = %name, want, attempt, "patched imagePullSecrets");
                 return Ok(true);
             }
             Err(e) if is_status(&e, 404) => return Ok(false),
             Err(e) if is_status(&e, 409) || is_status(&e, 422) => match api.get_opt(&name).await? {
-                Some(fresh) => current = fresh,
+                Some(fresh) => current = fresh.into(),
                 None => return Ok(false),
             },
             Err(e) => return Err(e.into()),
@@ -413,7 +414,7 @@ async fn patch_service_account(
     }
     Err(Error::Contended {
         kind: "ServiceAccount",
-        namespace: cached.metadata.namespace.clone().unwrap_or_default(),
+        namespace: cached.meta().namespace.clone().unwrap_or_default(),
         name,
         attempts: MAX_SERVICE_ACCOUNT_ATTEMPTS,
     })

@@ -1,7 +1,7 @@
 //! The watch caches and their readiness.
 //!
 //! One reflector per watched kind (bindings, policies, namespaces, ServiceAccounts, our named
-//! Secrets, which it holds in a compact form: [`cache_as`]). Each stream passes through
+//! Secrets; the last two held in compact forms: [`cache_as`]). Each stream passes through
 //! [`track_lists`], which reports its first complete list to the one shared [`Readiness`] and
 //! every later re-list on a trigger channel, so the binding controller can reconcile everything
 //! after a watch gap (an object deleted during the gap leaves no event of its own). Each stream
@@ -206,9 +206,10 @@ where
     )
 }
 
-/// [`cache`], holding each trimmed object as `compact` turns it (the pull Secrets, as
-/// [`crate::model::cached_secret::CachedSecret`]): the store and the stream carry the compact
-/// form, and the API type lives only while one event is mapped.
+/// [`cache`], holding each trimmed object as `compact` turns it (the pull Secrets as
+/// [`crate::model::cached_secret::CachedSecret`], ServiceAccounts as
+/// [`crate::model::cached_service_account::CachedServiceAccount`]): the store and the stream
+/// carry the compact form, and the API type lives only while one event is mapped.
 pub fn cache_as<K, C>(
     api: Api<K>,
     config: watcher::Config,

@@ -34,6 +34,7 @@ use super::secret::{
     DOCKER_CONFIG_JSON, DOCKER_CONFIG_KEY, EXPIRES_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL,
     MANAGED_LABEL,
 };
+use super::service_accounts::ADDED_ANNOTATION;
 
 /// The apiVersion of the binding owner reference (`api::GROUP`/`api::VERSION`; a test checks
 /// it against the binding's own).
@@ -41,8 +42,8 @@ pub const BINDING_API_VERSION: &str = "acrcredentials.io/v1alpha1";
 /// The kind of the binding owner reference (a test checks it against the binding's own).
 pub const BINDING_KIND: &str = "AcrRegistryBinding";
 
-/// The strings every pull Secret repeats, held once.
-const KNOWN: [&str; 9] = [
+/// The strings every pull Secret (and every ServiceAccount bound to one) repeats, held once.
+const KNOWN: [&str; 10] = [
     MANAGED_LABEL,
     "true",
     MANAGED_BY_LABEL,
@@ -52,6 +53,7 @@ const KNOWN: [&str; 9] = [
     DOCKER_CONFIG_JSON,
     BINDING_API_VERSION,
     BINDING_KIND,
+    ADDED_ANNOTATION,
 ];
 
 /// A string of a cached Secret: one of the [`KNOWN`] constants, or its own copy.

@@ -22,7 +22,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
@@ -41,6 +41,7 @@ use crate::cluster::recorder::Recorder;
 use crate::cluster::tokens::{CloudFetcher, TokenFetcher, TokenManager};
 use crate::cluster::{CONTROLLER_NAME, Context, Leadership, Stores, gated_client};
 use crate::model::cached_secret::CachedSecret;
+use crate::model::cached_service_account::CachedServiceAccount;
 use crate::translator::{self, LegacyConfigMap};
 use crate::{binding, policy};
 use leader::{LeaseConfig, LeaseTimings};
@@ -207,7 +208,7 @@ pub async fn run_with(
         })
         .watches_stream(sa_stream.touched_objects(), {
             let m = m.clone();
-            move |sa: ServiceAccount| m.service_account(&sa)
+            move |sa: CachedServiceAccount| m.service_account(&sa)
         })
         .watches_stream(secret_stream.touched_objects(), {
             let m = m.clone();

@@ -17,6 +17,7 @@ use crate::cluster::caches::{self, Readiness};
 use crate::cluster::written::Written;
 use crate::cluster::{Context, Stores};
 use crate::model::cached_secret::CachedSecret;
+use crate::model::cached_service_account::CachedServiceAccount;
 use crate::model::selection;
 
 /// Bindings that may care about namespace `ns`, whose labels are `labels` (taken from the
@@ -74,7 +75,7 @@ impl Mappers {
         )
     }
 
-    pub fn service_account(&self, sa: &ServiceAccount) -> Vec<ObjectRef<AcrRegistryBinding>> {
+    pub fn service_account(&self, sa: &CachedServiceAccount) -> Vec<ObjectRef<AcrRegistryBinding>> {
         let s = &self.stores;
         match sa.namespace() {
             Some(ns) => bindings_for_namespace(
@@ -135,7 +136,7 @@ pub fn start_caches(
     impl futures::Stream<Item = WatchResult<AcrRegistryBinding>> + Send + use<>,
     impl futures::Stream<Item = WatchResult<AcrCredentialPolicy>> + Send + use<>,
     impl futures::Stream<Item = WatchResult<Namespace>> + Send + use<>,
-    impl futures::Stream<Item = WatchResult<ServiceAccount>> + Send + use<>,
+    impl futures::Stream<Item = WatchResult<CachedServiceAccount>> + Send + use<>,
     impl futures::Stream<Item = WatchResult<CachedSecret>> + Send + use<>,
 ) {
     let owned = || match &config.object_selector {
@@ -167,13 +168,14 @@ pub fn start_caches(
         relisted,
         caches::trim::namespace,
     );
-    let (service_accounts, sa_stream) = caches::cache::<ServiceAccount>(
+    let (service_accounts, sa_stream) = caches::cache_as::<ServiceAccount, CachedServiceAccount>(
         Api::all(client.clone()),
         all(),
         caches::kind::SERVICE_ACCOUNTS,
         readiness,
         relisted,
         caches::trim::service_account,
+        CachedServiceAccount::from,
     );
     let (secrets, secret_stream) = caches::cache_as::<Secret, CachedSecret>(
         Api::all(client.clone()),
@@ -278,7 +280,7 @@ pub fn namespace_touched(event: &watcher::Event<Namespace>) -> Option<String> {
 }
 
 /// A ServiceAccount created or changed touches its namespace (a deleted one needs nothing).
-pub fn service_account_touched(event: &watcher::Event<ServiceAccount>) -> Option<String> {
+pub fn service_account_touched(event: &watcher::Event<CachedServiceAccount>) -> Option<String> {
     match event {
         watcher::Event::Apply(sa) => sa.namespace(),
         _ => None,

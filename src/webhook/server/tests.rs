@@ -2,13 +2,13 @@
 
 use std::sync::Mutex;
 
-use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::runtime::reflector;
 use serde_json::{Value, json};
 
 use super::*;
 use crate::cluster::written::Written;
 use crate::model::cached_secret::CachedSecret;
+use crate::model::cached_service_account::CachedServiceAccount;
 use crate::webhook::certs::{self, CertTimings, ServingNames};
 use crate::webhook::review::tests::request;
 
@@ -40,7 +40,7 @@ fn handler(client: Client) -> Handler {
         bindings: reflector::store().0,
         policies: reflector::store().0,
         namespaces: reflector::store().0,
-        service_accounts: reflector::store::<ServiceAccount>().0,
+        service_accounts: reflector::store::<CachedServiceAccount>().0,
         secrets: secrets.clone(),
         written: Arc::new(Written::new(secrets, "acr-credentials")),
     };

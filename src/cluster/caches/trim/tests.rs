@@ -4,6 +4,7 @@ use serde_json::json;
 
 use super::*;
 use crate::model::cached_secret::CachedSecret;
+use crate::model::cached_service_account::CachedServiceAccount;
 use crate::model::secret::{
     Contribution, DOCKER_CONFIG_KEY, EXPIRES_ANNOTATION, MANAGED_LABEL, desired_secret, merge_into,
     owner_bindings,
@@ -102,14 +103,30 @@ fn a_trimmed_service_account_is_patched_exactly_as_its_whole_copy() {
             "{name}"
         );
         assert_eq!(recorded(&small), recorded(&whole), "{name}");
+        // The cache holds the trimmed copy compacted: it gives the trimmed copy back, and
+        // every patch is planned from it as from the whole.
+        let cached = CachedServiceAccount::from(small.clone());
+        assert_eq!(cached.to_service_account(), small, "{name}");
+        assert_eq!(cached.labels(), whole.labels(), "{name}");
+        assert_eq!(recorded(&cached), recorded(&whole), "{name}");
         for secret in ["acr-credentials", "theirs", "new"] {
             assert_eq!(is_bound(&small, secret), is_bound(&whole, secret), "{name}");
+            assert_eq!(
+                is_bound(&cached, secret),
+                is_bound(&whole, secret),
+                "{name}"
+            );
             for want in [true, false] {
                 let (a, b) = (plan(&small, secret, want), plan(&whole, secret, want));
                 assert_eq!(
                     serde_json::to_value(&a).unwrap(),
                     serde_json::to_value(&b).unwrap(),
                     "{name}, {secret}, want {want}"
+                );
+                assert_eq!(
+                    serde_json::to_value(plan(&cached, secret, want)).unwrap(),
+                    serde_json::to_value(&b).unwrap(),
+                    "{name}, {secret}, want {want}, cached"
                 );
                 patches += usize::from(b.is_some());
             }
