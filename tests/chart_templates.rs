@@ -243,8 +243,10 @@ fn service_account() -> Value {
 
 /// `sa` after the JSON patch the reconciler sends to bind (`want`) or unbind `secret`.
 fn patched_by_the_controller(sa: &Value, secret: &str, want: bool) -> Value {
+    use acr_credential_controller::model::cached_service_account::CachedServiceAccount;
     use acr_credential_controller::model::service_accounts;
-    let typed = serde_json::from_value(sa.clone()).unwrap();
+    // The reconciler plans from the watch cache's compact copy.
+    let typed: CachedServiceAccount = serde_json::from_value(sa.clone()).unwrap();
     let patch = service_accounts::plan(&typed, secret, want).expect("a patch to send");
     let mut after = sa.clone();
     json_patch::patch(&mut after, &patch).unwrap();

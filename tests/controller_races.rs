@@ -22,10 +22,12 @@ use acr_credential_controller::cluster::recorder::Recorder;
 use acr_credential_controller::cluster::tokens::{CloudFetcher, TokenManager};
 use acr_credential_controller::cluster::written::Written;
 use acr_credential_controller::cluster::{Context, Stores};
+use acr_credential_controller::model::cached_secret::CachedSecret;
+use acr_credential_controller::model::cached_service_account::CachedServiceAccount;
 use acr_credential_controller::model::plan::SecretState;
 use acr_credential_controller::model::resolve::{Resolved, resolve};
 use controller_common::{Harness, SECRET_NAME, pull_secret_names, wait_sa};
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, store::Writer};
@@ -34,7 +36,7 @@ use kube::runtime::watcher::Event;
 /// A controller context over caches the test controls.
 struct Rig {
     ctx: Context,
-    secrets: Writer<Secret>,
+    secrets: Writer<CachedSecret>,
     namespaces: Writer<Namespace>,
     policies: Writer<AcrCredentialPolicy>,
 }
@@ -44,8 +46,8 @@ fn rig(h: &Harness) -> Rig {
     let (bindings, _binding_writer) = reflector::store::<AcrRegistryBinding>();
     let (policies, policy_writer) = reflector::store::<AcrCredentialPolicy>();
     let (namespaces, ns_writer) = reflector::store::<Namespace>();
-    let (service_accounts, _sa_writer) = reflector::store::<ServiceAccount>();
-    let (secrets, secret_writer) = reflector::store::<Secret>();
+    let (service_accounts, _sa_writer) = reflector::store::<CachedServiceAccount>();
+    let (secrets, secret_writer) = reflector::store::<CachedSecret>();
     let written = Arc::new(Written::new(secrets.clone(), SECRET_NAME));
     let stores = Stores {
         bindings,
@@ -115,8 +117,12 @@ impl Rig {
     }
 }
 
-async fn default_sa(h: &Harness, ns: &str) -> Arc<ServiceAccount> {
-    Arc::new(wait_sa(&h.service_accounts(ns), "default", "present", |_| true).await)
+async fn default_sa(h: &Harness, ns: &str) -> Arc<CachedServiceAccount> {
+    Arc::new(
+        wait_sa(&h.service_accounts(ns), "default", "present", |_| true)
+            .await
+            .into(),
+    )
 }
 
 /// A user's own pull Secret under our name: no label of ours.
@@ -151,7 +157,8 @@ async fn a_secret_that_replaced_ours_is_not_deleted() {
         }))
         .unwrap();
         let ours = secrets.create(&PostParams::default(), &ours).await.unwrap();
-        rig.secrets.apply_watcher_event(&Event::Apply(ours.clone()));
+        rig.secrets
+            .apply_watcher_event(&Event::Apply(CachedSecret::from(ours.clone())));
 
         // Meanwhile, on the server, the user makes the name theirs.
         let theirs = match case {
@@ -191,7 +198,8 @@ async fn a_secret_that_replaced_ours_is_not_deleted() {
             .delete(SECRET_NAME, &DeleteParams::default())
             .await
             .unwrap();
-        rig.secrets.apply_watcher_event(&Event::Delete(theirs));
+        rig.secrets
+            .apply_watcher_event(&Event::Delete(CachedSecret::from(theirs)));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
 use tracing::Instrument;
 
 use super::plan::{plan_namespace, service_accounts_by_namespace};
@@ -36,6 +36,7 @@ use crate::cluster::Context;
 use crate::cluster::budget::Lane;
 use crate::cluster::error::{Error, Result, is_status};
 use crate::cluster::wave::WaveItem;
+use crate::model::cached_service_account::CachedServiceAccount;
 use crate::model::plan::{self, NamespaceOutcome, NamespacePlan, SecretWrite};
 use crate::model::resolve::Resolved;
 use crate::model::secret::{is_ours, merge_into, needs_update};
@@ -144,7 +145,7 @@ pub async fn converge_namespace(
     ctx: &Context,
     namespace: &str,
     live: &[Resolved],
-    service_accounts: &[Arc<ServiceAccount>],
+    service_accounts: &[Arc<CachedServiceAccount>],
 ) -> Result<NamespaceOutcome> {
     converge_namespace_paced(ctx, namespace, live, service_accounts, Pacing::Now)
         .await
@@ -163,7 +164,7 @@ pub async fn converge_namespace_paced(
     ctx: &Context,
     namespace: &str,
     live: &[Resolved],
-    service_accounts: &[Arc<ServiceAccount>],
+    service_accounts: &[Arc<CachedServiceAccount>],
     pacing: Pacing,
 ) -> Result<Converged> {
     let _guard = ctx.namespace_lock(namespace).await;
@@ -203,7 +204,7 @@ pub async fn converge_namespace_paced(
 /// The namespace's ServiceAccounts as we know them best, under its lock: each as the cache shows
 /// it now (a pass's list was taken at its start, which at 10,000 namespaces is a minute ago),
 /// or as our own patch returned it while the cache has not shown that yet.
-fn freshest(ctx: &Context, listed: &[Arc<ServiceAccount>]) -> Vec<Arc<ServiceAccount>> {
+fn freshest(ctx: &Context, listed: &[Arc<CachedServiceAccount>]) -> Vec<Arc<CachedServiceAccount>> {
     listed
         .iter()
         .map(|sa| {
@@ -267,7 +268,7 @@ async fn carry_out(
     ctx: &Context,
     namespace: &str,
     mut plan: NamespacePlan,
-    service_accounts: &[Arc<ServiceAccount>],
+    service_accounts: &[Arc<CachedServiceAccount>],
     lane: Lane,
 ) -> Result<NamespaceOutcome> {
     if let Some(write) = &plan.write {
@@ -398,7 +399,7 @@ async fn write_secret(
 async fn patch_service_account(
     ctx: &Context,
     api: &Api<ServiceAccount>,
-    cached: &ServiceAccount,
+    cached: &CachedServiceAccount,
     want: bool,
 ) -> Result<bool> {
     let secret = &ctx.config.secret_name;
@@ -407,14 +408,14 @@ async fn patch_service_account(
         ..PatchParams::default()
     };
     let name = cached
-        .metadata
+        .meta()
         .name
         .clone()
         .ok_or(Error::MissingField("metadata.name"))?;
     let mut current = cached.clone();
     // The versions this patch replaces: the one it was planned on, and those read after a
     // conflict (see `cluster::patched`).
-    let mut stale = vec![cached.metadata.resource_version.clone()];
+    let mut stale = vec![cached.meta().resource_version.clone()];
     for attempt in 1..=MAX_SERVICE_ACCOUNT_ATTEMPTS {
         let Some(patch) = service_accounts::plan(&current, secret, want) else {
             return Ok(false);
@@ -424,14 +425,14 @@ async fn patch_service_account(
             Ok(patched) => {
                 crate::metrics::write("ServiceAccount", "patch");
                 ctx.stores.patched.patched(stale, patched);
-                tracing::debug!(namespace = ?cached.metadata.namespace, serviceaccount = %name, want, attempt, "patched imagePullSecrets");
+                tracing::debug!(namespace = ?cached.meta().namespace, serviceaccount = %name, want, attempt, "patched imagePullSecrets");
                 return Ok(true);
             }
             Err(e) if is_status(&e, 404) => return Ok(false),
             Err(e) if is_status(&e, 409) || is_status(&e, 422) => match api.get_opt(&name).await? {
                 Some(fresh) => {
                     stale.push(fresh.metadata.resource_version.clone());
-                    current = fresh;
+                    current = fresh.into();
                 }
                 None => return Ok(false),
             },
@@ -440,7 +441,7 @@ async fn patch_service_account(
     }
     Err(Error::Contended {
         kind: "ServiceAccount",
-        namespace: cached.metadata.namespace.clone().unwrap_or_default(),
+        namespace: cached.meta().namespace.clone().unwrap_or_default(),
         name,
         attempts: MAX_SERVICE_ACCOUNT_ATTEMPTS,
     })

@@ -9,15 +9,15 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::ServiceAccount;
-use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
+use kube::{Resource, ResourceExt};
 
 use super::token::adopt_previous_token;
 use crate::cluster::Context;
+use crate::model::cached_service_account::CachedServiceAccount;
 use crate::model::plan::{self, NamespacePlan};
 use crate::model::resolve::Resolved;
-use crate::model::secret::{Contribution, is_ours, owner_bindings};
+use crate::model::secret::{Contribution, owner_bindings};
 use crate::model::selection::{NamespaceSelectionResult, namespace_usable, select_namespaces};
 
 /// The namespaces one reconcile of a binding converges.
@@ -44,24 +44,27 @@ pub fn targets(ctx: &Context, resolved: &Resolved) -> Targets {
     }
 }
 
-/// Namespaces whose cached Secret names the binding `binding_name` as an owner.
+/// Namespaces whose cached Secret names the binding `binding_name` as an owner (read from each
+/// Secret's compact form: this scans every cached Secret on every pass of every binding).
 pub fn namespaces_owned_by(ctx: &Context, binding_name: &str) -> BTreeSet<String> {
     ctx.stores
         .secrets
         .state()
         .iter()
-        .filter(|s| is_ours(s) && owner_bindings(s).contains(binding_name))
+        .filter(|s| s.is_ours() && s.owned_by_binding(binding_name))
         .filter_map(|s| s.namespace())
         .collect()
 }
 
 /// The cached ServiceAccounts grouped by namespace: one pass over the cache for a whole
 /// reconcile, instead of one per namespace (which made a reconcile quadratic in namespaces).
-pub fn service_accounts_by_namespace(ctx: &Context) -> HashMap<String, Vec<Arc<ServiceAccount>>> {
-    let mut by_namespace: HashMap<String, Vec<Arc<ServiceAccount>>> = HashMap::new();
+pub fn service_accounts_by_namespace(
+    ctx: &Context,
+) -> HashMap<String, Vec<Arc<CachedServiceAccount>>> {
+    let mut by_namespace: HashMap<String, Vec<Arc<CachedServiceAccount>>> = HashMap::new();
     for sa in ctx.stores.service_accounts.state() {
         // A key allocated per namespace, not per ServiceAccount.
-        let Some(ns) = sa.metadata.namespace.as_deref() else {
+        let Some(ns) = sa.meta().namespace.as_deref() else {
             continue;
         };
         match by_namespace.get_mut(ns) {
@@ -77,12 +80,12 @@ pub fn service_accounts_by_namespace(ctx: &Context) -> HashMap<String, Vec<Arc<S
 
 /// The cached ServiceAccounts of one namespace (a scan of the cache that allocates nothing
 /// per ServiceAccount: the namespace pass and the wave lane run it once per namespace).
-pub fn service_accounts_in(ctx: &Context, namespace: &str) -> Vec<Arc<ServiceAccount>> {
+pub fn service_accounts_in(ctx: &Context, namespace: &str) -> Vec<Arc<CachedServiceAccount>> {
     ctx.stores
         .service_accounts
         .state()
         .into_iter()
-        .filter(|sa| sa.metadata.namespace.as_deref() == Some(namespace))
+        .filter(|sa| sa.meta().namespace.as_deref() == Some(namespace))
         .collect()
 }
 
@@ -93,7 +96,7 @@ pub async fn plan_namespace(
     ctx: &Context,
     namespace: &str,
     live: &[Resolved],
-    service_accounts: &[Arc<ServiceAccount>],
+    service_accounts: &[Arc<CachedServiceAccount>],
 ) -> NamespacePlan {
     let existing = ctx.stores.secret(namespace);
     if plan::others_secret(existing.as_deref()) {

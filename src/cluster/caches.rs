@@ -1,11 +1,12 @@
 //! The watch caches and their readiness.
 //!
 //! One reflector per watched kind (bindings, policies, namespaces, ServiceAccounts, our named
-//! Secrets). Each stream passes through [`track_lists`], which reports its first complete list to
-//! the one shared [`Readiness`] and every later re-list on a trigger channel, so the binding
-//! controller can reconcile everything after a watch gap (an object deleted during the gap
-//! leaves no event of its own). Each stream is polled in its own `watch{cache=..}` span
-//! ([`in_span`]), so its lines say which watch they are about.
+//! Secrets; the last two held in compact forms: [`cache_as`]). Each stream passes through
+//! [`track_lists`], which reports its first complete list to the one shared [`Readiness`] and
+//! every later re-list on a trigger channel, so the binding controller can reconcile everything
+//! after a watch gap (an object deleted during the gap leaves no event of its own). Each stream
+//! is polled in its own `watch{cache=..}` span ([`in_span`]), so its lines say which watch they
+//! are about.
 //!
 //! Errors stop here. Each watch retries on its own [`WatchBackoff`]; an error passed on to a
 //! kube-runtime `Controller` would engage the controller's one backoff over *all* its trigger
@@ -194,7 +195,38 @@ pub fn cache<K>(
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let (store, writer) = reflector::store::<K>();
+    cache_as(
+        api,
+        config,
+        name,
+        readiness,
+        relisted,
+        trim,
+        std::convert::identity,
+    )
+}
+
+/// [`cache`], holding each trimmed object as `compact` turns it (the pull Secrets as
+/// [`crate::model::cached_secret::CachedSecret`], ServiceAccounts as
+/// [`crate::model::cached_service_account::CachedServiceAccount`]): the store and the stream
+/// carry the compact form, and the API type lives only while one event is mapped.
+pub fn cache_as<K, C>(
+    api: Api<K>,
+    config: watcher::Config,
+    name: &'static str,
+    readiness: &Readiness,
+    relisted: &mpsc::UnboundedSender<()>,
+    trim: fn(&mut K),
+    compact: fn(K) -> C,
+) -> (
+    Store<C>,
+    impl Stream<Item = Result<watcher::Event<C>, watcher::Error>> + Send + use<K, C>,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    C: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store::<C>();
     let stream = track_lists(
         reflector::reflector(
             writer,
@@ -203,13 +235,25 @@ where
                 .modify(move |o| {
                     o.meta_mut().managed_fields = None;
                     trim(o);
-                }),
+                })
+                .map(move |event| event.map(|e| map_event(e, compact))),
         ),
         name,
         readiness.clone(),
         relisted.clone(),
     );
     (store, in_span(stream, watch_span(name)))
+}
+
+/// `event` with its object, if any, turned by `f`.
+pub fn map_event<K, C>(event: watcher::Event<K>, f: impl FnOnce(K) -> C) -> watcher::Event<C> {
+    match event {
+        watcher::Event::Apply(o) => watcher::Event::Apply(f(o)),
+        watcher::Event::Delete(o) => watcher::Event::Delete(f(o)),
+        watcher::Event::InitApply(o) => watcher::Event::InitApply(f(o)),
+        watcher::Event::Init => watcher::Event::Init,
+        watcher::Event::InitDone => watcher::Event::InitDone,
+    }
 }
 
 /// The span every line a watch logs is in: `watch` with the cache's name. A root span: the

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Secret};
 use kube::Client;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::Store;
@@ -19,6 +19,8 @@ use super::wave::WaveQueue;
 use crate::api::{AcrCredentialPolicy, AcrRegistryBinding};
 use crate::cloud::clock::Clock;
 use crate::model::ResolveConfig;
+use crate::model::cached_secret::CachedSecret;
+use crate::model::cached_service_account::CachedServiceAccount;
 
 /// The name this controller reports Events and field ownership under.
 pub const CONTROLLER_NAME: &str = "acr-credential-controller";
@@ -50,9 +52,10 @@ pub struct Stores {
     pub bindings: Store<AcrRegistryBinding>,
     pub policies: Store<AcrCredentialPolicy>,
     pub namespaces: Store<Namespace>,
-    pub service_accounts: Store<ServiceAccount>,
-    /// Only Secrets named [`ReconcileConfig::secret_name`].
-    pub secrets: Store<Secret>,
+    /// In their compact form.
+    pub service_accounts: Store<CachedServiceAccount>,
+    /// Only Secrets named [`ReconcileConfig::secret_name`], in their compact form.
+    pub secrets: Store<CachedSecret>,
     /// Our writes of those Secrets that `secrets` has not shown yet.
     pub written: Arc<super::written::Written>,
     /// Our ServiceAccount patches that `service_accounts` has not shown yet.

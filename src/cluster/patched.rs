@@ -21,7 +21,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::Resource;
 use kube::runtime::watcher;
+
+use crate::model::cached_service_account::CachedServiceAccount;
 
 /// How long a patch may stay ahead of the cache before the cache is believed again.
 pub const MAX_AGE: Duration = Duration::from_secs(300);
@@ -29,22 +32,23 @@ pub const MAX_AGE: Duration = Duration::from_secs(300);
 /// A resourceVersion, `None` when an object has none.
 type Version = Option<String>;
 
-fn version(sa: &ServiceAccount) -> Version {
-    sa.metadata.resource_version.clone()
+fn version(sa: &CachedServiceAccount) -> Version {
+    sa.meta().resource_version.clone()
 }
 
 /// `namespace/name` of a ServiceAccount.
-fn key(sa: &ServiceAccount) -> Option<String> {
+fn key(sa: &CachedServiceAccount) -> Option<String> {
+    let meta = sa.meta();
     Some(format!(
         "{}/{}",
-        sa.metadata.namespace.as_deref()?,
-        sa.metadata.name.as_deref()?
+        meta.namespace.as_deref()?,
+        meta.name.as_deref()?
     ))
 }
 
 struct Entry {
-    /// The ServiceAccount as the patch returned it (trimmed as the cache trims).
-    patched: Arc<ServiceAccount>,
+    /// The ServiceAccount as the patch returned it (in the cache's form).
+    patched: Arc<CachedServiceAccount>,
     /// Versions older than ours: while the cache shows one of them, it lags.
     stale: Vec<Version>,
     at: Instant,
@@ -63,7 +67,7 @@ impl Patched {
 
     /// `cached` as we know it best: our patch of it while the cache has not shown it, else
     /// `cached` itself.
-    pub fn current(&self, cached: Arc<ServiceAccount>) -> Arc<ServiceAccount> {
+    pub fn current(&self, cached: Arc<CachedServiceAccount>) -> Arc<CachedServiceAccount> {
         let mut pending = self.lock();
         if pending.is_empty() {
             return cached;
@@ -84,8 +88,9 @@ impl Patched {
     /// Records a patch: `stale` are the versions it replaced (the one it was planned on, and
     /// those read after a conflict), `patched` what the API server returned.
     pub fn patched(&self, stale: Vec<Version>, mut patched: ServiceAccount) {
-        super::caches::trim::service_account(&mut patched);
         patched.metadata.managed_fields = None;
+        super::caches::trim::service_account(&mut patched);
+        let patched = CachedServiceAccount::from(patched);
         let Some(key) = key(&patched) else {
             return;
         };
@@ -103,7 +108,7 @@ impl Patched {
 
     /// Follows the cache's watch stream (after the cache has applied the event): forgets what
     /// the cache now shows. Returns whether the event is only the echo of our own patch.
-    pub fn follow(&self, event: &watcher::Event<ServiceAccount>) -> bool {
+    pub fn follow(&self, event: &watcher::Event<CachedServiceAccount>) -> bool {
         let mut pending = self.lock();
         if pending.is_empty() {
             return false;
@@ -172,28 +177,36 @@ mod tests {
         }
     }
 
+    fn cached(rv: &str, pulls: &[&str]) -> CachedServiceAccount {
+        sa(rv, pulls).into()
+    }
+
+    fn seen(sa: &CachedServiceAccount) -> Option<&str> {
+        sa.meta().resource_version.as_deref()
+    }
+
     #[test]
     fn a_lagging_cache_is_answered_with_our_patch_until_it_shows_it() {
         let p = Patched::default();
         p.patched(vec![Some("1".into())], sa("2", &["acr-credentials"]));
         // The cache still shows the version the patch was planned on.
-        let seen = p.current(Arc::new(sa("1", &[])));
-        assert_eq!(seen.metadata.resource_version.as_deref(), Some("2"));
+        let now = p.current(Arc::new(cached("1", &[])));
+        assert_eq!(seen(&now), Some("2"));
         // Its echo is ours and brings the cache up to date.
-        assert!(p.follow(&watcher::Event::Apply(sa("2", &["acr-credentials"]))));
+        assert!(p.follow(&watcher::Event::Apply(cached("2", &["acr-credentials"]))));
         assert!(p.is_empty());
-        let seen = p.current(Arc::new(sa("2", &["acr-credentials"])));
-        assert_eq!(seen.metadata.resource_version.as_deref(), Some("2"));
+        let now = p.current(Arc::new(cached("2", &["acr-credentials"])));
+        assert_eq!(seen(&now), Some("2"));
     }
 
     #[test]
     fn a_later_change_by_someone_else_is_no_echo_and_wins() {
         let p = Patched::default();
         p.patched(vec![Some("1".into())], sa("2", &["acr-credentials"]));
-        assert!(!p.follow(&watcher::Event::Apply(sa("3", &[]))));
+        assert!(!p.follow(&watcher::Event::Apply(cached("3", &[]))));
         assert!(p.is_empty());
-        let seen = p.current(Arc::new(sa("3", &[])));
-        assert_eq!(seen.metadata.resource_version.as_deref(), Some("3"));
+        let now = p.current(Arc::new(cached("3", &[])));
+        assert_eq!(seen(&now), Some("3"));
     }
 
     #[test]
@@ -203,10 +216,10 @@ mod tests {
             vec![Some("1".into()), Some("5".into())],
             sa("6", &["acr-credentials"]),
         );
-        assert!(!p.follow(&watcher::Event::Apply(sa("5", &[]))));
+        assert!(!p.follow(&watcher::Event::Apply(cached("5", &[]))));
         assert_eq!(p.len(), 1);
-        let seen = p.current(Arc::new(sa("5", &[])));
-        assert_eq!(seen.metadata.resource_version.as_deref(), Some("6"));
+        let now = p.current(Arc::new(cached("5", &[])));
+        assert_eq!(seen(&now), Some("6"));
     }
 
     #[test]
@@ -216,7 +229,7 @@ mod tests {
         assert!(!p.follow(&watcher::Event::InitDone));
         assert!(p.is_empty());
         p.patched(vec![Some("1".into())], sa("2", &["acr-credentials"]));
-        assert!(!p.follow(&watcher::Event::Delete(sa("2", &[]))));
+        assert!(!p.follow(&watcher::Event::Delete(cached("2", &[]))));
         assert!(p.is_empty());
     }
 }

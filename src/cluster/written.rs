@@ -26,6 +26,8 @@ use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
+use crate::model::cached_secret::CachedSecret;
+
 /// How long a write may stay ahead of the cache before the cache is believed again (a last
 /// resort: the cache shows a write within moments, or a re-list clears everything).
 pub const MAX_AGE: Duration = Duration::from_secs(300);
@@ -35,6 +37,11 @@ type Version = Option<String>;
 
 fn version(secret: Option<&Secret>) -> Version {
     secret.and_then(|s| s.metadata.resource_version.clone())
+}
+
+/// The version of a cached Secret.
+fn cached_version(secret: Option<&CachedSecret>) -> Version {
+    secret.and_then(|s| s.resource_version())
 }
 
 /// What we last did to a namespace's Secret, not yet seen in the cache.
@@ -63,13 +70,13 @@ impl Before {
 
 /// Our recent writes of the Secret named `name`, in front of its cache.
 pub struct Written {
-    cache: Store<Secret>,
+    cache: Store<CachedSecret>,
     name: String,
     pending: Mutex<HashMap<String, Entry>>,
 }
 
 impl Written {
-    pub fn new(cache: Store<Secret>, name: impl Into<String>) -> Self {
+    pub fn new(cache: Store<CachedSecret>, name: impl Into<String>) -> Self {
         Self {
             cache,
             name: name.into(),
@@ -78,18 +85,19 @@ impl Written {
     }
 
     /// The namespace's Secret as we know it best: our last write while the cache has not shown
-    /// it, else the cached copy.
+    /// it, else the cached copy (expanded from its compact form).
     pub fn current(&self, namespace: &str) -> Option<Arc<Secret>> {
         let cached = self
             .cache
             .get(&ObjectRef::new(&self.name).within(namespace));
+        let expand = |c: Option<Arc<CachedSecret>>| c.map(|c| Arc::new(c.to_secret()));
         let mut pending = self.lock();
         let Some(entry) = pending.get(namespace) else {
-            return cached;
+            return expand(cached);
         };
         if entry.at.elapsed() > MAX_AGE || caught_up(entry, cached.as_deref()) {
             pending.remove(namespace);
-            return cached;
+            return expand(cached);
         }
         entry.secret.clone()
     }
@@ -100,7 +108,7 @@ impl Written {
         let cached = self
             .cache
             .get(&ObjectRef::new(&self.name).within(namespace));
-        let mut stale = vec![version(cached.as_deref())];
+        let mut stale = vec![cached_version(cached.as_deref())];
         if let Some(entry) = self.lock().get(namespace) {
             stale.extend(entry.stale.iter().cloned());
             stale.push(version(entry.secret.as_deref()));
@@ -146,7 +154,7 @@ impl Written {
     /// Follows the cache's watch stream (after the cache has applied the event): forgets what
     /// the cache now shows. Returns whether the event is only the echo of our own write (the
     /// very version it returned): nothing the reconcilers need to look at again.
-    pub fn follow(&self, event: &watcher::Event<Secret>) -> bool {
+    pub fn follow(&self, event: &watcher::Event<CachedSecret>) -> bool {
         let mut pending = self.lock();
         if pending.is_empty() {
             return false;
@@ -161,7 +169,7 @@ impl Written {
                 };
                 let echo = entry.secret.as_deref().is_some_and(|ours| {
                     ours.metadata.resource_version.is_some()
-                        && ours.metadata.resource_version == s.metadata.resource_version
+                        && ours.metadata.resource_version == s.resource_version()
                 });
                 if caught_up(entry, Some(s)) {
                     pending.remove(&ns);
@@ -202,8 +210,8 @@ impl Written {
 }
 
 /// Whether `cached` shows the write or something later: none of the versions it replaced.
-fn caught_up(entry: &Entry, cached: Option<&Secret>) -> bool {
-    !entry.stale.contains(&version(cached))
+fn caught_up(entry: &Entry, cached: Option<&CachedSecret>) -> bool {
+    !entry.stale.contains(&cached_version(cached))
 }
 
 #[cfg(test)]

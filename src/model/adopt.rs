@@ -3,17 +3,18 @@
 //! when the binding's status (which tenants cannot write) proves the controller issued that
 //! token for this binding. Anything else is left alone and the cloud is asked.
 //!
-//! Pure over the watch caches; `binding::token` hands what it finds to the token manager.
+//! Pure over the watch caches, reading each cached Secret in its compact form (a scan over
+//! every Secret expands none); `binding::token` hands what it finds to the token manager.
 
 use jiff::SignedDuration;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Resource, ResourceExt};
 
+use super::cached_secret::CachedSecret;
 use super::resolve::Resolved;
-use super::secret::{DOCKER_CONFIG_KEY, EXPIRES_ANNOTATION, is_ours};
+use super::secret::{DOCKER_CONFIG_KEY, EXPIRES_ANNOTATION};
 use super::selection::namespace_usable;
-use crate::api::AcrRegistryBinding;
 use crate::cloud::registry::RegistryToken;
 use crate::sensitive::Sensitive;
 
@@ -44,7 +45,7 @@ pub fn token_digest(binding_uid: &str, username: &str, password: &str) -> String
 ///
 /// The token's expiry is the one the status records (see [`precise_expiry`]), never later.
 pub fn token_in_secrets(
-    secrets: &Store<Secret>,
+    secrets: &Store<CachedSecret>,
     namespaces: &Store<Namespace>,
     resolved: &Resolved,
 ) -> Option<RegistryToken> {
@@ -58,7 +59,7 @@ pub fn token_in_secrets(
         .unwrap_or_else(|| resolved.previous_domains.clone());
     let first = domains.first()?;
     secrets.state().iter().find_map(|s| {
-        if !is_ours(s) || !owned_by(s, resolved) || !selected_by(namespaces, s, resolved) {
+        if !s.is_ours() || !owned_by(s, resolved) || !selected_by(namespaces, s, resolved) {
             return None;
         }
         let (username, password) = auth_for(s, first)?;
@@ -74,12 +75,9 @@ pub fn token_in_secrets(
 /// The expiry to hold: the one the status records (`recorded`, whole seconds), or the Secret's
 /// expiry annotation when it is that same time to the fraction of a second (so the Secret the
 /// token is written back into does not change). A later annotation is never taken.
-fn precise_expiry(secret: &Secret, recorded: jiff::Timestamp) -> jiff::Timestamp {
+fn precise_expiry(secret: &CachedSecret, recorded: jiff::Timestamp) -> jiff::Timestamp {
     let annotated = secret
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(EXPIRES_ANNOTATION))
+        .annotation(EXPIRES_ANNOTATION)
         .and_then(|v| v.parse::<jiff::Timestamp>().ok());
     match annotated {
         Some(at)
@@ -92,19 +90,16 @@ fn precise_expiry(secret: &Secret, recorded: jiff::Timestamp) -> jiff::Timestamp
 }
 
 /// Whether a Secret's owner references name the binding `resolved` with its UID.
-fn owned_by(secret: &Secret, resolved: &Resolved) -> bool {
-    let kind = AcrRegistryBinding::kind(&());
+fn owned_by(secret: &CachedSecret, resolved: &Resolved) -> bool {
     !resolved.uid.is_empty()
         && secret
-            .metadata
-            .owner_references
+            .owner_references()
             .iter()
-            .flatten()
-            .any(|o| o.kind == kind && o.name == resolved.name && o.uid == resolved.uid)
+            .any(|o| o.is_binding() && *o.name == *resolved.name && *o.uid == *resolved.uid)
 }
 
 /// Whether the Secret's namespace exists, is not going away, and `resolved` selects it.
-fn selected_by(namespaces: &Store<Namespace>, secret: &Secret, resolved: &Resolved) -> bool {
+fn selected_by(namespaces: &Store<Namespace>, secret: &CachedSecret, resolved: &Resolved) -> bool {
     let Some(ns) = secret.namespace() else {
         return false;
     };
@@ -115,9 +110,8 @@ fn selected_by(namespaces: &Store<Namespace>, secret: &Secret, resolved: &Resolv
 }
 
 /// The username and password of `domain` in a Secret's dockerconfigjson.
-fn auth_for(secret: &Secret, domain: &str) -> Option<(String, String)> {
-    let bytes = &secret.data.as_ref()?.get(DOCKER_CONFIG_KEY)?.0;
-    let doc: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+fn auth_for(secret: &CachedSecret, domain: &str) -> Option<(String, String)> {
+    let doc: serde_json::Value = serde_json::from_slice(secret.data(DOCKER_CONFIG_KEY)?).ok()?;
     let auth = doc.get("auths")?.get(domain)?;
     Some((
         auth.get("username")?.as_str()?.to_owned(),

@@ -11,7 +11,11 @@
 //! - [`rotation`]: rotation on demand: the requests a binding carries and whether one is
 //!   pending against what its status records as handled.
 //! - [`secret`]: the dockerconfigjson Secret builder and change detection.
+//! - [`cached_secret`]: the compact form the watch cache keeps of a Secret, read without
+//!   expanding it back.
 //! - [`service_accounts`]: the version-checked `imagePullSecrets` patch of one ServiceAccount.
+//! - [`cached_service_account`]: the compact form the watch cache keeps of a ServiceAccount,
+//!   planned from directly.
 //! - [`plan`]: the whole plan of one namespace (Secret and ServiceAccounts) and its outcome.
 //! - [`wave`]: the renewal wave's pacing: which rewrites may wait, until when, their slots.
 //! - [`observe`]: folds one reconcile's namespace outcomes into the binding's view.
@@ -19,6 +23,8 @@
 //! - [`events`]: Event reasons, actions and the token Event's note.
 
 pub mod adopt;
+pub mod cached_secret;
+pub mod cached_service_account;
 pub mod events;
 pub mod observe;
 pub mod plan;

@@ -13,9 +13,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
-use kube::ResourceExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Resource, ResourceExt};
 
+use super::cached_service_account::CachedServiceAccount;
 use super::resolve::Resolved;
 use super::secret::{Contribution, desired_secret, is_ours, needs_update};
 use super::selection::service_account_selected;
@@ -80,7 +81,7 @@ pub struct SecretWrite {
 /// One ServiceAccount's part of the plan.
 #[derive(Clone, Debug)]
 pub struct ServiceAccountStep {
-    pub service_account: Arc<ServiceAccount>,
+    pub service_account: Arc<CachedServiceAccount>,
     /// Whether it should list our Secret.
     pub wanted: bool,
     /// The binding that asked for injection at creation and existed when this ServiceAccount
@@ -103,9 +104,9 @@ impl NamespacePlan {
         match wrote {
             // Ours now, or an entry someone else added and we leave alone.
             Some(_) if self.state != SecretState::OwnedByOthers => {
-                step.wanted || entry(sa, secret) == Entry::Others
+                step.wanted || entry(&**sa, secret) == Entry::Others
             }
-            _ => is_bound(sa, secret),
+            _ => is_bound(&**sa, secret),
         }
     }
 }
@@ -130,7 +131,7 @@ pub fn plan_namespace(
     existing: Option<Arc<Secret>>,
     selecting: &[&Resolved],
     contributions: &[Contribution],
-    service_accounts: &[Arc<ServiceAccount>],
+    service_accounts: &[Arc<CachedServiceAccount>],
 ) -> NamespacePlan {
     let contributors: BTreeSet<String> = contributions.iter().map(|c| c.binding.clone()).collect();
     let desired = desired_secret(secret_name, namespace, contributions);
@@ -144,7 +145,7 @@ pub fn plan_namespace(
             let selected_by =
                 |b: &&&Resolved| service_account_selected(&b.service_accounts, &name, sa.labels());
             let wanted = present
-                && sa.metadata.deletion_timestamp.is_none()
+                && sa.meta().deletion_timestamp.is_none()
                 && selecting.iter().any(|b| selected_by(&b));
             ServiceAccountStep {
                 service_account: sa.clone(),
@@ -174,7 +175,7 @@ pub fn plan_namespace(
 
 /// A same-named Secret that is not ours: leave it alone and bind no ServiceAccount to it; still
 /// remove entries we recorded earlier (no binding can want them).
-pub fn leave_others(service_accounts: &[Arc<ServiceAccount>]) -> NamespacePlan {
+pub fn leave_others(service_accounts: &[Arc<CachedServiceAccount>]) -> NamespacePlan {
     NamespacePlan {
         state: SecretState::OwnedByOthers,
         contributors: BTreeSet::new(),
@@ -211,8 +212,8 @@ pub fn plan_secret(exists: bool, desired: bool, selected: bool) -> SecretState {
 
 /// The binding whose injection at creation this ServiceAccount missed, if any (see
 /// [`ServiceAccountStep::missed_injection`]).
-fn missed_injection(sa: &ServiceAccount, selecting: &[&Resolved]) -> Option<String> {
-    let created = sa.metadata.creation_timestamp.as_ref().map(|t| t.0)?;
+fn missed_injection(sa: &CachedServiceAccount, selecting: &[&Resolved]) -> Option<String> {
+    let created = sa.meta().creation_timestamp.as_ref().map(|t| t.0)?;
     let name = sa.name_any();
     selecting
         .iter()

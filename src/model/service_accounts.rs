@@ -7,7 +7,9 @@
 //! and try again. Entries others added are never removed, reordered or duplicated. What we
 //! added is recorded in the [`ADDED_ANNOTATION`] annotation, so removal touches only that.
 //!
-//! [`plan`] is pure; `binding::converge` sends it to the API server, with retries.
+//! [`plan`] is pure; `binding::converge` sends it to the API server, with retries. It reads a
+//! ServiceAccount through [`Account`], so the same plan comes from the API type and from the
+//! compact form the watch cache holds (`super::cached_service_account`).
 
 use std::collections::BTreeSet;
 
@@ -24,12 +26,53 @@ pub const ADDED_ANNOTATION: &str = "acrcredentials.io/added-image-pull-secrets";
 /// How many times a patch is retried when the ServiceAccount changed under us.
 pub const MAX_ATTEMPTS: u32 = 8;
 
+/// What the `imagePullSecrets` patch reads of a ServiceAccount.
+pub trait Account {
+    /// `metadata.resourceVersion`, which the patch tests.
+    fn tested_version(&self) -> Option<&str>;
+    /// Whether `imagePullSecrets` is there (even empty).
+    fn lists_pull_secrets(&self) -> bool;
+    /// The names in `imagePullSecrets`, in order.
+    fn pull_secret_names(&self) -> impl DoubleEndedIterator<Item = &str> + ExactSizeIterator;
+    /// Whether `metadata.annotations` is there (even empty).
+    fn has_annotations(&self) -> bool;
+    /// The value of our [`ADDED_ANNOTATION`].
+    fn added_annotation(&self) -> Option<&str>;
+}
+
+impl Account for ServiceAccount {
+    fn tested_version(&self) -> Option<&str> {
+        self.metadata.resource_version.as_deref()
+    }
+
+    fn lists_pull_secrets(&self) -> bool {
+        self.image_pull_secrets.is_some()
+    }
+
+    fn pull_secret_names(&self) -> impl DoubleEndedIterator<Item = &str> + ExactSizeIterator {
+        self.image_pull_secrets
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|r| r.name.as_str())
+    }
+
+    fn has_annotations(&self) -> bool {
+        self.metadata.annotations.is_some()
+    }
+
+    fn added_annotation(&self) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()?
+            .get(ADDED_ANNOTATION)
+            .map(String::as_str)
+    }
+}
+
 /// Whether the ServiceAccount lists `secret` in imagePullSecrets.
-pub fn is_bound(sa: &ServiceAccount, secret: &str) -> bool {
-    sa.image_pull_secrets
-        .iter()
-        .flatten()
-        .any(|r| r.name == secret)
+pub fn is_bound(sa: &impl Account, secret: &str) -> bool {
+    sa.pull_secret_names().any(|n| n == secret)
 }
 
 /// Whether a ServiceAccount lists the pull Secret, and who added the entry.
@@ -45,7 +88,7 @@ pub enum Entry {
 }
 
 /// The entry `secret` of `sa`'s `imagePullSecrets`, and whose it is.
-pub fn entry(sa: &ServiceAccount, secret: &str) -> Entry {
+pub fn entry(sa: &impl Account, secret: &str) -> Entry {
     match (is_bound(sa, secret), recorded(sa).contains(secret)) {
         (false, _) => Entry::Absent,
         (true, true) => Entry::Ours,
@@ -54,12 +97,9 @@ pub fn entry(sa: &ServiceAccount, secret: &str) -> Entry {
 }
 
 /// The pull Secrets our annotation says we added.
-pub fn recorded(sa: &ServiceAccount) -> BTreeSet<String> {
-    sa.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ADDED_ANNOTATION))
-        .map(|v| parse_recorded(v))
+pub fn recorded(sa: &impl Account) -> BTreeSet<String> {
+    sa.added_annotation()
+        .map(parse_recorded)
         .unwrap_or_default()
 }
 
@@ -77,13 +117,9 @@ fn ptr(tokens: &[&str]) -> PointerBuf {
     PointerBuf::from_tokens(tokens.iter().copied())
 }
 
-fn annotation_ops(sa: &ServiceAccount, names: &BTreeSet<String>) -> Vec<PatchOperation> {
-    let has_annotations = sa.metadata.annotations.is_some();
-    let has_ours = sa
-        .metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(ADDED_ANNOTATION));
+fn annotation_ops(sa: &impl Account, names: &BTreeSet<String>) -> Vec<PatchOperation> {
+    let has_annotations = sa.has_annotations();
+    let has_ours = sa.added_annotation().is_some();
     if names.is_empty() {
         if has_ours {
             return vec![PatchOperation::Remove(RemoveOperation {
@@ -109,8 +145,8 @@ fn annotation_ops(sa: &ServiceAccount, names: &BTreeSet<String>) -> Vec<PatchOpe
 /// The JSON patch that makes `sa` reference `secret` (`want`) or drop the reference we added
 /// (`!want`); `None` when nothing is to be done. The patch starts with a `test` of the
 /// resourceVersion it was computed from.
-pub fn plan(sa: &ServiceAccount, secret: &str, want: bool) -> Option<JsonPatch> {
-    let rv = sa.metadata.resource_version.clone()?;
+pub fn plan(sa: &impl Account, secret: &str, want: bool) -> Option<JsonPatch> {
+    let rv = sa.tested_version()?.to_owned();
     let mut ours = recorded(sa);
     let listed = is_bound(sa, secret);
     let mut ops = vec![PatchOperation::Test(TestOperation {
@@ -121,16 +157,17 @@ pub fn plan(sa: &ServiceAccount, secret: &str, want: bool) -> Option<JsonPatch> 
         if listed {
             return None;
         }
-        match &sa.image_pull_secrets {
-            Some(_) => ops.push(PatchOperation::Add(AddOperation {
+        ops.push(PatchOperation::Add(if sa.lists_pull_secrets() {
+            AddOperation {
                 path: ptr(&["imagePullSecrets", "-"]),
                 value: json!({ "name": secret }),
-            })),
-            None => ops.push(PatchOperation::Add(AddOperation {
+            }
+        } else {
+            AddOperation {
                 path: ptr(&["imagePullSecrets"]),
                 value: json!([{ "name": secret }]),
-            })),
-        }
+            }
+        }));
         ours.insert(secret.to_owned());
         ops.extend(annotation_ops(sa, &ours));
     } else {
@@ -138,12 +175,7 @@ pub fn plan(sa: &ServiceAccount, secret: &str, want: bool) -> Option<JsonPatch> 
             return None;
         }
         // Remove the last entry with our name (the one we appended); others stay in order.
-        let index = sa
-            .image_pull_secrets
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .rposition(|r| r.name == secret);
+        let index = sa.pull_secret_names().rposition(|n| n == secret);
         if let Some(i) = index {
             let i = i.to_string();
             ops.push(PatchOperation::Remove(RemoveOperation {

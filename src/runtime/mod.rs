@@ -25,7 +25,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::Client;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
@@ -43,6 +43,8 @@ use crate::cluster::guard;
 use crate::cluster::recorder::Recorder;
 use crate::cluster::tokens::{CloudFetcher, TokenFetcher, TokenManager};
 use crate::cluster::{CONTROLLER_NAME, Context, Leadership, Stores, gated_client};
+use crate::model::cached_secret::CachedSecret;
+use crate::model::cached_service_account::CachedServiceAccount;
 use crate::translator::{self, LegacyConfigMap};
 use crate::{binding, policy};
 use leader::{LeaseConfig, LeaseTimings};
@@ -224,7 +226,7 @@ pub async fn run_with(
             .filter_map(ok)
             .map({
                 let m = m.clone();
-                move |sa: ServiceAccount| m.service_account(&sa)
+                move |sa: CachedServiceAccount| m.service_account(&sa)
             })
             .boxed(),
         secret_stream
@@ -232,7 +234,7 @@ pub async fn run_with(
             .filter_map(ok)
             .map({
                 let m = m.clone();
-                move |s: Secret| m.secret(&s)
+                move |s: CachedSecret| m.secret(&s)
             })
             .boxed(),
     ])

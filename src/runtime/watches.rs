@@ -17,7 +17,9 @@ use crate::cluster::caches::{self, Readiness};
 use crate::cluster::patched::Patched;
 use crate::cluster::written::Written;
 use crate::cluster::{Context, Stores};
-use crate::model::{secret, selection};
+use crate::model::cached_secret::CachedSecret;
+use crate::model::cached_service_account::CachedServiceAccount;
+use crate::model::selection;
 
 /// Bindings that may care about namespace `ns`, whose labels are `labels` (taken from the
 /// event's own object when there is one, so a namespace relabelled during a watch gap is judged
@@ -25,14 +27,14 @@ use crate::model::{secret, selection};
 /// policy's allowedNamespaces) and those owning our Secret there.
 fn bindings_for_namespace(
     bindings: &Store<AcrRegistryBinding>,
-    secrets: &Store<Secret>,
+    secrets: &Store<CachedSecret>,
     secret_name: &str,
     ns: &str,
     labels: &BTreeMap<String, String>,
 ) -> Vec<ObjectRef<AcrRegistryBinding>> {
     let owners = secrets
         .get(&ObjectRef::new(secret_name).within(ns))
-        .map(|s| secret::owner_bindings(&s))
+        .map(|s| s.owner_bindings())
         .unwrap_or_default();
     bindings
         .state()
@@ -74,7 +76,7 @@ impl Mappers {
         )
     }
 
-    pub fn service_account(&self, sa: &ServiceAccount) -> Vec<ObjectRef<AcrRegistryBinding>> {
+    pub fn service_account(&self, sa: &CachedServiceAccount) -> Vec<ObjectRef<AcrRegistryBinding>> {
         let s = &self.stores;
         match sa.namespace() {
             Some(ns) => bindings_for_namespace(
@@ -88,7 +90,7 @@ impl Mappers {
         }
     }
 
-    pub fn secret(&self, secret: &Secret) -> Vec<ObjectRef<AcrRegistryBinding>> {
+    pub fn secret(&self, secret: &CachedSecret) -> Vec<ObjectRef<AcrRegistryBinding>> {
         let s = &self.stores;
         let mut refs = match secret.namespace() {
             Some(ns) => bindings_for_namespace(
@@ -101,7 +103,8 @@ impl Mappers {
             None => Vec::new(),
         };
         refs.extend(
-            secret::owner_bindings(secret)
+            secret
+                .owner_bindings()
                 .into_iter()
                 .map(|o| ObjectRef::new(&o)),
         );
@@ -134,8 +137,8 @@ pub fn start_caches(
     impl futures::Stream<Item = WatchResult<AcrRegistryBinding>> + Send + use<>,
     impl futures::Stream<Item = WatchResult<AcrCredentialPolicy>> + Send + use<>,
     impl futures::Stream<Item = WatchResult<Namespace>> + Send + use<>,
-    impl futures::Stream<Item = WatchResult<ServiceAccount>> + Send + use<>,
-    impl futures::Stream<Item = WatchResult<Secret>> + Send + use<>,
+    impl futures::Stream<Item = WatchResult<CachedServiceAccount>> + Send + use<>,
+    impl futures::Stream<Item = WatchResult<CachedSecret>> + Send + use<>,
 ) {
     let owned = || match &config.object_selector {
         Some(selector) => watcher::Config::default().labels(selector),
@@ -166,21 +169,23 @@ pub fn start_caches(
         relisted,
         caches::trim::namespace,
     );
-    let (service_accounts, sa_stream) = caches::cache::<ServiceAccount>(
+    let (service_accounts, sa_stream) = caches::cache_as::<ServiceAccount, CachedServiceAccount>(
         Api::all(client.clone()),
         all(),
         caches::kind::SERVICE_ACCOUNTS,
         readiness,
         relisted,
         caches::trim::service_account,
+        CachedServiceAccount::from,
     );
-    let (secrets, secret_stream) = caches::cache::<Secret>(
+    let (secrets, secret_stream) = caches::cache_as::<Secret, CachedSecret>(
         Api::all(client.clone()),
         all().fields(&format!("metadata.name={}", config.secret_name)),
         caches::kind::SECRETS,
         readiness,
         relisted,
         caches::trim::secret,
+        CachedSecret::from,
     );
     let (written, secret_stream) = in_front_of(&secrets, &config.secret_name, secret_stream);
     let patched = Arc::new(Patched::default());
@@ -217,15 +222,15 @@ pub type WatchResult<K> = Result<watcher::Event<K>, watcher::Error>;
 /// controller nothing new, and a paced renewal wave would otherwise rerun the binding's whole
 /// pass after each of its rewrites.
 fn in_front_of<S>(
-    secrets: &Store<Secret>,
+    secrets: &Store<CachedSecret>,
     secret_name: &str,
     stream: S,
 ) -> (
     Arc<Written>,
-    impl futures::Stream<Item = WatchResult<Secret>> + Send + use<S>,
+    impl futures::Stream<Item = WatchResult<CachedSecret>> + Send + use<S>,
 )
 where
-    S: futures::Stream<Item = WatchResult<Secret>> + Send,
+    S: futures::Stream<Item = WatchResult<CachedSecret>> + Send,
 {
     let written = Arc::new(Written::new(secrets.clone(), secret_name));
     let observer = written.clone();
@@ -284,7 +289,7 @@ pub fn namespace_touched(event: &watcher::Event<Namespace>) -> Option<String> {
 }
 
 /// A ServiceAccount created or changed touches its namespace (a deleted one needs nothing).
-pub fn service_account_touched(event: &watcher::Event<ServiceAccount>) -> Option<String> {
+pub fn service_account_touched(event: &watcher::Event<CachedServiceAccount>) -> Option<String> {
     match event {
         watcher::Event::Apply(sa) => sa.namespace(),
         _ => None,
@@ -293,7 +298,7 @@ pub fn service_account_touched(event: &watcher::Event<ServiceAccount>) -> Option
 
 /// Our pull Secret changed or deleted by someone else (the echo of our own write was filtered
 /// out before) touches its namespace.
-pub fn secret_touched(event: &watcher::Event<Secret>) -> Option<String> {
+pub fn secret_touched(event: &watcher::Event<CachedSecret>) -> Option<String> {
     match event {
         watcher::Event::Apply(s) | watcher::Event::Delete(s) => s.namespace(),
         _ => None,

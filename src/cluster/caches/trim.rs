@@ -18,8 +18,11 @@
 //! whose first node has room for eleven entries, about 540 bytes however few it holds. Heap
 //! profiles of a fan-out over a few thousand namespaces put a namespace at about 1.2 KB, a
 //! ServiceAccount at 1.35 KB and our Secret at 3.8 KB (1 KB of it the token), map nodes roughly
-//! half of the rest. Cutting that further means caching a compact type of our own per kind
-//! instead of the API types, not trimming more here.
+//! half of the rest. So the Secret and ServiceAccount caches do not keep the trimmed API objects
+//! themselves but compact forms of them, [`crate::model::cached_secret::CachedSecret`] and
+//! [`crate::model::cached_service_account::CachedServiceAccount`], which give these trimmed
+//! copies back exactly (`benches/cache_bytes.rs` prints what each form costs). Namespaces, read
+//! by every selection path, are still cached as their trimmed API type.
 
 use std::collections::BTreeMap;
 
@@ -57,7 +60,8 @@ pub fn namespace(ns: &mut Namespace) {
 /// of `imagePullSecrets` and our annotation, never the whole object, so the rest goes: the
 /// token Secrets kube-controller-manager lists under `secrets` up to Kubernetes 1.23, UID,
 /// owners, and other annotations. An annotation map that held only others' keys stays, empty:
-/// the patch adds our key to an existing map, or the whole map when there is none.
+/// the patch adds our key to an existing map, or the whole map when there is none. The cache
+/// then holds the result as a `CachedServiceAccount`.
 pub fn service_account(sa: &mut ServiceAccount) {
     let meta = std::mem::take(&mut sa.metadata);
     let annotations = meta.annotations.map(|mut a| {
@@ -83,6 +87,7 @@ pub fn service_account(sa: &mut ServiceAccount) {
 /// annotations and owners others added, and after a restart the token is read back from them.
 /// Of a same-named Secret that is not ours only the metadata is kept (the controller leaves it
 /// alone, and never reads its data); if it becomes ours, its next watch event brings it whole.
+/// The cache then holds the result as a `CachedSecret`.
 pub fn secret(s: &mut Secret) {
     if !is_ours(s) {
         s.data = None;

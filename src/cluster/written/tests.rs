@@ -6,6 +6,7 @@ use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher::Event;
 
 use super::*;
+use crate::cluster::caches::map_event;
 
 fn secret(ns: &str, rv: &str, data: &str) -> Secret {
     Secret {
@@ -20,8 +21,8 @@ fn secret(ns: &str, rv: &str, data: &str) -> Secret {
     }
 }
 
-fn written() -> (Writer<Secret>, Written) {
-    let (store, writer) = reflector::store::<Secret>();
+fn written() -> (Writer<CachedSecret>, Written) {
+    let (store, writer) = reflector::store::<CachedSecret>();
     (writer, Written::new(store, "acr-credentials"))
 }
 
@@ -30,7 +31,8 @@ fn data(s: Option<Arc<Secret>>) -> Option<String> {
 }
 
 /// The cache applies an event, then the stream hands it on (as `.inspect` after the reflector).
-fn deliver(writer: &mut Writer<Secret>, written: &Written, event: Event<Secret>) {
+fn deliver(writer: &mut Writer<CachedSecret>, written: &Written, event: Event<Secret>) {
+    let event = map_event(event, CachedSecret::from);
     writer.apply_watcher_event(&event);
     written.follow(&event);
 }
@@ -182,7 +184,8 @@ fn a_version_read_after_a_conflict_is_older_than_the_write() {
 #[test]
 fn only_the_echo_of_our_own_write_is_told_apart() {
     let (mut writer, written) = written();
-    let mut deliver = |event| {
+    let mut deliver = |event: Event<Secret>| {
+        let event = map_event(event, CachedSecret::from);
         writer.apply_watcher_event(&event);
         written.follow(&event)
     };

@@ -106,10 +106,10 @@ fn namespace(name: &str) -> Namespace {
 }
 
 /// Fresh caches holding `secrets` and the namespaces `namespaces`.
-fn stores(secrets: &[Secret], namespaces: &[&str]) -> (Store<Secret>, Store<Namespace>) {
-    let (secret_store, mut secret_writer) = reflector::store::<Secret>();
+fn stores(secrets: &[Secret], namespaces: &[&str]) -> (Store<CachedSecret>, Store<Namespace>) {
+    let (secret_store, mut secret_writer) = reflector::store::<CachedSecret>();
     for s in secrets {
-        secret_writer.apply_watcher_event(&Event::Apply(s.clone()));
+        secret_writer.apply_watcher_event(&Event::Apply(s.clone().into()));
     }
     let (ns_store, mut ns_writer) = reflector::store::<Namespace>();
     for n in namespaces {

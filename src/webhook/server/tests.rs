@@ -2,12 +2,13 @@
 
 use std::sync::Mutex;
 
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use kube::runtime::reflector;
 use serde_json::{Value, json};
 
 use super::*;
 use crate::cluster::written::Written;
+use crate::model::cached_secret::CachedSecret;
+use crate::model::cached_service_account::CachedServiceAccount;
 use crate::webhook::certs::{self, CertTimings, ServingNames};
 use crate::webhook::review::tests::request;
 
@@ -34,12 +35,12 @@ fn recording_client() -> (Client, Arc<Mutex<Vec<String>>>) {
 
 /// A handler over empty caches that have all listed.
 fn handler(client: Client) -> Handler {
-    let secrets = reflector::store::<Secret>().0;
+    let secrets = reflector::store::<CachedSecret>().0;
     let stores = Stores {
         bindings: reflector::store().0,
         policies: reflector::store().0,
         namespaces: reflector::store().0,
-        service_accounts: reflector::store::<ServiceAccount>().0,
+        service_accounts: reflector::store::<CachedServiceAccount>().0,
         secrets: secrets.clone(),
         written: Arc::new(Written::new(secrets, "acr-credentials")),
         patched: Arc::default(),
