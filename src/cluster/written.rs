@@ -6,8 +6,11 @@
 //! namespaces the rerun starts while the cache lags by seconds, and would create again what it just created, or replace with a stale
 //! resourceVersion (a conflict, a re-read). So each write is remembered here, per namespace,
 //! until the cache has caught up with it, and [`Written::current`] answers with the freshest of
-//! the two. [`Written::observe`] also tells the echo of our own write apart, so that it triggers
-//! no reconcile.
+//! the two. [`Written::follow`] also tells the echo of our own write apart, so that it triggers
+//! no reconcile: the very version our write returned, or, while a write to the namespace is under
+//! way (its response not in yet: the watch event often comes first), any version of the Secret
+//! that is still ours (a same-named Secret someone else made theirs is news; a change of ours by
+//! someone else while we write makes our version-checked write conflict and re-read it).
 //!
 //! The cache has caught up once it shows any version other than those our write replaced: the
 //! version the cache held before the write, the versions we read or wrote on the way. Updates
@@ -54,11 +57,50 @@ struct Entry {
     at: Instant,
 }
 
-/// What a write replaces, noted before it is sent (under the namespace's lock).
+/// What a write replaces, noted before it is sent (under the namespace's lock). While it lives,
+/// the write is under way.
 #[derive(Debug)]
 pub struct Before {
     namespace: String,
     stale: Vec<Version>,
+    _under_way: UnderWay,
+}
+
+/// Writes under way, per namespace.
+type Flights = Arc<Mutex<HashMap<String, u32>>>;
+
+/// One write under way, from [`Written::before_write`] until its outcome is recorded or it
+/// failed.
+#[derive(Debug)]
+struct UnderWay {
+    flights: Flights,
+    namespace: String,
+}
+
+impl UnderWay {
+    fn new(flights: &Flights, namespace: &str) -> Self {
+        *lock(flights).entry(namespace.to_owned()).or_default() += 1;
+        Self {
+            flights: flights.clone(),
+            namespace: namespace.to_owned(),
+        }
+    }
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        let mut flights = lock(&self.flights);
+        if let Some(n) = flights.get_mut(&self.namespace) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                flights.remove(&self.namespace);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Before {
@@ -73,6 +115,7 @@ pub struct Written {
     cache: Store<CachedSecret>,
     name: String,
     pending: Mutex<HashMap<String, Entry>>,
+    under_way: Flights,
 }
 
 impl Written {
@@ -81,6 +124,7 @@ impl Written {
             cache,
             name: name.into(),
             pending: Mutex::new(HashMap::new()),
+            under_way: Flights::default(),
         }
     }
 
@@ -116,6 +160,7 @@ impl Written {
         Before {
             namespace: namespace.to_owned(),
             stale,
+            _under_way: UnderWay::new(&self.under_way, namespace),
         }
     }
 
@@ -132,7 +177,11 @@ impl Written {
     }
 
     fn record(&self, before: Before, secret: Option<Arc<Secret>>) {
-        let Before { namespace, stale } = before;
+        // The write stays under way until its entry is in (`before` drops at the end).
+        let Before {
+            namespace, stale, ..
+        } = &before;
+        let (namespace, stale) = (namespace.clone(), stale.clone());
         let namespace = namespace.as_str();
         let entry = Entry {
             secret,
@@ -155,6 +204,14 @@ impl Written {
     /// the cache now shows. Returns whether the event is only the echo of our own write (the
     /// very version it returned): nothing the reconcilers need to look at again.
     pub fn follow(&self, event: &watcher::Event<CachedSecret>) -> bool {
+        if let watcher::Event::Apply(s) = event
+            && s.is_ours()
+            && s.namespace()
+                .is_some_and(|ns| lock(&self.under_way).contains_key(&ns))
+        {
+            self.forget_shown(s);
+            return true;
+        }
         let mut pending = self.lock();
         if pending.is_empty() {
             return false;
@@ -191,8 +248,19 @@ impl Written {
         }
     }
 
+    /// Forgets an earlier write the cache now shows `s` past.
+    fn forget_shown(&self, s: &CachedSecret) {
+        let Some(ns) = s.namespace() else {
+            return;
+        };
+        let mut pending = self.lock();
+        if pending.get(&ns).is_some_and(|e| caught_up(e, Some(s))) {
+            pending.remove(&ns);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.pending)
     }
 }
 

@@ -197,3 +197,43 @@ fn only_the_echo_of_our_own_write_is_told_apart() {
     // Once the cache has shown it, a later change (someone else's) is not.
     assert!(!deliver(Event::Apply(secret("a", "12", "theirs"))));
 }
+
+/// Our Secret as a watch event shows it: labelled as ours.
+fn ours(ns: &str, rv: &str, data: &str) -> Secret {
+    let mut s = secret(ns, rv, data);
+    s.metadata.labels = Some(
+        [(
+            crate::model::secret::MANAGED_LABEL.to_owned(),
+            "true".to_owned(),
+        )]
+        .into(),
+    );
+    s
+}
+
+#[test]
+fn an_event_of_ours_that_comes_before_the_write_response_is_no_news() {
+    let (mut writer, written) = written();
+    let before = written.before_write("a");
+    // The watch shows our write before its response is in: the echo, whatever its version.
+    let event = map_event(Event::Apply(ours("a", "10", "ours")), CachedSecret::from);
+    writer.apply_watcher_event(&event);
+    assert!(written.follow(&event), "our own write's echo");
+    // A same-named Secret someone else made theirs is news, write under way or not.
+    let theirs = map_event(
+        Event::Apply(secret("a", "11", "theirs")),
+        CachedSecret::from,
+    );
+    assert!(!written.follow(&theirs));
+    written.wrote(before, ours("a", "10", "ours"));
+    // With the write done and its version shown, a later change of ours is news again.
+    let later = map_event(Event::Apply(ours("a", "12", "edited")), CachedSecret::from);
+    assert!(!written.follow(&later));
+    // A write that failed (its `Before` dropped) is no longer under way either.
+    drop(written.before_write("a"));
+    let again = map_event(
+        Event::Apply(ours("a", "13", "edited again")),
+        CachedSecret::from,
+    );
+    assert!(!written.follow(&again));
+}
