@@ -293,11 +293,7 @@ async fn restart_converges_without_duplicates_and_one_call_per_token() {
             "duplicate entry in {ns}"
         );
     }
-    let b = h.wait_ready(&name, "True", Duration::from_secs(30)).await;
-    assert_eq!(
-        b.status.unwrap().namespaces.unwrap().summary.as_deref(),
-        Some("2/2")
-    );
+    h.wait_summary(&name, "2/2", Duration::from_secs(30)).await;
     h.wait_ready(&other, "True", Duration::from_secs(30)).await;
     // The restarted controller adopted the still-valid tokens from its Secrets: no cloud call,
     // and the shared Secret was not rewritten; the new namespace got the same token.

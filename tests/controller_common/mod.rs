@@ -304,6 +304,39 @@ impl Harness {
         self.wait_ready_reason(name, status, None, timeout).await
     }
 
+    /// Waits until the binding is Ready and its status counts `summary` namespaces synced
+    /// (`"1/1"`): the binding's pass after a namespace change may follow the namespace pass by up
+    /// to the throttle's period.
+    pub async fn wait_summary(
+        &self,
+        name: &str,
+        summary: &str,
+        timeout: Duration,
+    ) -> AcrRegistryBinding {
+        let api = self.bindings();
+        let what = format!("binding {name} Ready with {summary} namespaces");
+        support::wait_until(timeout, &what, || {
+            let api = api.clone();
+            let name = name.to_owned();
+            let summary = summary.to_owned();
+            async move {
+                let b = api.get(&name).await.map_err(|e| e.to_string())?;
+                let status = b.status.as_ref();
+                let ready = status
+                    .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                    .is_some_and(|c| c.status == "True");
+                let seen = status
+                    .and_then(|s| s.namespaces.as_ref())
+                    .and_then(|n| n.summary.clone());
+                match ready && seen.as_deref() == Some(summary.as_str()) {
+                    true => Ok(b),
+                    false => Err(format!("ready {ready}, summary {seen:?}")),
+                }
+            }
+        })
+        .await
+    }
+
     /// Waits until the binding's Ready condition has `status` (and `reason`, when given: a
     /// degraded binding is Ready=True too, with another reason).
     pub async fn wait_ready_reason(
