@@ -421,6 +421,8 @@ async fn patch_service_account(
             return Ok(false);
         };
         ctx.budget.urgent();
+        let namespace = cached.meta().namespace.as_deref().unwrap_or_default();
+        let _under_way = ctx.stores.patched.under_way(namespace, &name);
         match api.patch(&name, &params, &Patch::<()>::Json(patch)).await {
             Ok(patched) => {
                 crate::metrics::write("ServiceAccount", "patch");

@@ -14,6 +14,9 @@
 //! for equality only. [`Patched::follow`] also tells the echo of our own patch apart (the very
 //! version the patch returned), so that it triggers nothing: it tells the controller nothing
 //! new, and at a fan-out each echo would otherwise rerun the binding's pass and the namespace's.
+//! While a patch is under way ([`Patched::under_way`]: its response not in yet, and the watch
+//! event often comes first), any event of that ServiceAccount is taken for its echo: a change by
+//! someone else meanwhile makes our version-checked patch fail and re-read it.
 //! A re-list clears everything; an entry older than [`MAX_AGE`] is dropped whatever happened.
 
 use std::collections::HashMap;
@@ -58,11 +61,47 @@ struct Entry {
 #[derive(Default)]
 pub struct Patched {
     pending: Mutex<HashMap<String, Entry>>,
+    /// Patches under way, per `namespace/name`.
+    under_way: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+/// One patch under way, until it is dropped.
+pub struct UnderWay {
+    flights: Arc<Mutex<HashMap<String, u32>>>,
+    key: String,
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = flights.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                flights.remove(&self.key);
+            }
+        }
+    }
 }
 
 impl Patched {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes a patch of ServiceAccount `name` in `namespace` under way until the guard drops
+    /// (after [`Patched::patched`] has recorded its outcome, or when it failed).
+    pub fn under_way(&self, namespace: &str, name: &str) -> UnderWay {
+        let key = format!("{namespace}/{name}");
+        *self
+            .under_way
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(key.clone())
+            .or_default() += 1;
+        UnderWay {
+            flights: self.under_way.clone(),
+            key,
+        }
     }
 
     /// `cached` as we know it best: our patch of it while the cache has not shown it, else
@@ -109,6 +148,23 @@ impl Patched {
     /// Follows the cache's watch stream (after the cache has applied the event): forgets what
     /// the cache now shows. Returns whether the event is only the echo of our own patch.
     pub fn follow(&self, event: &watcher::Event<CachedServiceAccount>) -> bool {
+        if let watcher::Event::Apply(sa) = event
+            && let Some(key) = key(sa)
+            && self
+                .under_way
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .contains_key(&key)
+        {
+            let mut pending = self.lock();
+            if pending
+                .get(&key)
+                .is_some_and(|e| !e.stale.contains(&version(sa)))
+            {
+                pending.remove(&key);
+            }
+            return true;
+        }
         let mut pending = self.lock();
         if pending.is_empty() {
             return false;
@@ -220,6 +276,19 @@ mod tests {
         assert_eq!(p.len(), 1);
         let now = p.current(Arc::new(cached("5", &[])));
         assert_eq!(seen(&now), Some("6"));
+    }
+
+    #[test]
+    fn an_event_that_comes_before_the_patch_response_is_its_echo() {
+        let p = Patched::default();
+        let flight = p.under_way("team-a", "default");
+        assert!(p.follow(&watcher::Event::Apply(cached("2", &["acr-credentials"]))));
+        p.patched(vec![Some("1".into())], sa("2", &["acr-credentials"]));
+        drop(flight);
+        // Done: a later change is news again, and so is one after a failed patch.
+        assert!(!p.follow(&watcher::Event::Apply(cached("3", &[]))));
+        drop(p.under_way("team-a", "default"));
+        assert!(!p.follow(&watcher::Event::Apply(cached("4", &[]))));
     }
 
     #[test]
