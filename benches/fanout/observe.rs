@@ -161,6 +161,16 @@ impl Observer {
         })
     }
 
+    /// When the first of `namespaces` got its Secret, if any has.
+    pub fn first_secret(&self, namespaces: &[String]) -> Option<Instant> {
+        self.with(|seen| {
+            namespaces
+                .iter()
+                .filter_map(|ns| seen.secrets.get(ns).map(|s| s.first))
+                .min()
+        })
+    }
+
     /// How many of `namespaces` have a Secret whose content changed after `since`.
     pub fn changed_since(&self, namespaces: &[String], since: Instant) -> usize {
         self.with(|seen| {
