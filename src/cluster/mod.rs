@@ -7,6 +7,8 @@
 //! - [`written`]: our pull Secret writes, in front of the Secret cache until it shows them.
 //! - [`patched`]: our ServiceAccount patches, in front of the ServiceAccount cache until it
 //!   shows them (and their echoes told apart).
+//! - [`flights`]: the writes under way, counted per key, for those two to tell an echo that
+//!   beats its write's response.
 //! - [`leadership`]: the write gate: whether this replica leads, and the client that refuses
 //!   writes while it does not.
 //! - [`recorder`]: the one Event writer (one Event per distinct note, repeats counted).
@@ -27,6 +29,7 @@ pub mod budget;
 pub mod caches;
 pub mod context;
 pub mod error;
+pub mod flights;
 pub mod guard;
 pub mod leadership;
 pub mod locks;

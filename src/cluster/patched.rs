@@ -27,6 +27,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Resource;
 use kube::runtime::watcher;
 
+use super::flights::{Flights, InFlight};
 use crate::model::cached_service_account::CachedServiceAccount;
 
 /// How long a patch may stay ahead of the cache before the cache is believed again.
@@ -62,25 +63,7 @@ struct Entry {
 pub struct Patched {
     pending: Mutex<HashMap<String, Entry>>,
     /// Patches under way, per `namespace/name`.
-    under_way: Arc<Mutex<HashMap<String, u32>>>,
-}
-
-/// One patch under way, until it is dropped.
-pub struct UnderWay {
-    flights: Arc<Mutex<HashMap<String, u32>>>,
-    key: String,
-}
-
-impl Drop for UnderWay {
-    fn drop(&mut self) {
-        let mut flights = self.flights.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = flights.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                flights.remove(&self.key);
-            }
-        }
-    }
+    under_way: Flights,
 }
 
 impl Patched {
@@ -90,18 +73,8 @@ impl Patched {
 
     /// Notes a patch of ServiceAccount `name` in `namespace` under way until the guard drops
     /// (after [`Patched::patched`] has recorded its outcome, or when it failed).
-    pub fn under_way(&self, namespace: &str, name: &str) -> UnderWay {
-        let key = format!("{namespace}/{name}");
-        *self
-            .under_way
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(key.clone())
-            .or_default() += 1;
-        UnderWay {
-            flights: self.under_way.clone(),
-            key,
-        }
+    pub fn under_way(&self, namespace: &str, name: &str) -> InFlight {
+        self.under_way.start(format!("{namespace}/{name}"))
     }
 
     /// `cached` as we know it best: our patch of it while the cache has not shown it, else
@@ -150,11 +123,7 @@ impl Patched {
     pub fn follow(&self, event: &watcher::Event<CachedServiceAccount>) -> bool {
         if let watcher::Event::Apply(sa) = event
             && let Some(key) = key(sa)
-            && self
-                .under_way
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .contains_key(&key)
+            && self.under_way.any(&key)
         {
             let mut pending = self.lock();
             if pending

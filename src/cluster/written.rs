@@ -29,6 +29,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
+use super::flights::{Flights, InFlight};
 use crate::model::cached_secret::CachedSecret;
 
 /// How long a write may stay ahead of the cache before the cache is believed again (a last
@@ -63,44 +64,7 @@ struct Entry {
 pub struct Before {
     namespace: String,
     stale: Vec<Version>,
-    _under_way: UnderWay,
-}
-
-/// Writes under way, per namespace.
-type Flights = Arc<Mutex<HashMap<String, u32>>>;
-
-/// One write under way, from [`Written::before_write`] until its outcome is recorded or it
-/// failed.
-#[derive(Debug)]
-struct UnderWay {
-    flights: Flights,
-    namespace: String,
-}
-
-impl UnderWay {
-    fn new(flights: &Flights, namespace: &str) -> Self {
-        *lock(flights).entry(namespace.to_owned()).or_default() += 1;
-        Self {
-            flights: flights.clone(),
-            namespace: namespace.to_owned(),
-        }
-    }
-}
-
-impl Drop for UnderWay {
-    fn drop(&mut self) {
-        let mut flights = lock(&self.flights);
-        if let Some(n) = flights.get_mut(&self.namespace) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                flights.remove(&self.namespace);
-            }
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    _under_way: InFlight,
 }
 
 impl Before {
@@ -115,6 +79,7 @@ pub struct Written {
     cache: Store<CachedSecret>,
     name: String,
     pending: Mutex<HashMap<String, Entry>>,
+    /// Writes under way, per namespace.
     under_way: Flights,
 }
 
@@ -160,7 +125,7 @@ impl Written {
         Before {
             namespace: namespace.to_owned(),
             stale,
-            _under_way: UnderWay::new(&self.under_way, namespace),
+            _under_way: self.under_way.start(namespace),
         }
     }
 
@@ -207,7 +172,7 @@ impl Written {
         if let watcher::Event::Apply(s) = event
             && s.is_ours()
             && s.namespace()
-                .is_some_and(|ns| lock(&self.under_way).contains_key(&ns))
+                .is_some_and(|ns| self.under_way.any(&ns))
         {
             self.forget_shown(s);
             return true;
@@ -260,7 +225,7 @@ impl Written {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
-        lock(&self.pending)
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
