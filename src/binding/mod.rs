@@ -62,18 +62,22 @@ pub async fn reconcile(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> R
             ctx.retries.succeeded(&retry_key(&*binding));
             return Ok(Action::await_change());
         }
-        finalizer::add(&api, &ctx.budget, &binding).await?;
-        apply(&binding, &ctx).await
+        apply(&api, &binding, &ctx).await
     });
     guard::leading(&ctx, "binding", work).await
 }
 
-/// Converges a live binding: one line per stage.
-async fn apply(binding: &AcrRegistryBinding, ctx: &Context) -> Result<Action> {
-    status::starting(ctx, binding).await?;
+/// Converges a live binding (adding the finalizer first): one line per stage.
+async fn apply(
+    api: &Api<AcrRegistryBinding>,
+    binding: &AcrRegistryBinding,
+    ctx: &Context,
+) -> Result<Action> {
     let resolved = match resolve::resolve_binding(ctx, binding) {
         Ok(r) => r,
         Err(blocker) => {
+            finalizer::add(api, &ctx.budget, binding).await?;
+            status::starting(ctx, binding).await?;
             status::blocked(ctx, binding, blocker).await?;
             // Spec and policy changes trigger sooner.
             ctx.retries.succeeded(&retry_key(binding));
@@ -81,20 +85,38 @@ async fn apply(binding: &AcrRegistryBinding, ctx: &Context) -> Result<Action> {
         }
     };
     let live = resolve::live_bindings(ctx);
+    // The finalizer, the `Reconciling` status and the token need nothing of one another: they
+    // go at once, since everything before the first Secret delays every namespace. The
+    // finalizer is on before any Secret is written.
+    let (finalized, started, token) = tokio::join!(
+        finalizer::add(api, &ctx.budget, binding),
+        status::starting(ctx, binding),
+        token::token(ctx, binding, &resolved, &live),
+    );
     let token::Token {
         outcome: token,
         rotation,
         rotated,
-    } = token::token(ctx, binding, &resolved, &live).await?;
+        event,
+    } = token?;
+    // The token's Event goes out while the namespaces converge, or before the pass fails.
+    let announce = token::announce(ctx, binding, event);
+    if let Err(e) = finalized.and(started) {
+        announce.await;
+        return Err(e);
+    }
     let targets = plan::targets(ctx, &resolved);
     // A rotation asked for now is written now; a renewal waits for its slot in the wave.
-    let (results, pace) = match rotated {
-        true => (
-            converge::converge_all(ctx, &live, targets.namespaces.clone()).await,
-            None,
-        ),
-        false => converge::converge_paced(ctx, &live, targets.namespaces.clone()).await,
+    let converged = async {
+        match rotated {
+            true => (
+                converge::converge_all(ctx, &live, targets.namespaces.clone()).await,
+                None,
+            ),
+            false => converge::converge_paced(ctx, &live, targets.namespaces.clone()).await,
+        }
     };
+    let ((results, pace), ()) = tokio::join!(converged, announce);
     let mut observed = observe::observe(
         binding,
         &resolved,

@@ -2,9 +2,9 @@
 //!
 //! Every status a binding reconcile writes is built by [`crate::model::status`] and sent here,
 //! by [`send`], only when it differs from the current one:
-//! - [`starting`], before the slow stages: a new generation says `Reconciling=True` and
-//!   `Ready=Unknown` at once (kstatus, Flux), before any cloud call, so the old generation's
-//!   `Ready=True` is not read as the new spec's;
+//! - [`starting`], alongside the token stage and before any Secret is written: a new
+//!   generation says `Reconciling=True` and `Ready=Unknown` at once (kstatus, Flux), without
+//!   waiting for the cloud, so the old generation's `Ready=True` is not read as the new spec's;
 //! - [`blocked`], when resolving stops the binding (invalid spec, missing or invalid policy),
 //!   with a Warning Event naming the blocker;
 //! - [`report`], at the end: the status the observation calls for, with a Warning Event when

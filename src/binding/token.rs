@@ -1,6 +1,6 @@
 //! Stage 2, token. Talks to the cloud: yes, through the token manager (only when a token is
 //! due, or a rotation is requested). Talks to the cluster: one Event, saying what the token
-//! manager did; and, only when the caches say a rotation request is pending, a fresh read of
+//! manager did ([`announce`], sent while the namespaces converge); and, only when the caches say a rotation request is pending, a fresh read of
 //! the binding and its policy.
 //!
 //! The binding's token is the held one, or a fresh one when due; after a restart, the one its
@@ -43,11 +43,13 @@ pub struct Token {
     pub rotation: Option<RotationStatus>,
     /// A rotation was asked for and answered in this pass: its rewrites are not paced.
     pub rotated: bool,
+    /// The Event saying what the token manager did, if anything: for [`announce`].
+    pub event: Option<Note>,
 }
 
 /// The token of `binding` (resolved as `resolved`), rotated first when a rotation request is
-/// pending, with an Event when something happened; first forgets the tokens no binding of
-/// `live` uses.
+/// pending, with the Event to publish when something happened; first forgets the tokens no
+/// binding of `live` uses.
 pub async fn token(
     ctx: &Context,
     binding: &AcrRegistryBinding,
@@ -89,6 +91,16 @@ pub async fn token(
             (outcome, rotation, event)
         }
     };
+    Ok(Token {
+        outcome,
+        rotation,
+        rotated,
+        event,
+    })
+}
+
+/// Publishes the token stage's Event about `binding`, if it has one.
+pub async fn announce(ctx: &Context, binding: &AcrRegistryBinding, event: Option<Note>) {
     if let Some(Note {
         type_,
         reason,
@@ -98,11 +110,6 @@ pub async fn token(
     {
         ctx.event(binding, type_, reason, action, note).await;
     }
-    Ok(Token {
-        outcome,
-        rotation,
-        rotated,
-    })
 }
 
 /// The rotation requests of `binding` and of its policy, and the status they are judged
