@@ -65,56 +65,16 @@ pub struct Observer {
 }
 
 impl Observer {
-    /// Starts the two watches (our Secrets by name, `default` ServiceAccounts) in the background.
-    pub fn start(client: &Client, secret_name: &str) -> Observer {
+    /// Starts the two watches (our Secrets by name, `default` ServiceAccounts) in the background,
+    /// and one more per name of `floor_secrets`, which records the same way into a record of its
+    /// own: the floor runs pay what watching their Secrets costs (the API server's encoding,
+    /// this process's decoding) as the fan-out does.
+    pub fn start(client: &Client, secret_name: &str, floor_secrets: &[&str]) -> Observer {
         let observer = Observer::default();
-        let secrets: Api<Secret> = Api::all(client.clone());
-        let config = watcher::Config::default().fields(&format!("metadata.name={secret_name}"));
-        let seen = observer.seen.clone();
-        tokio::spawn(async move {
-            let mut stream = watcher::watcher(secrets, config).boxed();
-            while let Some(event) = stream.next().await {
-                if let Ok(Event::Apply(s) | Event::InitApply(s)) = event {
-                    let now = Instant::now();
-                    let wall = jiff::Timestamp::now();
-                    let data = s
-                        .data
-                        .as_ref()
-                        .and_then(|d| d.get(".dockerconfigjson"))
-                        .map(|b| b.0.clone())
-                        .unwrap_or_default();
-                    let ns = s.namespace().unwrap_or_default();
-                    let uid = s.uid().unwrap_or_default();
-                    let written = s
-                        .metadata
-                        .managed_fields
-                        .iter()
-                        .flatten()
-                        .filter_map(|f| f.time.as_ref().map(|t| t.0))
-                        .max();
-                    let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
-                    let version = || Version {
-                        at: now,
-                        wall,
-                        written,
-                        password: password(&data),
-                    };
-                    let entry = seen.secrets.entry(ns).or_insert_with(|| SecretSeen {
-                        first: now,
-                        changed: now,
-                        data: data.clone(),
-                        uid: uid.clone(),
-                        versions: vec![version()],
-                    });
-                    if entry.data != data {
-                        entry.versions.push(version());
-                        entry.data = data;
-                        entry.changed = now;
-                    }
-                    entry.uid = uid;
-                }
-            }
-        });
+        watch_secrets(client, secret_name, observer.seen.clone());
+        for name in floor_secrets {
+            watch_secrets(client, name, Arc::default());
+        }
         let sas: Api<ServiceAccount> = Api::all(client.clone());
         let config = watcher::Config::default().fields("metadata.name=default");
         let seen = observer.seen.clone();
@@ -180,4 +140,54 @@ impl Observer {
                 .count()
         })
     }
+}
+
+/// Records, in `seen`, every version of each Secret named `name` as its watch brings it.
+fn watch_secrets(client: &Client, name: &str, seen: Arc<Mutex<Seen>>) {
+    let secrets: Api<Secret> = Api::all(client.clone());
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    tokio::spawn(async move {
+        let mut stream = watcher::watcher(secrets, config).boxed();
+        while let Some(event) = stream.next().await {
+            if let Ok(Event::Apply(s) | Event::InitApply(s)) = event {
+                let now = Instant::now();
+                let wall = jiff::Timestamp::now();
+                let data = s
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get(".dockerconfigjson"))
+                    .map(|b| b.0.clone())
+                    .unwrap_or_default();
+                let ns = s.namespace().unwrap_or_default();
+                let uid = s.uid().unwrap_or_default();
+                let written = s
+                    .metadata
+                    .managed_fields
+                    .iter()
+                    .flatten()
+                    .filter_map(|f| f.time.as_ref().map(|t| t.0))
+                    .max();
+                let mut seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+                let version = || Version {
+                    at: now,
+                    wall,
+                    written,
+                    password: password(&data),
+                };
+                let entry = seen.secrets.entry(ns).or_insert_with(|| SecretSeen {
+                    first: now,
+                    changed: now,
+                    data: data.clone(),
+                    uid: uid.clone(),
+                    versions: vec![version()],
+                });
+                if entry.data != data {
+                    entry.versions.push(version());
+                    entry.data = data;
+                    entry.changed = now;
+                }
+                entry.uid = uid;
+            }
+        }
+    });
 }

@@ -31,6 +31,15 @@ pub const APPLY_FLOOR_SECRET_NAME: &str = "acr-credentials-apply";
 pub const REPEAT_FLOOR_SECRET_NAME: &str = "acr-credentials-again";
 /// The floor's first run, writing the controller's exact objects.
 pub const LIKE_FLOOR_SECRET_NAME: &str = "acr-credentials-like";
+/// A reference run of the controller's exact objects whose Secrets the benchmark does not watch
+/// (it watches every other floor run's, as it watches the fan-out's): what watching costs.
+pub const UNWATCHED_FLOOR_SECRET_NAME: &str = "acr-credentials-unwatched";
+/// The floor runs' Secrets, watched by the benchmark as the fan-out's are.
+pub const WATCHED_FLOOR_SECRET_NAMES: [&str; 3] = [
+    LIKE_FLOOR_SECRET_NAME,
+    REPEAT_FLOOR_SECRET_NAME,
+    APPLY_FLOOR_SECRET_NAME,
+];
 const SYSTEM_NS: &str = "acc-bench-system";
 const UNRELATED_NS: &str = "acc-bench-unrelated";
 const LABEL: &str = "acc-bench";
