@@ -251,9 +251,7 @@ async fn main() {
     // The controller's objects once more, their Secrets unwatched by the benchmark: what its
     // watch costs the floor.
     log("reference: the controller's objects, unwatched");
-    let (unwatched_floor_time, _, _) = floors
-        .run(setup::UNWATCHED_FLOOR_SECRET_NAME, like())
-        .await;
+    let (unwatched_floor_time, _, _) = floors.run(setup::UNWATCHED_FLOOR_SECRET_NAME, like()).await;
 
     // 3. Steady state: nothing changes, nothing should be written.
     let mut overlaps = Vec::new();

@@ -171,8 +171,7 @@ impl Written {
     pub fn follow(&self, event: &watcher::Event<CachedSecret>) -> bool {
         if let watcher::Event::Apply(s) = event
             && s.is_ours()
-            && s.namespace()
-                .is_some_and(|ns| self.under_way.any(&ns))
+            && s.namespace().is_some_and(|ns| self.under_way.any(&ns))
         {
             self.forget_shown(s);
             return true;
