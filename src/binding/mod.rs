@@ -67,7 +67,9 @@ pub async fn reconcile(binding: Arc<AcrRegistryBinding>, ctx: Arc<Context>) -> R
     guard::leading(&ctx, "binding", work).await
 }
 
-/// Converges a live binding (adding the finalizer first): one line per stage.
+/// Converges a live binding, its finalizer added before any Secret is written: one line per
+/// stage. A rotation answered in a pass that then fails is answered again by the next one (at
+/// least once, as after a restart: see [`token`]).
 async fn apply(
     api: &Api<AcrRegistryBinding>,
     binding: &AcrRegistryBinding,

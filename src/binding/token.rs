@@ -1,7 +1,7 @@
 //! Stage 2, token. Talks to the cloud: yes, through the token manager (only when a token is
 //! due, or a rotation is requested). Talks to the cluster: one Event, saying what the token
-//! manager did ([`announce`], sent while the namespaces converge); and, only when the caches say a rotation request is pending, a fresh read of
-//! the binding and its policy.
+//! manager did ([`announce`], sent while the namespaces converge); and, only when the caches
+//! say a rotation request is pending, a fresh read of the binding and its policy.
 //!
 //! The binding's token is the held one, or a fresh one when due; after a restart, the one its
 //! pull Secrets hold is adopted first when the binding's status proves the controller issued it
